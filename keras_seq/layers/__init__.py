@@ -1,0 +1,1 @@
+"""Keras layers of keras_seq (recurrent, attention, Transformer blocks, sampled softmax)."""

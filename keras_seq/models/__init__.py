@@ -1,0 +1,1 @@
+"""Keras models of keras_seq; each implements `initial_state` / `step`."""

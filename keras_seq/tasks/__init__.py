@@ -1,0 +1,1 @@
+"""The jobs behind the `keras-seq` subcommands (train, generate/translate, evaluate, export)."""
