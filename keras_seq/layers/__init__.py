@@ -1,1 +1,3 @@
 """Keras layers of keras_seq (recurrent, attention, Transformer blocks, sampled softmax)."""
+
+from keras_seq.layers.recurrent import GRU, LSTM, SimpleRNN
