@@ -1,0 +1,436 @@
+"""Tests for the `keras-seq` command (keras_seq.cli) and run directories (keras_seq.runs)."""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from keras_seq import cli, runs
+from keras_seq.errors import InputError, KerasSeqError, RunDirError
+
+REPO = Path(__file__).resolve().parents[1]
+COMMANDS = ["train-lm", "generate", "train-translator", "translate", "evaluate", "export", "serve", "demo"]
+
+
+def _make_run(path, task, *, checkpoint=True):
+    run = runs.RunDir.create(path, {"task": task, "model": {}, "tokenizer": {}, "training": {}})
+    if checkpoint:
+        # The CLI only checks that trained weights exist; the task code loads them.
+        run.best_weights.write_bytes(b"weights")
+        run.last_weights.write_bytes(b"weights")
+    return run
+
+
+@pytest.fixture
+def lm_run(tmp_path):
+    return str(_make_run(tmp_path / "lm", "lm").path)
+
+
+@pytest.fixture
+def translator_run(tmp_path):
+    return str(_make_run(tmp_path / "translator", "translator").path)
+
+
+def _run_main(capsys, argv):
+    status = cli.main(argv)
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def _command():
+    exe = shutil.which("keras-seq")
+    return [exe] if exe else [sys.executable, "-m", "keras_seq.cli"]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+# ----------------------------------------------------------------------------
+# Help
+# ----------------------------------------------------------------------------
+
+
+def test_top_level_help_lists_every_command(capsys):
+    status, out, _ = _run_main(capsys, ["--help"])
+    assert status == 0
+    assert out.startswith("usage: keras-seq")
+    for command in COMMANDS:
+        assert command in out
+    assert "examples:" in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_of_every_subcommand(capsys, command):
+    status, out, err = _run_main(capsys, [command, "--help"])
+    assert status == 0 and err == ""
+    assert out.startswith(f"usage: keras-seq {command}")
+    assert "examples:" in out and f"keras-seq {command}" in out.split("examples:")[1]
+
+
+def test_training_flags_in_help(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # no line wrapping inside the words checked below
+    _, lm, _ = _run_main(capsys, ["train-lm", "--help"])
+    _, tr, _ = _run_main(capsys, ["train-translator", "--help"])
+    shared = [
+        "--data", "--run-dir", "--epochs", "--batch-size", "--max-minutes", "--seed", "--resume",
+        "--mixed-precision", "--strategy", "--optimizer", "--learning-rate", "--lr-schedule",
+        "--clipnorm", "--patience", "--jit", "--no-jit", "--sampled-softmax", "--model",
+    ]  # fmt: skip
+    for flag in shared:
+        assert flag in lm and flag in tr, flag
+    for flag in ["--tokenizer", "--vocab-size", "--min-frequency", "--seq-len", "--units", "--layers",
+                 "--embedding-dim", "--dropout", "--tie-embeddings"]:  # fmt: skip
+        assert flag in lm, flag
+    for flag in ["--max-length", "--cell", "--bidirectional", "--no-bidirectional", "--attention",
+                 "--input-feeding", "--teacher-forcing-ratio", "--max-pairs", "--reverse"]:  # fmt: skip
+        assert flag in tr, flag
+    assert "(default: bundled:anna-karenina)" in lm and "(default: bundled:fra-eng)" in tr
+    assert "(default: runs/lm)" in lm and "(default: runs/translator)" in tr
+
+
+# ----------------------------------------------------------------------------
+# Bad input: exit 2, one line naming the problem, no traceback
+# ----------------------------------------------------------------------------
+
+BAD_ARGUMENTS = [
+    (["generate", "{lm}", "hi", "--top-k", "0"], "--top-k: must be an integer >= 1, got '0'"),
+    (["generate", "{lm}", "hi", "--temperature", "0"], "--temperature: must be > 0, got '0'"),
+    (["generate", "{lm}", "hi", "--temperature", "-0.5"], "--temperature: must be > 0, got '-0.5'"),
+    (["generate", "{lm}", "hi", "--top-p", "0"], "--top-p: must be in (0, 1], got '0'"),
+    (["generate", "{lm}", "hi", "--top-p", "1.5"], "--top-p: must be in (0, 1], got '1.5'"),
+    (["generate", "{lm}", "hi", "--beam", "0"], "--beam: must be an integer >= 1, got '0'"),
+    (["generate", "{lm}", "hi", "--length", "0"], "--length: must be an integer >= 1, got '0'"),
+    (["generate", "{lm}", "hi", "--length", "ten"], "--length: expected an integer, got 'ten'"),
+    (["translate", "{tr}", "hi", "--beam", "0"], "--beam: must be an integer >= 1, got '0'"),
+    (["train-lm", "--epochs", "-1"], "--epochs: must be an integer >= 1, got '-1'"),
+    (["train-lm", "--epochs", "0"], "--epochs: must be an integer >= 1, got '0'"),
+    (["train-translator", "--batch-size", "-8"], "--batch-size: must be an integer >= 1, got '-8'"),
+    (["train-lm", "--max-minutes", "0"], "--max-minutes: must be > 0"),
+    (
+        ["train-lm", "--data", "bundled:war-and-peace"],
+        "unknown bundled data set 'war-and-peace' (available: ",
+    ),
+    (["train-translator", "--data", "{tmp}/missing.tsv"], "data file {tmp}/missing.tsv does not exist"),
+    (["train-lm", "--data", "{tmp}"], "data path {tmp} is a directory, not a file"),
+    (["train-lm", "--model", "lstmm"], "--model: invalid choice: 'lstmm'"),
+    (["train-translator", "--dropout", "1"], "--dropout: must be in [0, 1)"),
+    (["serve", "{tmp}", "--port", "70000"], "--port: must be a TCP port in 1..65535"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+]
+
+BAD_STATE = [
+    (["generate", "{tmp}/nowhere", "hi"], "run directory {tmp}/nowhere does not exist"),
+    (["generate", "{tmp}", "hi"], "{tmp} is not a keras-seq run directory (no config.json); train one with"),
+    (["evaluate", "{corrupt}"], "{corrupt}/config.json is corrupt (not valid JSON"),
+    (["export", "{untrained}"], "{untrained} has no checkpoint yet"),
+    (["generate", "{tr}", "hi"], "is a translator run, not a language-model run; use `keras-seq translate`"),
+    (["translate", "{lm}", "hi"], "is a language-model run, not a translator run; use `keras-seq generate`"),
+    (["generate", "{lm}", "hi", "--greedy", "--beam", "2"], "--greedy and --beam cannot be combined"),
+    (
+        ["generate", "{lm}", "hi", "--greedy", "--top-k", "5"],
+        "--top-k only apply to random sampling; drop --greedy",
+    ),
+    (
+        ["generate", "{lm}", "hi", "--beam", "2", "--num-samples", "3"],
+        "--num-samples (3) cannot exceed --beam (2)",
+    ),
+    (["translate", "{tr}", "hi", "--n-best", "6"], "--n-best (6) cannot exceed the beam size (5)"),
+    (
+        ["translate", "{tr}", "hi", "--input", "{tmp}/x.txt"],
+        "give sentences as TEXT arguments or with --input",
+    ),
+    (["translate", "{tr}", "--input", "{tmp}/x.txt"], "--input file {tmp}/x.txt does not exist"),
+    (["train-lm", "--run-dir", "{lm}"], "already holds a trained run; pass --resume to continue it"),
+    (["train-lm", "--resume", "--run-dir", "{tmp}/fresh"], "run directory {tmp}/fresh does not exist"),
+    (["train-lm", "--resume", "--run-dir", "{untrained_lm}"], "nothing to resume in {untrained_lm}"),
+    (
+        ["train-lm", "--resume", "--run-dir", "{tr}"],
+        "holds a translator run; resume it with `keras-seq train-translator",
+    ),
+    (["serve", "{tmp}/exported/none"], "export directory {tmp}/exported/none does not exist"),
+]
+
+
+@pytest.fixture
+def paths(tmp_path, lm_run, translator_run):
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text('{"task": "lm", ')
+    return {
+        "tmp": str(tmp_path),
+        "lm": lm_run,
+        "tr": translator_run,
+        "corrupt": str(corrupt),
+        "untrained": str(_make_run(tmp_path / "untrained", "translator", checkpoint=False).path),
+        "untrained_lm": str(_make_run(tmp_path / "untrained_lm", "lm", checkpoint=False).path),
+    }
+
+
+@pytest.mark.parametrize(
+    "argv, message", BAD_ARGUMENTS + BAD_STATE, ids=lambda v: " ".join(v) if isinstance(v, list) else None
+)
+def test_bad_input_is_one_line_exit_2(capsys, paths, argv, message):
+    argv = [a.format(**paths) for a in argv]
+    status, out, err = _run_main(capsys, argv)
+    assert status == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("keras-seq: error: ")
+    assert message.format(**paths) in lines[0]
+    assert "Traceback" not in err
+
+
+def test_bad_input_through_the_installed_command(tmp_path):
+    """A real process of the `keras-seq` entry point (or `python -m keras_seq.cli`)."""
+    cases = [
+        (["generate", str(tmp_path), "hello", "--top-k", "0"], "--top-k: must be an integer >= 1"),
+        (["generate", str(tmp_path), "hello"], "is not a keras-seq run directory (no config.json)"),
+        (["train-lm", "--data", "bundled:nope"], "unknown bundled data set 'nope'"),
+    ]
+    for argv, message in cases:
+        done = subprocess.run(_command() + argv, capture_output=True, text=True, env=_env(), timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stdout == ""
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith("keras-seq: error: ")
+        assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_help_and_errors_need_no_tensorflow():
+    code = (
+        "import sys, io, contextlib\n"
+        "from keras_seq.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['--help']) == 0\n"
+        "    assert main(['train-translator', '--help']) == 0\n"
+        "with contextlib.redirect_stderr(io.StringIO()):\n"
+        "    assert main(['generate', '/nonexistent-run', 'hi']) == 2\n"
+        "    assert main(['train-lm', '--epochs', '0']) == 2\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert time.monotonic() - start < 20  # TensorFlow alone takes longer than this to import here
+
+
+def test_debug_shows_the_traceback(capsys, tmp_path):
+    for argv in (["--debug", "generate", str(tmp_path), "hi"], ["generate", str(tmp_path), "hi", "--debug"]):
+        status, _, err = _run_main(capsys, argv)
+        assert status == 2
+        assert "Traceback" in err and "RunDirError" in err
+        assert err.strip().splitlines()[-1].startswith("keras-seq: error: ")
+
+
+def test_no_command_prints_help(capsys):
+    status, out, err = _run_main(capsys, [])
+    assert status == 2 and "usage: keras-seq" in err
+
+
+# ----------------------------------------------------------------------------
+# Resolution and dispatch
+# ----------------------------------------------------------------------------
+
+
+def test_train_args_and_target(tmp_path):
+    args, target = cli.prepare(
+        ["train-lm", "--run-dir", str(tmp_path / "run"), "--epochs", "3", "--no-jit", "--lr-schedule", "step",
+         "--tokenizer", "char", "--tie-embeddings", "--sampled-softmax", "64"]  # fmt: skip
+    )
+    assert target == ("keras_seq.tasks.lm", "train")
+    assert args.data == "bundled:anna-karenina" and args.model == "lstm"
+    assert (args.epochs, args.jit_compile, args.lr_schedule, args.tokenizer) == (3, False, "step", "char")
+    assert args.tie_embeddings is True and args.sampled_softmax == 64
+    assert args.batch_size is None and args.mixed_precision is None and args.resume is False
+    from keras_seq.training import TrainConfig
+
+    config = TrainConfig.from_namespace(args, epochs=20, optimizer="sgd")
+    assert (config.epochs, config.optimizer, config.jit_compile, config.lr_schedule) == (
+        3,
+        "sgd",
+        False,
+        "step",
+    )
+
+    args, target = cli.prepare(
+        ["train-translator", "--run-dir", str(tmp_path / "tr"), "--attention", "luong-general",
+         "--no-bidirectional", "--input-feeding", "--reverse", "--mixed-precision"]  # fmt: skip
+    )
+    assert target == ("keras_seq.tasks.translation", "train")
+    assert args.data == "bundled:fra-eng" and args.model == "rnn"
+    assert (args.attention, args.bidirectional, args.input_feeding, args.reverse) == (
+        "luong-general",
+        False,
+        True,
+        True,
+    )
+    assert args.mixed_precision is True and args.jit_compile is None
+
+
+def test_generate_and_translate_resolution(lm_run, translator_run, tmp_path, monkeypatch):
+    args, target = cli.prepare(["generate", lm_run, "Once upon", "--top-p", "0.9", "--seed", "7"])
+    assert target == ("keras_seq.tasks.lm", "generate")
+    assert (args.decoding, args.temperature, args.top_p, args.top_k, args.seed) == (
+        "sample",
+        1.0,
+        0.9,
+        None,
+        7,
+    )
+    assert args.run_config["task"] == "lm" and args.length == 200 and args.num_samples == 1
+    args, _ = cli.prepare(["generate", lm_run, "x", "--beam", "4", "--num-samples", "2"])
+    assert (args.decoding, args.beam) == ("beam", 4)
+
+    args, target = cli.prepare(["translate", translator_run, "I am cold.", "Hello"])
+    assert target == ("keras_seq.tasks.translation", "translate")
+    assert (args.decoding, args.beam, args.length_penalty, args.n_best) == ("beam", 5, 0.6, 1)
+    assert args.sentences == ["I am cold.", "Hello"]
+    args, _ = cli.prepare(["translate", translator_run, "x", "--greedy"])
+    assert (args.decoding, args.beam) == ("greedy", None)
+
+    source = tmp_path / "in.txt"
+    source.write_text("first\n\nthird\n", encoding="utf-8")
+    args, _ = cli.prepare(["translate", translator_run, "--input", str(source)])
+    assert args.sentences == ["first", "", "third"]  # blank lines kept: outputs align
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("from stdin\nsecond line\n"))
+    args, _ = cli.prepare(["translate", translator_run])
+    assert args.sentences == ["from stdin", "second line"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n  \n"))
+    with pytest.raises(InputError, match="no text to translate"):
+        cli.prepare(["translate", translator_run, "--input", "-"])
+
+
+def test_evaluate_and_export_pick_the_task_from_config(lm_run, translator_run, tmp_path, monkeypatch):
+    args, target = cli.prepare(["evaluate", translator_run, "--beam", "3"])
+    assert target == ("keras_seq.tasks.translation", "evaluate") and args.task == "translator"
+    assert (args.split, args.beam, args.data) == ("test", 3, None)
+    args, target = cli.prepare(["evaluate", lm_run, "--split", "valid"])
+    assert target == ("keras_seq.tasks.lm", "evaluate") and args.split == "valid"
+    monkeypatch.chdir(tmp_path)
+    args, target = cli.prepare(["export", lm_run, "--no-onnx"])
+    assert target == ("keras_seq.tasks.lm", "export")
+    assert (args.to, args.version, args.onnx) == (str(Path("exported") / "lm"), None, False)
+    args, target = cli.prepare(["export", translator_run, "--to", "exported/fra", "--version", "3"])
+    assert target == ("keras_seq.tasks.translation", "export")
+    assert (args.to, args.version, args.onnx) == ("exported/fra", 3, True)
+    args, target = cli.prepare(["serve", str(tmp_path), "--onnx", "--port", "9000"])
+    assert target == ("keras_seq.serving", "serve") and (args.host, args.port, args.onnx) == (
+        "127.0.0.1",
+        9000,
+        True,
+    )
+    args, target = cli.prepare(["demo", "--minutes", "2"])
+    assert target == ("keras_seq.tasks.demo", "run") and (args.minutes, args.run_dir) == (2.0, "runs/demo")
+
+
+def test_a_missing_task_is_reported_not_faked():
+    class Args:
+        command = "train-lm"
+
+    with pytest.raises(
+        KerasSeqError,
+        match=r"`keras-seq train-lm` is not available in this build \(keras_seq\.tasks\.nope is missing\)",
+    ):
+        cli._call_task("keras_seq.tasks.nope", "train", Args())
+    with pytest.raises(KerasSeqError, match=r"keras_seq\.runs\.train is missing"):
+        cli._call_task("keras_seq.runs", "train", Args())
+
+
+# ----------------------------------------------------------------------------
+# Run directories
+# ----------------------------------------------------------------------------
+
+
+def test_run_dir_layout_and_config(tmp_path):
+    config = {"task": "translator", "model": {"units": 8}, "tokenizer": {"type": "word"}, "training": {}}
+    run = runs.RunDir.create(tmp_path / "run", config)
+    for sub in ("vocab", "checkpoints", "logs"):
+        assert (run.path / sub).is_dir()
+    assert json.loads(run.config_path.read_text()) == config
+    assert runs.load_run_config(run.path) == config and run.task == "translator"
+    assert not list(run.path.glob(".tmp-*"))
+    with pytest.raises(RunDirError, match="has no checkpoint yet"):
+        run.checkpoint()
+    run.last_weights.write_bytes(b"w")
+    assert run.checkpoint() == run.last_weights  # best falls back to last
+    run.best_weights.write_bytes(b"w")
+    assert run.checkpoint() == run.best_weights and run.checkpoint("last") == run.last_weights
+    with pytest.raises(RunDirError, match="already holds a trained run"):
+        runs.RunDir.create(run.path, config)
+    runs.RunDir.create(run.path, config, overwrite=True)
+    assert not run.has_checkpoint()
+    with pytest.raises(ValueError, match="task"):
+        runs.RunDir.create(tmp_path / "other", {"model": {}})
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "is not a keras-seq run directory (no config.json)"),
+        ("{not json", "config.json is corrupt (not valid JSON"),
+        ("[1, 2]", "config.json is corrupt (expected a JSON object, got list)"),
+        ('{"task": "vision"}', "names no known task (task='vision'"),
+        (b"\xff\xfe", "cannot read"),
+    ],
+)
+def test_load_run_config_errors(tmp_path, content, message):
+    if isinstance(content, bytes):
+        (tmp_path / "config.json").write_bytes(content)
+    elif content is not None:
+        (tmp_path / "config.json").write_text(content)
+    with pytest.raises(RunDirError) as info:
+        runs.load_run_config(tmp_path)
+    assert message in str(info.value) and str(tmp_path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_run_dir_and_file_instead_of_dir(tmp_path):
+    with pytest.raises(RunDirError, match="does not exist"):
+        runs.load_run_config(tmp_path / "absent")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="it is a file"):
+        runs.load_run_config(tmp_path / "file")
+
+
+def test_prepare_run_dir(tmp_path):
+    config = {"task": "lm"}
+    with pytest.raises(RunDirError, match="does not exist"):
+        runs.prepare_run_dir(tmp_path / "run", config, resume=True)
+    run, used = runs.prepare_run_dir(tmp_path / "run", config)
+    assert used == config and run.config == config
+    with pytest.raises(RunDirError, match="nothing to resume"):
+        runs.prepare_run_dir(tmp_path / "run", config, resume=True)
+    run.last_weights.write_bytes(b"w")
+    run2, used = runs.prepare_run_dir(tmp_path / "run", {"task": "lm", "other": 1}, resume=True)
+    assert used == config  # the stored config wins when resuming
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "config.json"
+    runs.write_json_atomic(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with runs.atomic_write(target) as f:
+            f.write('{"a": 2, "half')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_bundled_names_match_the_data_module():
+    from keras_seq import data
+
+    assert cli.bundled_names() == sorted(data.BUNDLED_DATA)
