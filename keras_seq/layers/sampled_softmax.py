@@ -1,0 +1,410 @@
+"""Output projection trained with a sampled softmax, evaluated with the full one.
+
+`SampledSoftmax` owns the output projection of a sequence model (kernel
+`[d, V]`, bias `[V]`). Calling it gives full-softmax logits. During training its
+`loss` estimates the softmax cross-entropy from the true class plus
+`num_sampled` negatives shared across the batch, drawn from the log-uniform
+(Zipfian) distribution with the closed-form inverse CDF, so the whole training
+step compiles with XLA (`tf.nn.sampled_softmax_loss` cannot: its candidate
+sampler has no XLA kernel, TF issue 32240).
+
+How a model uses it with Keras `fit` (see `SampledSoftmax.model_outputs` and
+`SampledSoftmax.model_loss`):
+
+    class MyLM(keras.Model):
+        def __init__(self, vocab_size, sampled_softmax=0, **kwargs):
+            super().__init__(**kwargs)
+            ...
+            self.head = SampledSoftmax(vocab_size, num_sampled=sampled_softmax)
+
+        def call(self, inputs, training=None):
+            hidden = self.features(inputs, training=training)    # [B, T, d]
+            # hidden states when training with sampling, full logits otherwise
+            return self.head.model_outputs(hidden, training=training)
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                         training=True):
+            loss = self.head.model_loss(y, y_pred, sample_weight, training=training)
+            return loss + sum(self.losses) if self.losses else loss
+
+`fit` then trains on the sampled loss, while `evaluate`/`predict` (training=False)
+see full logits, so the loss `evaluate` reports is the full masked cross-entropy
+and `exp(loss)` the full perplexity.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_seq.layers.transformer import _large_negative
+
+_PACKAGE = "keras_seq"
+
+
+def masked_mean(values, mask=None):
+    """Mean of `values` over the entries where `mask` is nonzero (0 if none).
+
+    Args:
+        values: float tensor.
+        mask: optional tensor of `values`' shape (bool or float weights).
+
+    Returns:
+        A float32 scalar: `sum(values * mask) / sum(mask)`.
+    """
+    values = ops.cast(values, "float32")
+    if mask is None:
+        return ops.mean(values)
+    mask = ops.cast(mask, "float32")
+    return ops.divide_no_nan(ops.sum(values * mask), ops.sum(mask))
+
+
+def masked_sparse_cross_entropy(labels, logits, mask=None):
+    """Token-level softmax cross-entropy averaged over `mask`.
+
+    Args:
+        labels: int `[...]`.
+        logits: float `[..., V]`.
+        mask: optional bool/float `[...]`; the mean is over its nonzero entries.
+
+    Returns:
+        A float32 scalar.
+    """
+    losses = ops.sparse_categorical_crossentropy(
+        ops.cast(labels, "int32"), ops.cast(logits, "float32"), from_logits=True
+    )
+    return masked_mean(losses, mask)
+
+
+def log_uniform_probabilities(ids, vocab_size):
+    """Q(k) = log((k + 2) / (k + 1)) / log(V + 1), the log-uniform distribution.
+
+    This is the distribution of `tf.random.log_uniform_candidate_sampler`:
+    roughly Zipfian, for vocabularies sorted by decreasing frequency.
+    """
+    ids = ops.cast(ids, "float32")
+    return ops.log1p(1.0 / (ids + 1.0)) / math.log(vocab_size + 1.0)
+
+
+def log_uniform_sample(num_sampled, vocab_size, seed=None):
+    """Draws `num_sampled` ids (with replacement) from the log-uniform distribution.
+
+    Uses the inverse CDF: `u ~ U[0, 1)`, `id = floor(exp(u * log(V + 1))) - 1`,
+    which compiles with XLA (unlike `tf.random.log_uniform_candidate_sampler`).
+
+    Args:
+        num_sampled: int, number of draws.
+        vocab_size: int, V.
+        seed: a `keras.random.SeedGenerator`, an int, or None.
+
+    Returns:
+        int32 `[num_sampled]` in `[0, V)`.
+    """
+    u = keras.random.uniform((num_sampled,), dtype="float32", seed=seed)
+    ids = ops.floor(ops.exp(u * math.log(vocab_size + 1.0))) - 1.0
+    return ops.clip(ops.cast(ids, "int32"), 0, vocab_size - 1)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SampledSoftmax(keras.layers.Layer):
+    """Output projection with a sampled-softmax training loss.
+
+    `layer(hidden)` returns full logits `hidden @ kernel + bias` (float32). With
+    `num_sampled > 0`, `loss(..., training=True)` is the sampled-softmax loss:
+
+    - one set of `num_sampled` candidates per call, shared by every token of
+      the batch, drawn with replacement from the log-uniform distribution
+      `Q(k) = log((k+2)/(k+1)) / log(V+1)` (sort the vocabulary by decreasing
+      frequency; keras_seq's tokenizers put PAD/UNK/BOS/EOS first);
+    - each sampled logit is corrected by `-log(num_sampled * Q(k))`, its
+      expected count (logQ correction); the true class is always a candidate
+      (expected count 1, no correction), which makes the loss a consistent
+      estimate of the full cross-entropy as `num_sampled` grows;
+    - a sampled candidate equal to a token's own label is removed for that
+      token (accidental hit);
+    - loss = `logsumexp([s_y, s_j - log(m Q(j))]) - s_y` per token.
+
+    With `training=False` (evaluation) and with `num_sampled=0`, the loss is
+    the full softmax cross-entropy, so reported perplexities are full ones.
+    Only ops that XLA compiles are used (`jit_compile=True` works).
+
+    Args:
+        vocab_size: int, number of output classes V.
+        num_sampled: int, number of sampled negatives (0 = always full
+            softmax); must be smaller than `vocab_size`.
+        use_bias: whether the projection has a bias `[V]`.
+        remove_accidental_hits: whether to drop sampled candidates that equal
+            the token's label.
+        kernel_initializer, bias_initializer: initializers.
+        seed: int or None, seed of the candidate sampler.
+        tied_embedding: optional built-or-not `keras.layers.Embedding` (any layer
+            with `embeddings` `[V, d]`); the kernel is then its transpose and the
+            layer creates no kernel of its own. Not serialised: the model that
+            owns both layers re-creates the tie.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: float `[..., d]` hidden states.
+
+    Returns:
+        float32 logits `[..., V]`.
+
+    Example:
+
+    >>> head = SampledSoftmax(vocab_size=1000, num_sampled=64, seed=1)
+    >>> hidden = np.random.rand(2, 7, 16).astype("float32")
+    >>> labels = np.random.randint(1, 1000, (2, 7))
+    >>> head(hidden).shape
+    TensorShape([2, 7, 1000])
+    >>> float(head.loss(hidden, labels, training=True)) > 0   # sampled
+    True
+    """
+
+    def __init__(
+        self,
+        vocab_size,
+        num_sampled=0,
+        use_bias=True,
+        remove_accidental_hits=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        seed=None,
+        tied_embedding=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (("vocab_size", vocab_size), ("num_sampled", num_sampled)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"`{name}` must be an int, got {value!r}.")
+        if vocab_size < 2:
+            raise ValueError(f"`vocab_size` must be at least 2, got {vocab_size}.")
+        if num_sampled < 0:
+            raise ValueError(f"`num_sampled` must be >= 0, got {num_sampled}.")
+        if num_sampled >= vocab_size:
+            raise ValueError(
+                f"`num_sampled` ({num_sampled}) must be smaller than `vocab_size` "
+                f"({vocab_size}); use num_sampled=0 for the full softmax."
+            )
+        if tied_embedding is not None and not (
+            isinstance(tied_embedding, keras.layers.Embedding)
+            or hasattr(tied_embedding, "embeddings")
+        ):
+            raise TypeError(
+                "`tied_embedding` must be a keras.layers.Embedding, got "
+                f"{type(tied_embedding).__name__}."
+            )
+        self.vocab_size = int(vocab_size)
+        self.num_sampled = int(num_sampled)
+        self.use_bias = bool(use_bias)
+        self.remove_accidental_hits = bool(remove_accidental_hits)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # A closure, not an attribute holding the layer: Keras would track the
+        # embedding twice (here and in its owner) and save its weights twice.
+        self._tied_embeddings = (
+            None if tied_embedding is None else (lambda: tied_embedding.embeddings)
+        )
+        self.kernel = None
+        self.bias = None
+
+    @property
+    def tied(self):
+        """Whether the kernel is the transpose of a tied embedding table."""
+        return self._tied_embeddings is not None
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError("The last dimension of the hidden states must be static.")
+        if not self.tied:
+            self.kernel = self.add_weight(
+                name="kernel",
+                shape=(input_dim, self.vocab_size),
+                initializer=self.kernel_initializer,
+            )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias", shape=(self.vocab_size,), initializer=self.bias_initializer
+            )
+        self.built = True
+
+    # -- weights -------------------------------------------------------------
+
+    def _check_built(self):
+        if not self.built:
+            raise ValueError(
+                f"{self.name} is not built; call it on hidden states first."
+            )
+
+    def full_kernel(self):
+        """The projection kernel `[d, V]` in the compute dtype."""
+        self._check_built()
+        if self.tied:
+            embeddings = self._tied_embeddings()
+            if tuple(embeddings.shape)[0] != self.vocab_size:
+                raise ValueError(
+                    f"{self.name}: tied embeddings have {embeddings.shape[0]} rows, "
+                    f"expected vocab_size={self.vocab_size}."
+                )
+            return ops.transpose(ops.cast(embeddings, self.compute_dtype))
+        return ops.cast(self.kernel, self.compute_dtype)
+
+    def _rows(self, ids):
+        """The output weights `[n, d]` of the classes `ids` `[n]`."""
+        if self.tied:
+            return ops.take(ops.cast(self._tied_embeddings(), self.compute_dtype), ids, axis=0)
+        return ops.transpose(ops.take(ops.cast(self.kernel, self.compute_dtype), ids, axis=1))
+
+    def _biases(self, ids):
+        if self.bias is None:
+            return ops.zeros(ops.shape(ids), "float32")
+        return ops.take(ops.cast(self.bias, "float32"), ids, axis=0)
+
+    # -- outputs ---------------------------------------------------------------
+
+    def call(self, inputs):
+        logits = ops.matmul(ops.cast(inputs, self.compute_dtype), self.full_kernel())
+        logits = ops.cast(logits, "float32")
+        if self.bias is not None:
+            logits = logits + ops.cast(self.bias, "float32")
+        return logits
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.vocab_size,)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(
+            tuple(inputs.shape[:-1]) + (self.vocab_size,), dtype="float32"
+        )
+
+    def sample_candidates(self):
+        """One draw of `num_sampled` candidate ids int32 `[num_sampled]`."""
+        return log_uniform_sample(self.num_sampled, self.vocab_size, self.seed_generator)
+
+    def expected_counts(self, ids):
+        """Expected number of times each id appears among the samples, float32."""
+        return self.num_sampled * log_uniform_probabilities(ids, self.vocab_size)
+
+    # -- losses ----------------------------------------------------------------
+
+    def full_token_loss(self, hidden, labels):
+        """Full softmax cross-entropy per token, float32 of `labels`' shape."""
+        self._check_built()
+        return ops.sparse_categorical_crossentropy(
+            ops.cast(labels, "int32"), self.call(hidden), from_logits=True
+        )
+
+    def sampled_token_loss(self, hidden, labels, candidates=None):
+        """Sampled-softmax loss per token, float32 of `labels`' shape.
+
+        Args:
+            hidden: float `[..., d]`.
+            labels: int `[...]`.
+            candidates: optional int `[num_sampled]`; drawn with
+                `sample_candidates()` when None.
+        """
+        self._check_built()
+        if self.num_sampled == 0:
+            raise ValueError(f"{self.name} was built with num_sampled=0.")
+        if candidates is None:
+            candidates = self.sample_candidates()
+        candidates = ops.cast(candidates, "int32")
+        labels = ops.cast(labels, "int32")
+        depth = hidden.shape[-1]
+        flat_hidden = ops.reshape(ops.cast(hidden, self.compute_dtype), (-1, depth))
+        flat_labels = ops.reshape(labels, (-1,))
+
+        # True logits s_y: [n].
+        true_logits = ops.sum(
+            ops.cast(flat_hidden * self._rows(flat_labels), "float32"), axis=-1
+        ) + self._biases(flat_labels)
+        # Sampled logits s_j - log(m Q(j)): [n, m], negatives shared by all rows.
+        sampled_logits = ops.cast(
+            ops.matmul(flat_hidden, ops.transpose(self._rows(candidates))), "float32"
+        )
+        sampled_logits = sampled_logits + self._biases(candidates)[None, :]
+        sampled_logits = sampled_logits - ops.log(self.expected_counts(candidates))[None, :]
+        if self.remove_accidental_hits:
+            hits = ops.equal(flat_labels[:, None], candidates[None, :])
+            sampled_logits = ops.where(hits, _large_negative("float32"), sampled_logits)
+        logits = ops.concatenate([true_logits[:, None], sampled_logits], axis=-1)
+        losses = ops.logsumexp(logits, axis=-1) - true_logits
+        return ops.reshape(losses, ops.shape(labels))
+
+    def loss(self, hidden, labels, mask=None, training=False):
+        """Masked mean loss: sampled when `training` and `num_sampled > 0`, else full.
+
+        Args:
+            hidden: float `[..., d]` hidden states.
+            labels: int `[...]`.
+            mask: optional bool/float `[...]` (e.g. `labels != 0`).
+            training: Python bool.
+
+        Returns:
+            A float32 scalar.
+        """
+        if training and self.num_sampled:
+            losses = self.sampled_token_loss(hidden, labels)
+        else:
+            losses = self.full_token_loss(hidden, labels)
+        return masked_mean(losses, mask)
+
+    # -- model wiring ----------------------------------------------------------
+
+    def uses_hidden_outputs(self, training):
+        """True when `model_outputs(..., training)` returns hidden states."""
+        return bool(training) and self.num_sampled > 0
+
+    def model_outputs(self, hidden, training=None):
+        """What a model's `call` should return: hidden states when training with
+        sampling (the projection is left to the loss), full logits otherwise."""
+        if self.uses_hidden_outputs(training):
+            return hidden
+        return self(hidden)
+
+    def model_loss(self, labels, outputs, sample_weight=None, training=False, ignore_id=0):
+        """The loss for a model's `compute_loss`, over the non-`ignore_id` labels.
+
+        Args:
+            labels: int `[B, T]` (or any shape `[...]`).
+            outputs: what `model_outputs(hidden, training)` returned: hidden
+                states `[..., d]` when sampling in training, logits `[..., V]` otherwise.
+            sample_weight: optional weights broadcastable to `labels`.
+            training: Python bool, as passed to `model_outputs`.
+            ignore_id: label id excluded from the mean (PAD = 0); None keeps all.
+
+        Returns:
+            A float32 scalar: the mean token loss.
+        """
+        labels = ops.cast(labels, "int32")
+        mask = ops.ones(ops.shape(labels), "float32")
+        if ignore_id is not None:
+            mask = ops.cast(ops.not_equal(labels, ignore_id), "float32")
+        if sample_weight is not None:
+            weight = ops.cast(sample_weight, "float32")
+            while len(weight.shape) < len(labels.shape):
+                weight = weight[..., None]
+            mask = mask * weight
+        if self.uses_hidden_outputs(training):
+            return self.loss(outputs, labels, mask, training=True)
+        return masked_sparse_cross_entropy(labels, outputs, mask)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocab_size": self.vocab_size,
+                "num_sampled": self.num_sampled,
+                "use_bias": self.use_bias,
+                "remove_accidental_hits": self.remove_accidental_hits,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "seed": self.seed,
+            }
+        )
+        return config
