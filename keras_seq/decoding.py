@@ -650,7 +650,8 @@ def _beam_search(step_fn, state, start_ids, end_id, max_length, strategy, return
     length = max_length
     batch = _shape_list(start_ids)[0]
     positions = tf.range(length)  # [L]
-    max_penalty = float(length_penalty(length, alpha)) if alpha else 1.0
+    # A Python float (not a tensor), so this also traces with autograph off.
+    max_penalty = ((5.0 + length) / 6.0) ** alpha if alpha else 1.0
 
     def penalty(n):
         return length_penalty(n, alpha) if alpha else 1.0
