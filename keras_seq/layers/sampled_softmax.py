@@ -8,12 +8,15 @@
 step compiles with XLA (`tf.nn.sampled_softmax_loss` cannot: its candidate
 sampler has no XLA kernel, TF issue 32240).
 
-How a model uses it with Keras `fit` (see `SampledSoftmax.model_outputs` and
-`SampledSoftmax.model_loss`):
+How a model uses it with Keras `fit`: inherit `SampledSoftmaxModel` (before
+`keras.Model`), name the head's attribute and return `model_outputs` from `call`:
 
-    class MyLM(keras.Model):
+    class MyLM(SampledSoftmaxModel, keras.Model):
+        _output_head_attribute = "head"
+
         def __init__(self, vocab_size, sampled_softmax=0, **kwargs):
             super().__init__(**kwargs)
+            check_sampled_softmax("MyLM", sampled_softmax, vocab_size)
             ...
             self.head = SampledSoftmax(vocab_size, num_sampled=sampled_softmax)
 
@@ -22,14 +25,15 @@ How a model uses it with Keras `fit` (see `SampledSoftmax.model_outputs` and
             # hidden states when training with sampling, full logits otherwise
             return self.head.model_outputs(hidden, training=training)
 
-        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
-                         training=True):
-            loss = self.head.model_loss(y, y_pred, sample_weight, training=training)
-            return loss + sum(self.losses) if self.losses else loss
+        def step(self, tokens, state):
+            ...
+            return self.head(hidden), state                      # always full logits
 
-`fit` then trains on the sampled loss, while `evaluate`/`predict` (training=False)
-see full logits, so the loss `evaluate` reports is the full masked cross-entropy
-and `exp(loss)` the full perplexity.
+`fit` then trains on the sampled loss (`SampledSoftmax.model_loss`), while
+`evaluate`/`predict` (training=False) see full logits, so the loss `evaluate`
+reports is the full cross-entropy and `exp(loss)` the full perplexity. The
+transformer models, `RNNLanguageModel` and `AttentionSeq2Seq` are all wired
+this way (`sampled_softmax=N`, 0 = full softmax).
 """
 
 import math
@@ -142,6 +146,15 @@ class SampledSoftmax(keras.layers.Layer):
             with `embeddings` `[V, d]`); the kernel is then its transpose and the
             layer creates no kernel of its own. Not serialised: the model that
             owns both layers re-creates the tie.
+        tied_dense: optional `keras.layers.Dense` with `vocab_size` units
+            whose kernel `[d, V]` and bias (if any) are the projection; the
+            layer then creates no weight of its own. Lets a model that always
+            had a `Dense` softmax keep exactly its saved weights layout. Not
+            serialised, like `tied_embedding`.
+        tied_bias: optional zero-argument callable returning a float `[V]`
+            variable that some other object (e.g. the owning model) creates
+            and saves; the layer then uses it as its bias and creates none
+            (`use_bias` is ignored). Not serialised, like `tied_embedding`.
         **kwargs: base `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -171,6 +184,8 @@ class SampledSoftmax(keras.layers.Layer):
         bias_initializer="zeros",
         seed=None,
         tied_embedding=None,
+        tied_dense=None,
+        tied_bias=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -194,6 +209,27 @@ class SampledSoftmax(keras.layers.Layer):
                 "`tied_embedding` must be a keras.layers.Embedding, got "
                 f"{type(tied_embedding).__name__}."
             )
+        if tied_dense is not None:
+            if not isinstance(tied_dense, keras.layers.Dense):
+                raise TypeError(
+                    "`tied_dense` must be a keras.layers.Dense, got "
+                    f"{type(tied_dense).__name__}."
+                )
+            if tied_dense.units != vocab_size:
+                raise ValueError(
+                    f"`tied_dense` has {tied_dense.units} units, expected "
+                    f"vocab_size={vocab_size}."
+                )
+            if tied_embedding is not None or tied_bias is not None:
+                raise ValueError(
+                    "`tied_dense` supplies the kernel and the bias; do not pass "
+                    "`tied_embedding` or `tied_bias` with it."
+                )
+        if tied_bias is not None and not callable(tied_bias):
+            raise TypeError(
+                "`tied_bias` must be a callable returning the bias variable, got "
+                f"{type(tied_bias).__name__}."
+            )
         self.vocab_size = int(vocab_size)
         self.num_sampled = int(num_sampled)
         self.use_bias = bool(use_bias)
@@ -207,6 +243,12 @@ class SampledSoftmax(keras.layers.Layer):
         self._tied_embeddings = (
             None if tied_embedding is None else (lambda: tied_embedding.embeddings)
         )
+        self._tied_kernel = None
+        self._tied_bias = tied_bias
+        if tied_dense is not None:
+            self._tied_kernel = lambda: tied_dense.kernel
+            self._tied_bias = (lambda: tied_dense.bias) if tied_dense.use_bias else None
+            self.use_bias = bool(tied_dense.use_bias)
         self.kernel = None
         self.bias = None
 
@@ -219,13 +261,13 @@ class SampledSoftmax(keras.layers.Layer):
         input_dim = input_shape[-1]
         if input_dim is None:
             raise ValueError("The last dimension of the hidden states must be static.")
-        if not self.tied:
+        if not self.tied and self._tied_kernel is None:
             self.kernel = self.add_weight(
                 name="kernel",
                 shape=(input_dim, self.vocab_size),
                 initializer=self.kernel_initializer,
             )
-        if self.use_bias:
+        if self.use_bias and self._tied_bias is None:
             self.bias = self.add_weight(
                 name="bias", shape=(self.vocab_size,), initializer=self.bias_initializer
             )
@@ -250,26 +292,54 @@ class SampledSoftmax(keras.layers.Layer):
                     f"expected vocab_size={self.vocab_size}."
                 )
             return ops.transpose(ops.cast(embeddings, self.compute_dtype))
-        return ops.cast(self.kernel, self.compute_dtype)
+        return ops.cast(self._kernel_variable(), self.compute_dtype)
+
+    def _kernel_variable(self):
+        if self._tied_kernel is not None:
+            kernel = self._tied_kernel()
+            if kernel is None or tuple(kernel.shape)[-1] != self.vocab_size:
+                raise ValueError(
+                    f"{self.name}: the tied Dense layer is not built or has no "
+                    f"kernel [d, {self.vocab_size}]."
+                )
+            return kernel
+        return self.kernel
 
     def _rows(self, ids):
         """The output weights `[n, d]` of the classes `ids` `[n]`."""
         if self.tied:
             return ops.take(ops.cast(self._tied_embeddings(), self.compute_dtype), ids, axis=0)
-        return ops.transpose(ops.take(ops.cast(self.kernel, self.compute_dtype), ids, axis=1))
+        kernel = ops.cast(self._kernel_variable(), self.compute_dtype)
+        return ops.transpose(ops.take(kernel, ids, axis=1))
+
+    def full_bias(self):
+        """The bias `[V]` as float32, or None without a bias."""
+        if self._tied_bias is not None:
+            bias = self._tied_bias()
+            if tuple(bias.shape) != (self.vocab_size,):
+                raise ValueError(
+                    f"{self.name}: the tied bias has shape {tuple(bias.shape)}, "
+                    f"expected ({self.vocab_size},)."
+                )
+            return ops.cast(bias, "float32")
+        if self.bias is None:
+            return None
+        return ops.cast(self.bias, "float32")
 
     def _biases(self, ids):
-        if self.bias is None:
+        bias = self.full_bias()
+        if bias is None:
             return ops.zeros(ops.shape(ids), "float32")
-        return ops.take(ops.cast(self.bias, "float32"), ids, axis=0)
+        return ops.take(bias, ids, axis=0)
 
     # -- outputs ---------------------------------------------------------------
 
     def call(self, inputs):
         logits = ops.matmul(ops.cast(inputs, self.compute_dtype), self.full_kernel())
         logits = ops.cast(logits, "float32")
-        if self.bias is not None:
-            logits = logits + ops.cast(self.bias, "float32")
+        bias = self.full_bias()
+        if bias is not None:
+            logits = logits + bias
         return logits
 
     def compute_output_shape(self, input_shape):
@@ -408,3 +478,114 @@ class SampledSoftmax(keras.layers.Layer):
             }
         )
         return config
+
+
+def check_sampled_softmax(owner, sampled_softmax, vocab_size):
+    """Validates a model's `sampled_softmax` argument at construction time.
+
+    Args:
+        owner: str, the model's name for the message.
+        sampled_softmax: the argument: an int in `[0, vocab_size)`.
+        vocab_size: int, the output vocabulary size.
+
+    Returns:
+        `sampled_softmax` as an int.
+
+    Raises:
+        ValueError: not an int, negative, or not smaller than `vocab_size`.
+    """
+    if (
+        isinstance(sampled_softmax, bool)
+        or not isinstance(sampled_softmax, (int, np.integer))
+        or sampled_softmax < 0
+    ):
+        raise ValueError(
+            f"{owner}: `sampled_softmax` must be an int >= 0 (0 = full softmax); "
+            f"received {sampled_softmax!r}."
+        )
+    if sampled_softmax >= vocab_size:
+        raise ValueError(
+            f"{owner}: `sampled_softmax` ({sampled_softmax}) must be smaller than "
+            f"the output vocabulary ({vocab_size}); 0 selects the full softmax."
+        )
+    return int(sampled_softmax)
+
+
+class SampledSoftmaxModel:
+    """Mixin wiring a `SampledSoftmax` output head into Keras `fit`/`evaluate`.
+
+    Put it before `keras.Model` in the bases and set `_output_head_attribute`
+    to the name of the attribute holding the head. The model's `call` returns
+    `head.model_outputs(hidden, training)`: hidden states when training with
+    `num_sampled > 0`, full logits otherwise (and always in `step`).
+
+    - `compute_loss`: in a training pass with sampling, the head's sampled
+      softmax averaged over the labels that are not PAD (0). Otherwise the
+      loss given to `compile` on the full logits when there is one (e.g.
+      `masked_loss()`), else the head's full cross-entropy over non-PAD labels.
+      So `evaluate` always reports a full-softmax loss. Losses added with
+      `add_loss` are added in both cases.
+    - `compute_metrics`: compiled metrics see full logits; in a sampled
+      training pass there are none, so they are only updated and reported by
+      `evaluate` (and by `fit`'s validation); `fit`'s training logs then
+      hold the loss only.
+
+    Example:
+
+    >>> class MyModel(SampledSoftmaxModel, keras.Model):  # doctest: +SKIP
+    ...     _output_head_attribute = "head"
+    """
+
+    # Name of the attribute holding the SampledSoftmax layer (set by subclasses).
+    _output_head_attribute = "head"
+    # Label id left out of the sampled-softmax mean (PAD); None keeps every label.
+    _sampled_softmax_ignore_id = 0
+    # Set at trace time by `compute_loss`, read by `compute_metrics` of the
+    # same train/test step: whether `y_pred` holds hidden states.
+    _hidden_outputs_pass = False
+
+    def _output_head(self):
+        head = getattr(self, self._output_head_attribute)
+        if not isinstance(head, SampledSoftmax):
+            raise TypeError(
+                f"{type(self).__name__}.{self._output_head_attribute} must be a "
+                f"SampledSoftmax layer, got {type(head).__name__}."
+            )
+        return head
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        head = self._output_head()
+        self._hidden_outputs_pass = head.uses_hidden_outputs(training)
+        if not self._hidden_outputs_pass and getattr(self, "_compile_loss", None) is not None:
+            # Full logits and a compiled loss: Keras's own path.
+            return super().compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+            )
+        loss = head.model_loss(
+            y,
+            y_pred,
+            sample_weight,
+            training=training,
+            ignore_id=self._sampled_softmax_ignore_id,
+        )
+        for extra in self.losses:
+            loss = loss + ops.cast(ops.sum(extra), "float32")
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if not self._hidden_outputs_pass:
+            return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        # y_pred holds hidden states (sampled-softmax training): the compiled
+        # metrics, which need logits, are neither updated nor reported (they
+        # may not even be built yet); the loss and other metrics are.
+        compiled = getattr(self, "_compile_metrics", None)
+        results = {}
+        for metric in self.metrics:
+            if metric is compiled:
+                continue
+            result = metric.result()
+            if isinstance(result, dict):
+                results.update(result)
+            else:
+                results[metric.name] = result
+        return results

@@ -9,6 +9,11 @@ import keras
 from keras import ops
 
 from keras_seq.layers.recurrent import GRU, LSTM, SimpleRNN
+from keras_seq.layers.sampled_softmax import (
+    SampledSoftmax,
+    SampledSoftmaxModel,
+    check_sampled_softmax,
+)
 from keras_seq.text import BOS_ID as _BOS_ID
 from keras_seq.text import EOS_ID as _EOS_ID
 from keras_seq.text import PAD_ID as _PAD_ID
@@ -19,7 +24,7 @@ _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class RNNLanguageModel(keras.Model):
+class RNNLanguageModel(SampledSoftmaxModel, keras.Model):
     """Word- or character-level recurrent language model.
 
     `tokens -> Embedding -> dropout -> [RNN -> dropout] x num_layers ->
@@ -41,6 +46,18 @@ class RNNLanguageModel(keras.Model):
     `on_epoch_begin` and `on_test_begin`): evaluation runs through the same
     state variables. Loss: `SparseCategoricalCrossentropy(from_logits=True)`;
     perplexity = exp(mean cross-entropy).
+
+    Sampled softmax (`sampled_softmax=N > 0`): the softmax is computed by
+    `output_head`, a `keras_seq.layers.SampledSoftmax` over the weights of
+    `output_layer` (or of the tied embedding), for every N, so the weights
+    and their saved layout do not depend on N. `fit` then
+    trains on the sampled-softmax loss over N shared log-uniform negatives
+    (`call(..., training=True)` returns the last hidden states `[B, T, d]`,
+    not logits), while `evaluate`, `predict`, `call(training=False)` and
+    `step` give full logits, so `evaluate` reports the compiled loss on the
+    full softmax (or, compiled with `loss=None`, the full cross-entropy) and
+    perplexities are full ones. Sort the vocabulary by decreasing frequency
+    (keras_seq's tokenizers do): the sampler is log-uniform (Zipfian).
 
     Decoding (stateless, any batch size `N`, never touches the state
     variables):
@@ -73,6 +90,9 @@ class RNNLanguageModel(keras.Model):
             state); ignored otherwise.
         stateful: bool; carry state across batches (truncated BPTT). With
             `False` every call starts from zeros and `reset` is ignored.
+        sampled_softmax: int, negatives of the sampled softmax used by `fit`
+            (0 = full softmax, the default); must be smaller than
+            `vocab_size`.
         **kwargs: `keras.Model` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -82,7 +102,8 @@ class RNNLanguageModel(keras.Model):
 
     Returns:
         logits `float32 [B, T, vocab_size]` (float32 also under mixed
-        precision).
+        precision); hidden states `[B, T, d]` when `training` with
+        `sampled_softmax > 0`.
 
     Example:
 
@@ -97,6 +118,9 @@ class RNNLanguageModel(keras.Model):
     >>> result = model.generate(prompt_ids, max_length=20)
     """
 
+    # The SampledSoftmax layer that `SampledSoftmaxModel` wires into fit/evaluate.
+    _output_head_attribute = "output_head"
+
     def __init__(
         self,
         vocab_size,
@@ -108,6 +132,7 @@ class RNNLanguageModel(keras.Model):
         tie_embeddings=False,
         batch_size=None,
         stateful=True,
+        sampled_softmax=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -127,6 +152,9 @@ class RNNLanguageModel(keras.Model):
             )
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1); received {dropout!r}.")
+        sampled_softmax = check_sampled_softmax(
+            "RNNLanguageModel", sampled_softmax, vocab_size
+        )
         if stateful:
             if (
                 batch_size is None
@@ -149,10 +177,11 @@ class RNNLanguageModel(keras.Model):
         self.tie_embeddings = bool(tie_embeddings)
         self.batch_size = batch_size
         self.stateful = bool(stateful)
+        self.sampled_softmax = sampled_softmax
 
         if self.tie_embeddings:
-            # One [vocab, embedding_dim] table: lookup, and `reverse=True`
-            # for the softmax weights (computed in float32).
+            # One [vocab, embedding_dim] table: the lookup, and (transposed)
+            # the softmax weights of `output_head` (computed in float32).
             self.embedding = keras.layers.ReversibleEmbedding(
                 vocab_size,
                 embedding_dim,
@@ -186,11 +215,29 @@ class RNNLanguageModel(keras.Model):
                     embedding_dim, use_bias=False, name="projection"
                 )
         else:
-            # float32 so logits stay float32 under mixed precision.
+            # Holds the softmax weights (kernel [d, V], bias [V]); float32 so
+            # logits stay float32 under mixed precision.
             self.output_layer = keras.layers.Dense(
                 vocab_size, dtype="float32", name="logits"
             )
         self.output_bias = None
+        # The softmax itself: full logits, or the sampled loss in training.
+        # It owns no weight (the saved layout is the same for every
+        # `sampled_softmax`): untied, it uses `output_layer`'s kernel and
+        # bias; tied, the embedding table and the model's `output_bias`.
+        if self.tie_embeddings:
+            tie = dict(
+                tied_embedding=self.embedding, tied_bias=lambda: self.output_bias
+            )
+        else:
+            tie = dict(tied_dense=self.output_layer)
+        self.output_head = SampledSoftmax(
+            vocab_size,
+            num_sampled=self.sampled_softmax,
+            dtype="float32",
+            name="softmax",
+            **tie,
+        )
         # All shapes follow from the config: build now. The recorded input
         # shape (and `input_dtype`) give Keras/TF a valid default signature
         # when the model is saved inside a SavedModel.
@@ -225,6 +272,7 @@ class RNNLanguageModel(keras.Model):
             )
         else:
             self.output_layer.build((batch, None, dim))
+        self.output_head.build((batch, None, dim))  # creates no weight
 
     # ------------------------------------------------------------- training
     def _split_inputs(self, inputs):
@@ -277,18 +325,18 @@ class RNNLanguageModel(keras.Model):
         for layer, drop in zip(self.rnn_layers, self.dropout_layers[1:]):
             x = layer(x, training=training, reset=reset)  # [B, T, U]
             x = drop(x, training=training)
-        return self._logits(x)
+        # Full logits, or the softmax inputs when training with sampling.
+        return self.output_head.model_outputs(self._softmax_inputs(x), training=training)
+
+    def _softmax_inputs(self, x):
+        """`[..., units]` RNN outputs -> the inputs of the softmax layer."""
+        if self.projection is not None:
+            x = self.projection(x)  # [..., embedding_dim] (tied)
+        return x
 
     def _logits(self, x):
         """`[..., units]` hidden states -> float32 `[..., vocab]` logits."""
-        if self.projection is not None:
-            x = self.projection(x)
-        if self.tie_embeddings:
-            logits = self.embedding(x, reverse=True)  # x @ table.T, float32
-            logits = logits + ops.cast(self.output_bias, "float32")
-        else:
-            logits = self.output_layer(x)
-        return ops.cast(logits, "float32")
+        return ops.cast(self.output_head(self._softmax_inputs(x)), "float32")
 
     def reset_states(self, mask=None):
         """Zero the carried state (call at each epoch start).
@@ -429,6 +477,7 @@ class RNNLanguageModel(keras.Model):
             "tie_embeddings": self.tie_embeddings,
             "batch_size": self.batch_size,
             "stateful": self.stateful,
+            "sampled_softmax": self.sampled_softmax,
         }
         return config
 

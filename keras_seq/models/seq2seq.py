@@ -13,6 +13,9 @@ target in one pass and attention is computed for all steps at once; input
 feeding or scheduled sampling (`teacher_forcing_ratio < 1`) run an in-graph
 `tf.while_loop` over target steps. Decoding uses the shared contract
 `initial_state(source_ids)` / `step(tokens, state)` of `keras_seq.decoding`.
+With `sampled_softmax=N > 0`, `fit` trains on a sampled softmax (the output
+projection is a `keras_seq.layers.SampledSoftmax`) and everything else sees
+full logits.
 """
 
 import keras
@@ -21,6 +24,11 @@ from keras import ops
 
 from keras_seq.layers.attention import BahdanauAttention, LuongAttention
 from keras_seq.layers.recurrent import GRU, LSTM
+from keras_seq.layers.sampled_softmax import (
+    SampledSoftmax,
+    SampledSoftmaxModel,
+    check_sampled_softmax,
+)
 
 # Fixed token ids of the shared contract (`keras_seq.text`).
 PAD_ID = 0
@@ -131,7 +139,7 @@ def _check_positive_int(name, value, minimum=1):
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class AttentionSeq2Seq(keras.Model):
+class AttentionSeq2Seq(SampledSoftmaxModel, keras.Model):
     """Recurrent encoder-decoder with attention, for translation.
 
     Args:
@@ -164,6 +172,15 @@ class AttentionSeq2Seq(keras.Model):
             greedy prediction (scheduled sampling). 1.0 = full teacher forcing.
         max_length: int, the longest source and target (in tokens) the model
             accepts, and the default decoding length.
+        sampled_softmax: int, negatives of the sampled softmax that `fit`
+            trains on (0 = full softmax, the default); must be smaller than
+            `target_vocab_size`. Training passes then return the attentional
+            vectors `[B, T, units]` instead of logits and the training loss is
+            the sampled softmax over non-padded targets (the compiled loss, e.g.
+            label smoothing, applies to evaluation only); `evaluate`,
+            `predict` and `step` use the full softmax, so the loss `evaluate`
+            reports is the full one. The weights (`output_projection`, a
+            `Dense`) and their saved layout are the same for every N.
         **kwargs: `keras.Model` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -172,7 +189,8 @@ class AttentionSeq2Seq(keras.Model):
         training: bool.
 
     Returns:
-        float32 logits `[B, T, target_vocab_size]`.
+        float32 logits `[B, T, target_vocab_size]` (the attentional vectors
+        `[B, T, units]` when `training` with `sampled_softmax > 0`).
 
     Decoding (`keras_seq.decoding` contract):
         `state = initial_state(source_ids)` and
@@ -190,6 +208,9 @@ class AttentionSeq2Seq(keras.Model):
     ```
     """
 
+    # The SampledSoftmax layer that `SampledSoftmaxModel` wires into fit/evaluate.
+    _output_head_attribute = "output_head"
+
     def __init__(
         self,
         source_vocab_size,
@@ -204,6 +225,7 @@ class AttentionSeq2Seq(keras.Model):
         dropout=0.0,
         teacher_forcing_ratio=1.0,
         max_length=128,
+        sampled_softmax=0,
         **kwargs,
     ):
         _check_positive_int("source_vocab_size", source_vocab_size, 4)
@@ -230,6 +252,9 @@ class AttentionSeq2Seq(keras.Model):
                 "AttentionSeq2Seq: `teacher_forcing_ratio` must be in [0, 1]; "
                 f"received {teacher_forcing_ratio!r}."
             )
+        sampled_softmax = check_sampled_softmax(
+            "AttentionSeq2Seq", sampled_softmax, target_vocab_size
+        )
         super().__init__(**kwargs)
         self.source_vocab_size = source_vocab_size
         self.target_vocab_size = target_vocab_size
@@ -243,6 +268,7 @@ class AttentionSeq2Seq(keras.Model):
         self.dropout = float(dropout)
         self.teacher_forcing_ratio = float(teacher_forcing_ratio)
         self.max_length = max_length
+        self.sampled_softmax = sampled_softmax
 
         policy = self.dtype_policy
         rnn_class = _CELLS[cell]
@@ -304,9 +330,19 @@ class AttentionSeq2Seq(keras.Model):
         self.attention_combine = keras.layers.Dense(
             units, activation="tanh", use_bias=False, dtype=policy, name="attention_combine"
         )
-        # Logits always in float32 (mixed precision safe softmax / loss).
+        # Logits always in float32 (mixed precision safe softmax / loss). The
+        # Dense layer holds the weights; `output_head` computes the full
+        # logits or the sampled loss from them and owns no weight, so the
+        # saved layout does not depend on `sampled_softmax`.
         self.output_projection = keras.layers.Dense(
             target_vocab_size, dtype="float32", name="output_projection"
+        )
+        self.output_head = SampledSoftmax(
+            target_vocab_size,
+            num_sampled=sampled_softmax,
+            tied_dense=self.output_projection,
+            dtype="float32",
+            name="softmax",
         )
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self._seed_generator = keras.random.SeedGenerator()
@@ -334,6 +370,7 @@ class AttentionSeq2Seq(keras.Model):
         self.attention.build((None, None, units), (None, None, memory_dim))
         self.attention_combine.build((None, memory_dim + units))
         self.output_projection.build((None, units))
+        self.output_head.build((None, units))  # creates no weight
         self.built = True
 
     def build(self, input_shape=None):
@@ -397,11 +434,12 @@ class AttentionSeq2Seq(keras.Model):
             ops.concatenate([ops.cast(context, h.dtype), h], axis=-1)
         )
 
-    def _decoder_step(self, x, states, memory, keys, mask, masks=None):
+    def _decoder_step(self, x, states, memory, keys, mask, masks=None, logits=True):
         """One decoder step on an embedded (and input-fed) input x [N, F].
 
         `masks` (training only) holds pre-drawn dropout masks for this step:
-        (between-layer masks, attentional-vector mask).
+        (between-layer masks, attentional-vector mask). With `logits=False`
+        the output projection is skipped (the first output is None).
         """
         new_states = []
         h = x
@@ -414,13 +452,14 @@ class AttentionSeq2Seq(keras.Model):
         attentional = self._combine(context, h)
         if masks is not None:
             attentional = attentional * masks[1]
-        logits = self.output_projection(attentional)
-        return logits, new_states, attentional, weights
+        if not logits:
+            return None, new_states, attentional, weights
+        return self.output_head(attentional), new_states, attentional, weights
 
     # ------------------------------------------------------------- forward
     def call(self, inputs, training=False):
-        logits, _ = self._forward(inputs, training=training)
-        return logits
+        outputs, _ = self._forward(inputs, training=training)
+        return outputs
 
     def _unpack_inputs(self, inputs):
         if not isinstance(inputs, dict) or not {"source", "target_in"} <= set(inputs):
@@ -435,7 +474,11 @@ class AttentionSeq2Seq(keras.Model):
         return source, target_in
 
     def _forward(self, inputs, training=False):
-        """Returns (logits [B, T, V] float32, attention weights [B, T, S])."""
+        """Returns (logits [B, T, V] float32, attention weights [B, T, S]).
+
+        In a training pass with a sampled softmax the first output is the
+        attentional vectors [B, T, units] instead of logits.
+        """
         source, target_in = self._unpack_inputs(inputs)
         memory, mask, states = self._encode(source, training=training)
         keys = self.attention.project_keys(memory)
@@ -454,7 +497,7 @@ class AttentionSeq2Seq(keras.Model):
         context, weights = self.attention(y, memory, mask=mask, projected_keys=keys)
         attentional = self._combine(context, y)
         attentional = self.dropout_layer(attentional, training=training)
-        return self.output_projection(attentional), weights
+        return self.output_head.model_outputs(attentional, training=training), weights
 
     def _dropout_mask(self, shape, training):
         if not training or self.dropout == 0.0:
@@ -463,12 +506,21 @@ class AttentionSeq2Seq(keras.Model):
         return keras.random.dropout(ones, self.dropout, seed=self._seed_generator)
 
     def _forward_loop(self, target_in, memory, keys, mask, states, training):
-        """Step-by-step decoding over the target inside one tf.while_loop."""
+        """Step-by-step decoding over the target inside one tf.while_loop.
+
+        Returns (logits [B, T, V] float32, or the attentional vectors [B, T,
+        units] float32 in a sampled-softmax training pass; weights [B, T, S]).
+        """
         batch = ops.shape(target_in)[0]
         length = ops.shape(target_in)[1]
         units = self.units
+        hidden_outputs = self.output_head.uses_hidden_outputs(training)
+        scheduled = bool(training) and self.teacher_forcing_ratio < 1.0
+        # Full logits are needed as outputs, or for scheduled sampling's
+        # greedy predictions (no gradient flows through those).
+        need_logits = scheduled or not hidden_outputs
         # Per-step randomness is drawn before the loop (time-major).
-        if bool(training) and self.teacher_forcing_ratio < 1.0:
+        if scheduled:
             coins = keras.random.uniform((length, batch), seed=self._seed_generator)
             use_truth = ops.less(coins, self.teacher_forcing_ratio)
         else:
@@ -484,12 +536,14 @@ class AttentionSeq2Seq(keras.Model):
         flat_states = [s for layer_states in states for s in layer_states]
         feed = ops.zeros((batch, units), dtype=self.compute_dtype)
         previous = truth[0]
-        logits_ta = tf.TensorArray(
-            tf.float32, size=length, element_shape=(None, self.target_vocab_size)
+        outputs_ta = tf.TensorArray(
+            tf.float32,
+            size=length,
+            element_shape=(None, units if hidden_outputs else self.target_vocab_size),
         )
         weights_ta = tf.TensorArray(tf.float32, size=length, element_shape=keys.shape[:2])
 
-        def body(t, flat_states, feed, previous, logits_ta, weights_ta):
+        def body(t, flat_states, feed, previous, outputs_ta, weights_ta):
             tokens = tf.where(use_truth[t], truth[t], previous)
             x = self.target_embedding(tokens)
             if emb_masks is not None:
@@ -500,9 +554,14 @@ class AttentionSeq2Seq(keras.Model):
             if att_masks is not None:
                 masks = ([m[t] for m in layer_masks], att_masks[t])
             logits, new_states, attentional, weights = self._decoder_step(
-                x, self._split_states(flat_states), memory, keys, mask, masks
+                x, self._split_states(flat_states), memory, keys, mask, masks,
+                logits=need_logits,
             )
-            previous = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
+            if need_logits:
+                previous = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
+            else:  # full teacher forcing: the prediction is never fed back
+                previous = tokens
+            output = tf.cast(attentional, tf.float32) if hidden_outputs else logits
             new_flat = [
                 tf.cast(s, old.dtype)
                 for s, old in zip(
@@ -515,19 +574,19 @@ class AttentionSeq2Seq(keras.Model):
                 new_flat,
                 tf.cast(attentional, feed.dtype),
                 previous,
-                logits_ta.write(t, logits),
+                outputs_ta.write(t, output),
                 weights_ta.write(t, weights),
             )
 
-        _, _, _, _, logits_ta, weights_ta = tf.while_loop(
+        _, _, _, _, outputs_ta, weights_ta = tf.while_loop(
             lambda t, *_: t < length,
             body,
-            (tf.constant(0), flat_states, feed, previous, logits_ta, weights_ta),
+            (tf.constant(0), flat_states, feed, previous, outputs_ta, weights_ta),
             maximum_iterations=length,  # XLA needs it to bound the gradient stacks.
         )
-        logits = tf.transpose(logits_ta.stack(), [1, 0, 2])  # [B, T, V]
+        outputs = tf.transpose(outputs_ta.stack(), [1, 0, 2])  # [B, T, V or units]
         weights = tf.transpose(weights_ta.stack(), [1, 0, 2])  # [B, T, S]
-        return logits, weights
+        return outputs, weights
 
     def attention_map(self, source_ids, target_in):
         """Attention weights of a teacher-forced pass (inference mode).
@@ -712,6 +771,7 @@ class AttentionSeq2Seq(keras.Model):
                 "dropout": self.dropout,
                 "teacher_forcing_ratio": self.teacher_forcing_ratio,
                 "max_length": self.max_length,
+                "sampled_softmax": self.sampled_softmax,
             }
         )
         return config

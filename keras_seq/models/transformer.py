@@ -19,7 +19,11 @@ import tensorflow as tf
 from keras import ops
 
 from keras_seq import errors
-from keras_seq.layers.sampled_softmax import SampledSoftmax
+from keras_seq.layers.sampled_softmax import (
+    SampledSoftmax,
+    SampledSoftmaxModel,
+    check_sampled_softmax,
+)
 from keras_seq.layers.transformer import (
     PositionalEncoding,
     TransformerDecoderLayer,
@@ -68,8 +72,11 @@ def _check_cache_length(owner, cache_length, max_length):
     return cache_length
 
 
-class _TransformerBase(keras.Model):
-    """Decoder stack, output head and loss wiring shared by both models."""
+class _TransformerBase(SampledSoftmaxModel, keras.Model):
+    """Decoder stack and output head shared by both models (loss wiring:
+    `SampledSoftmaxModel`)."""
+
+    _output_head_attribute = "head"
 
     def _configure(
         self,
@@ -97,12 +104,7 @@ class _TransformerBase(keras.Model):
             ("max_length", max_length),
         ):
             _check_positive_int(owner, name, value)
-        _check_positive_int(owner, "sampled_softmax", sampled_softmax, minimum=0)
-        if sampled_softmax >= vocab_size:
-            raise ValueError(
-                f"{owner}: `sampled_softmax` ({sampled_softmax}) must be smaller than "
-                f"the output vocabulary ({vocab_size}); 0 selects the full softmax."
-            )
+        sampled_softmax = check_sampled_softmax(owner, sampled_softmax, vocab_size)
         if d_model % num_heads:
             raise ValueError(
                 f"{owner}: `num_heads` ({num_heads}) must divide `d_model` ({d_model})."
@@ -150,7 +152,6 @@ class _TransformerBase(keras.Model):
             tied_embedding=self.target_embedding if self.tie_embeddings else None,
             name="output_projection",
         )
-        self._hidden_outputs_pass = False
 
     def _make_embedding(self, vocab_size, name):
         # N(0, 1/d) entries scaled by sqrt(d): unit-variance inputs, and
@@ -299,20 +300,6 @@ class _TransformerBase(keras.Model):
         # tf.function trace it twice; creating them now halves that cost.
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        # Trace-time flag read by `compute_metrics` in the same train/test step.
-        self._hidden_outputs_pass = self.head.uses_hidden_outputs(training)
-        loss = self.head.model_loss(y, y_pred, sample_weight, training=training)
-        for extra in self.losses:
-            loss = loss + ops.cast(ops.sum(extra), "float32")
-        return loss
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        if self._hidden_outputs_pass:
-            # y_pred holds hidden states (sampled-softmax training): no logits.
-            return self.get_metrics_result()
-        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def _base_config(self):
         return {

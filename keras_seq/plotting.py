@@ -1,0 +1,123 @@
+"""Attention heat maps (matplotlib, Agg backend: no display needed).
+
+Example:
+
+>>> weights = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1]])
+>>> path = plot_attention(weights, ["i", "am", "</s>"], ["je", "suis"],
+...                       "attention.png")             # doctest: +SKIP
+"""
+
+import os
+import tempfile
+
+import numpy as np
+
+__all__ = ["attention_figure", "plot_attention"]
+
+
+def _check_inputs(weights, source_tokens, output_tokens):
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 2:
+        raise ValueError(
+            f"`weights` must have shape [output_length, source_length], got shape {weights.shape}"
+        )
+    source_tokens = [str(t) for t in source_tokens]
+    output_tokens = [str(t) for t in output_tokens]
+    if not source_tokens or not output_tokens:
+        raise ValueError(
+            "an attention map needs at least one source and one output token, got "
+            f"{len(source_tokens)} source and {len(output_tokens)} output tokens"
+        )
+    rows, cols = len(output_tokens), len(source_tokens)
+    if weights.shape[0] < rows or weights.shape[1] < cols:
+        raise ValueError(
+            f"`weights` has shape {weights.shape} but there are {rows} output and "
+            f"{cols} source tokens (need at least [{rows}, {cols}])"
+        )
+    if not np.all(np.isfinite(weights[:rows, :cols])):
+        raise ValueError("`weights` holds NaN or infinite values")
+    return weights[:rows, :cols], source_tokens, output_tokens
+
+
+def attention_figure(weights, source_tokens, output_tokens, title=None):
+    """Draws an attention map and returns the matplotlib Figure.
+
+    Source tokens run along the x axis (top), output tokens down the y axis;
+    cell `(i, j)` is the weight output token `i` gave source token `j`.
+
+    Args:
+        weights: float array `[output_length, source_length]` (extra rows or
+            columns beyond the token lists, e.g. padding, are cut off).
+        source_tokens: list of str, the x-axis labels.
+        output_tokens: list of str, the y-axis labels.
+        title: optional title.
+
+    Returns:
+        A `matplotlib.figure.Figure` (not attached to pyplot; nothing is shown).
+
+    Example:
+
+    >>> fig = attention_figure(np.eye(2), ["a", "b"], ["x", "y"])
+    >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ['a', 'b']
+    """
+    from matplotlib.figure import Figure
+
+    weights, source_tokens, output_tokens = _check_inputs(weights, source_tokens, output_tokens)
+    rows, cols = weights.shape
+    width = min(2.0 + 0.45 * cols, 30.0)
+    height = min(1.5 + 0.4 * rows, 30.0)
+    fig = Figure(figsize=(width + 1.2, height))  # + room for the colour bar
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(1e-9, float(weights.max())),
+                      aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(cols))
+    ax.set_xticklabels(source_tokens, rotation=60, ha="left", rotation_mode="anchor")
+    ax.set_yticks(range(rows))
+    ax.set_yticklabels(output_tokens)
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, pad=30, fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention(weights, source_tokens, output_tokens, path, *, title=None, dpi=120):
+    """Saves an attention heat map as a PNG (written atomically).
+
+    Args:
+        weights: float array `[output_length, source_length]`.
+        source_tokens: list of str (x axis).
+        output_tokens: list of str (y axis).
+        path: the PNG file to write; its directory must exist.
+        title: optional title.
+        dpi: resolution.
+
+    Returns:
+        str, `path`.
+
+    Raises:
+        ValueError: bad shapes or tokens; `path` in a missing directory.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"cannot write {path}: directory {directory} does not exist")
+    fig = attention_figure(weights, source_tokens, output_tokens, title=title)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
+    os.close(fd)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; use the usual mode
+        fig.savefig(tmp, format="png", dpi=dpi)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path

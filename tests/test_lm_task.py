@@ -1,0 +1,178 @@
+"""End-to-end tests of the language-model jobs through the `keras-seq` command.
+
+One tiny word-level LSTM is trained once (1 epoch on ~20k characters of the
+bundled Anna Karenina) and reused by every test.
+"""
+
+import contextlib
+import io
+import json
+import math
+import os
+import re
+
+import numpy as np
+import pytest
+
+from keras_seq import cli
+from keras_seq.data import load_text
+from keras_seq.tasks import lm
+
+TRAIN_FLAGS = ["--epochs", "1", "--batch-size", "4", "--seq-len", "10", "--units", "12",
+               "--embedding-dim", "12", "--layers", "1", "--seed", "7"]
+
+
+def _main(capsys, argv):
+    status = cli.main(argv)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lm")
+    data = root / "anna.txt"
+    data.write_text(load_text("bundled:anna-karenina")[:20000], encoding="utf-8")
+    run = root / "run"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(["train-lm", "--data", str(data), "--run-dir", str(run), *TRAIN_FLAGS])
+    assert status == 0, err.getvalue()[-2000:]
+    return {"run": str(run), "data": str(data), "out": out.getvalue(), "err": err.getvalue()}
+
+
+def test_train_writes_run_dir(trained):
+    run = trained["run"]
+    config = json.loads(open(f"{run}/config.json", encoding="utf-8").read())
+    assert config["task"] == "lm"
+    assert config["model"]["type"] == "rnn"
+    assert config["model"]["config"]["units"] == 12
+    assert config["data"]["seq_len"] == 10
+    assert config["training"]["batch_size"] == 4
+    assert config["tokenizer"]["type"] == "word"
+    assert os.path.isfile(f"{run}/vocab/vocab.txt")
+    assert os.path.isfile(f"{run}/checkpoints/best.weights.h5")
+    assert os.path.isfile(f"{run}/checkpoints/last.weights.h5")
+    valid = float(re.search(r"validation perplexity: ([\d.]+)", trained["out"]).group(1))
+    test = float(re.search(r"test perplexity: ([\d.]+)", trained["out"]).group(1))
+    vocab = config["tokenizer"]["vocab_size"]
+    # Better than uniform guessing after one epoch, and finite.
+    assert 1.0 < valid < vocab and 1.0 < test < vocab
+
+
+def test_splits_are_contiguous_and_cover_the_text():
+    text = "\n".join(f"line {i} of the text." for i in range(100))
+    train, valid, test = lm.split_text(text)
+    assert train + valid + test == text
+    assert len(valid) == pytest.approx(0.05 * len(text), rel=0.3)
+    assert len(test) == pytest.approx(0.05 * len(text), rel=0.3)
+    assert train.endswith("\n") and valid.endswith("\n")
+
+
+def test_paragraphs_are_unwrapped_for_word_tokenizers():
+    text = "Happy families are\nall alike.\n\n\nEvery unhappy\nfamily.\n"
+    assert lm.preprocess_text(text, "word") == "Happy families are all alike.\nEvery unhappy family."
+    assert lm.preprocess_text(text, "char") == text
+
+
+def test_evaluate_matches_a_numpy_perplexity(trained, capsys):
+    status, out, err = _main(capsys, ["evaluate", trained["run"]])
+    assert status == 0, err
+    match = re.search(r"test perplexity: ([\d.]+) \((\d+) tokens", out)
+    ppl, scored = float(match.group(1)), int(match.group(2))
+    # The train command reported the same figure for the same weights.
+    assert f"test perplexity: {match.group(1)}" in trained["out"]
+
+    # Oracle: one stateless pass over the whole test stream, cross-entropy in NumPy.
+    model, tokenizer, config, _ = lm.load_run(trained["run"])
+    _, streams = lm.load_streams(trained["data"], "word", tokenizer)
+    ids = streams["test"]
+    assert len(ids) < 2000  # a single row: every token has its full left context
+    logits = model(ids[None, :scored]).numpy()[0].astype(np.float64)  # [scored, V]
+    logits -= logits.max(-1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    nll = -log_probs[np.arange(scored), ids[1 : scored + 1]].mean()
+    assert ppl == pytest.approx(math.exp(nll), rel=1e-3)
+
+
+def test_evaluate_on_other_data(trained, capsys, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("Anna said that the prince was there.\n" * 20, encoding="utf-8")
+    status, out, err = _main(capsys, ["evaluate", trained["run"], "--data", str(other)])
+    assert status == 0, err
+    assert re.search(r"perplexity: [\d.]+ \(\d+ tokens", out)
+
+
+def test_generate_greedy_is_deterministic(trained, capsys):
+    argv = ["generate", trained["run"], "Anna and the prince", "--length", "12", "--greedy"]
+    status, out, err = _main(capsys, argv)
+    assert status == 0, err
+    assert out.startswith("anna and the prince")
+    from keras_seq.text import load_tokenizer
+
+    tokens = load_tokenizer(os.path.join(trained["run"], "vocab")).tokenize([out.strip()])[0]
+    # The 4 prompt tokens and 12 generated ones (fewer only if EOS was emitted).
+    assert 4 < len(tokens) <= 16
+    assert _main(capsys, argv)[1] == out
+
+
+def test_generate_sampling_seeded_and_beam(trained, capsys):
+    argv = ["generate", trained["run"], "Anna", "--length", "15", "--temperature", "0.8",
+            "--top-k", "5", "--seed", "3", "--num-samples", "2"]
+    status, out, err = _main(capsys, argv)
+    assert status == 0, err
+    samples = out.strip("\n").split("\n----\n")
+    assert len(samples) == 2 and all(s.startswith("anna") for s in samples)
+    assert _main(capsys, argv)[1] == out  # same seed, same text
+    status, out, err = _main(capsys, ["generate", trained["run"], "the prince", "--length", "8",
+                                      "--beam", "3", "--num-samples", "2"])
+    assert status == 0, err
+    assert len(out.strip("\n").split("\n----\n")) == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["   "], "the prompt is empty"),
+        (["qwxz zzyzx"], "every word of the prompt 'qwxz zzyzx' is unknown to the model's vocabulary"),
+        (["Anna", "--length", str(lm.MAX_RNN_GENERATE_LENGTH + 1)],
+         f"--length {lm.MAX_RNN_GENERATE_LENGTH + 1} is above this model's limit of "
+         f"{lm.MAX_RNN_GENERATE_LENGTH} tokens"),
+    ],
+)
+def test_generate_bad_input(trained, capsys, args, message):
+    status, out, err = _main(capsys, ["generate", trained["run"], *args])
+    assert status == 2
+    assert message in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_not_a_run_dir(capsys, tmp_path):
+    status, _, err = _main(capsys, ["generate", str(tmp_path), "Anna"])
+    assert status == 2 and "is not a keras-seq run directory" in err
+    status, _, err = _main(capsys, ["evaluate", str(tmp_path / "missing")])
+    assert status == 2 and "does not exist" in err
+
+
+def test_train_errors(capsys, tmp_path, trained):
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("one line only, far too short.\n", encoding="utf-8")
+    status, _, err = _main(capsys, ["train-lm", "--data", str(tiny), "--run-dir", str(tmp_path / "r")])
+    assert status == 2 and "too short" in err
+    status, _, err = _main(capsys, ["train-lm", "--data", trained["data"], "--run-dir",
+                                    str(tmp_path / "r2"), "--sampled-softmax", "8", *TRAIN_FLAGS])
+    assert status == 2 and "--sampled-softmax is only supported with --model transformer" in err
+    # Too little validation text for the batch shape: a clear error before training.
+    status, _, err = _main(capsys, ["train-lm", "--data", trained["data"], "--run-dir",
+                                    str(tmp_path / "r3"), "--batch-size", "64", "--seq-len", "35"])
+    assert status == 2 and "the valid split has" in err and "too few for one batch" in err
+
+
+@pytest.mark.slow
+def test_export_parity(trained, capsys, tmp_path):
+    # SavedModel (reloaded in a fresh process) and onnxruntime against Keras.
+    status, out, err = _main(capsys, ["export", trained["run"], "--to", str(tmp_path / "lm")])
+    assert status == 0, err
+    assert os.path.isfile(tmp_path / "lm" / "1" / "saved_model.pb")
+    assert os.path.isfile(tmp_path / "lm" / "onnx" / "step.onnx")
+    assert "parity with onnx" in out and "parity with saved_model" in out
