@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["keras_seq", "keras_seq.*"]),
-    package_data={"keras_seq": ["datasets/*.gz", "datasets/*.csv", "datasets/README.md"]},
+    package_data={"keras_seq.datasets": ["*.gz", "*.csv", "README.md"]},
     include_package_data=True,
     install_requires=[
         "tensorflow>=2.21,<2.22",

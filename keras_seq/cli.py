@@ -101,7 +101,6 @@ from pathlib import Path
 from keras_seq import errors, runs
 
 PROG = "keras-seq"
-BUNDLED_DIR = Path(__file__).resolve().parent / "datasets"
 
 
 # ----------------------------------------------------------------------------
@@ -187,12 +186,9 @@ def port_number(text):
 
 def bundled_names():
     """Names usable as `bundled:NAME` (files shipped in keras_seq/datasets)."""
-    names = set()
-    if BUNDLED_DIR.is_dir():
-        for path in BUNDLED_DIR.iterdir():
-            if path.is_file() and path.name != "README.md" and not path.name.startswith("."):
-                names.add(path.name.split(".", 1)[0])
-    return sorted(names)
+    from keras_seq.datasets import BUNDLED_DATA
+
+    return sorted(BUNDLED_DATA)
 
 
 def data_spec(text):

@@ -36,6 +36,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from keras_seq import datasets
 from keras_seq.errors import DataError
 from keras_seq.text import BOS_ID
 from keras_seq.text import EOS_ID
@@ -45,11 +46,8 @@ logger = logging.getLogger(__name__)
 
 BUNDLED_PREFIX = "bundled:"
 # Name -> file in keras_seq/datasets/ (see keras_seq/datasets/README.md).
-BUNDLED_DATA = {
-    "fra-eng": "fra-eng.tsv.gz",
-    "anna-karenina": "anna-karenina.txt.gz",
-}
-_DATASETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "datasets")
+BUNDLED_DATA = datasets.BUNDLED_DATA
+_DATASETS_DIR = datasets.DATASETS_DIR
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
