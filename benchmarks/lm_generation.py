@@ -13,10 +13,12 @@ call are excluded from the timings):
   through the network for every new token (what a sampler built for a
   stateless model does with an RNN that exposes no state).
 
-Both stop at EOS like each other (ours: `end_id=EOS`; KerasHub:
-`stop_token_ids=[EOS]`), and the benchmark checks that both produce the same
-tokens. Workloads: 16 prompts x 128 new tokens (tokens/s), and one prompt x
-128 new tokens (latency per token).
+By default both generate exactly `--new-tokens` tokens per row (ours:
+`end_id` = the vocabulary size, an id no model emits; KerasHub: no stop
+token); with `--stop-at-eos` both stop at EOS (ours: `end_id=EOS`; KerasHub:
+`stop_token_ids=[EOS]` and a mask over the prompt). The benchmark checks that
+both produce the same tokens. Workloads: 16 prompts x 128 new tokens
+(tokens/s), and one prompt x 128 new tokens (latency per token).
 
 Weights: random (seeded) by default, or `--weights` a `.weights.h5` file of
 an `RNNLanguageModel` of this shape (e.g. the PTB benchmark's best
@@ -80,6 +82,8 @@ def main(argv=None):
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--prompt-length", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--stop-at-eos", action="store_true",
+                        help="stop rows at EOS (default: always generate --new-tokens tokens)")
     args = parser.parse_args(argv)
 
     import keras
@@ -95,10 +99,12 @@ def main(argv=None):
         model.load_weights(args.weights)
     prompt_ids, source = prompts(args.data, args.batch, args.prompt_length)
     T, L = args.prompt_length, args.new_tokens
+    end_id = EOS_ID if args.stop_at_eos else VOCAB  # VOCAB: an id no model emits
+    stop_ids = [EOS_ID] if args.stop_at_eos else None
 
     @tf.function
     def ours(prompt):
-        result = model.generate(prompt, max_length=L, end_id=EOS_ID)
+        result = model.generate(prompt, max_length=L, end_id=end_id)
         return result.ids[:, 0, :]  # [N, L]
 
     sampler = keras_hub.samplers.GreedySampler()
@@ -110,8 +116,12 @@ def main(argv=None):
 
     @tf.function
     def hub(prompt):
-        buffer = tf.concat([prompt, tf.zeros([tf.shape(prompt)[0], L], tf.int32)], axis=1)
-        out = sampler(next_fn, buffer, index=T, stop_token_ids=[EOS_ID])
+        n = tf.shape(prompt)[0]
+        buffer = tf.concat([prompt, tf.zeros([n, L], tf.int32)], axis=1)
+        # mask: the prompt positions (never overwritten, and an EOS inside the
+        # prompt does not count as a finished row), as KerasHub's CausalLM passes it.
+        mask = tf.concat([tf.ones([n, T], tf.bool), tf.zeros([n, L], tf.bool)], axis=1)
+        out = sampler(next_fn, buffer, index=T, mask=mask, stop_token_ids=stop_ids)
         return out[:, T:]  # [N, L]
 
     results = {}
@@ -122,7 +132,7 @@ def main(argv=None):
         # Same tokens up to each row's EOS (after it ours writes 0, KerasHub keeps going).
         same, ties, generated = True, 0, 0
         for row, (a, b) in enumerate(zip(ours_ids, hub_ids)):
-            end = np.nonzero(a == EOS_ID)[0]
+            end = np.nonzero(a == end_id)[0]
             n = int(end[0]) + 1 if len(end) else L
             generated += n
             if np.array_equal(a[:n], b[:n]):
@@ -145,7 +155,7 @@ def main(argv=None):
 
     print(f"network: {LAYERS}x LSTM({UNITS}), vocab {VOCAB}, "
           f"{'weights ' + args.weights if args.weights else 'random weights'}; prompts: {source}, "
-          f"{T} tokens; {L} new tokens, greedy; median of {args.repeats} timed calls after a "
+          f"{T} tokens; {L} new tokens{' (or up to EOS)' if args.stop_at_eos else ''}, greedy; median of {args.repeats} timed calls after a "
           f"warm-up call; TensorFlow {tf.__version__}, KerasHub {keras_hub.__version__}")
     for label, r in results.items():
         tokens = r["generated"]

@@ -224,13 +224,14 @@ class BudgetSchedule:
     """
 
     @staticmethod
-    def make(cpu_seconds, peak, schedule=None):
+    def make(cpu_seconds, peak, schedule=None, carried=0.0):
         import keras
 
         class _Budget(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
-                self.start = time.process_time()
-                self.spent_fraction = 0.0
+                # `carried`: CPU seconds spent by earlier sessions of a resumed run.
+                self.start = time.process_time() - carried
+                self.spent_fraction = carried / cpu_seconds
 
             def _rate(self, f):
                 warmup, floor = schedule["warmup"], schedule["floor"]
@@ -319,6 +320,32 @@ def plot(history, path, title, published=None):
     os.replace(tmp, path)
 
 
+def markdown_report(path):
+    """A RESULTS.md section (markdown) from a `ptb_<recipe>.json` summary."""
+    with open(path, encoding="utf-8") as f:
+        d = json.load(f)
+    lines = [f"Recipe `{d['recipe']}`: {d['description']}; {d['parameters']:,} parameters.", "",
+             f"    {d['command']}", "",
+             "| epoch | learning rate | train ppl | valid ppl | test ppl | wall time (min) | CPU time (min) |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in d["per_epoch"]:
+        best = r["epoch"] == d["best_epoch"]
+        cpu = f"{r['cpu_seconds'] / 60:.1f}" if r.get("cpu_seconds") is not None else ""
+        lines.append(
+            f"| {'**%d**' % r['epoch'] if best else r['epoch']} | {r['learning_rate']:.4g} | "
+            f"{r['train_ppl']:.1f} | {r['valid_ppl']:.1f} | {r['test_ppl']:.1f} | "
+            f"{r['elapsed_seconds'] / 60:.1f} | {cpu} |")
+    b = d["best"]
+    lines += ["", f"Best epoch {d['best_epoch']} of {d['epochs_run']} (stop: {d['stop_reason']}); "
+              f"whole-stream evaluation: **valid {b['valid_ppl_stream']:.1f}, test "
+              f"{b['test_ppl_stream']:.1f}** (in the 20/32-row training shape: valid "
+              f"{b['valid_ppl_batch']:.1f}, test {b['test_ppl_batch']:.1f}). Training wall time "
+              f"{d['train_seconds'] / 60:.1f} min"
+              + (f", {d['cpu_seconds_training'] / 60:.1f} CPU-min" if "cpu_seconds_training" in d else "")
+              + f"; load average at the end {', '.join(f'{v:.1f}' for v in d['load_average_at_end'])}."]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="zaremba-small")
@@ -338,7 +365,12 @@ def main(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe field: model.units=256, training.learning_rate=2e-3, "
                              "batch_size=32 (values parsed as JSON)")
+    parser.add_argument("--report", action="store_true",
+                        help="print a markdown summary of --out's .json (no training)")
     args = parser.parse_args(argv)
+    if args.report:
+        print(markdown_report((args.out or os.path.join(HERE, f"ptb_{args.recipe}")) + ".json"))
+        return 0
 
     import copy
 
@@ -385,7 +417,9 @@ def main(argv=None):
     out = args.out or os.path.join(HERE, f"ptb_{args.recipe}")
     config = training.TrainConfig(batch_size=batch_size, seed=args.seed, resume=args.resume,
                                   verbose=2, **recipe["training"])
-    run_config = {"task": "lm", "model": {"type": "rnn", **model_config},
+    # The `keras-seq train-lm` run layout, so `keras-seq generate/export` work on it.
+    run_config = {"task": "lm", "model": {"type": "rnn", "config": dict(recipe["model"],
+                                                                        vocab_size=len(vocabulary))},
                   "tokenizer": {"type": tokenizer.type_name, "config": tokenizer.get_config()},
                   "training": config.to_dict(), "data": {"path": os.path.abspath(args.data),
                                                          "seq_len": seq_len},
@@ -404,9 +438,13 @@ def main(argv=None):
 
     extra_callbacks = []
     if recipe.get("max_cpu_minutes"):
+        carried = 0.0
+        if args.resume:
+            previous = (run.training_state() or {}).get("history") or [{}]
+            carried = float(previous[-1].get("cpu_seconds") or 0.0)
         extra_callbacks.append(BudgetSchedule.make(
             recipe["max_cpu_minutes"] * 60.0, config.peak_learning_rate,
-            recipe.get("budget_schedule")))
+            recipe.get("budget_schedule"), carried))
     cpu_start = time.process_time()
     model, history = training.train(
         build,

@@ -136,6 +136,60 @@ def zipf_stream(source, num_tokens, seed=1):
     return (ids + RESERVED).astype(np.int32)
 
 
+def _split_text(text, fractions=(0.9, 0.05, 0.05)):
+    """Contiguous train/valid/test parts of `text`, cut at line boundaries."""
+    lines = text.split("\n")
+    cuts = np.cumsum([0] + [int(round(f * len(lines))) for f in fractions[:-1]] + [len(lines)])
+    cuts[-1] = len(lines)
+    return ["\n".join(lines[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def load_real_text(data, shared_dir):
+    """Word-level real text with its full (training) vocabulary, frequency sorted.
+
+    anna  Anna Karenina (keras_seq's bundled copy), split 90/5/5 contiguous
+          by lines.
+    mix   PTB (train+valid+test text) + Anna Karenina + the French side of
+          anki fra-eng, each split 90/5/5 contiguous by lines, the parts
+          concatenated in that order.
+
+    The vocabulary is every token of the training part (WordTokenizer,
+    lower-cased, min_frequency 1), sorted by decreasing frequency, so the
+    log-uniform sampler's assumption holds; validation tokens not in it are
+    UNK (id 1).
+
+    Returns:
+        (vocab_size, train_ids, valid_ids, info dict)
+    """
+    from keras_seq.data import load_text
+    from keras_seq.text import WordTokenizer
+
+    sources = []
+    if data in ("anna", "mix"):
+        sources.append(("anna", load_text("bundled:anna-karenina")))
+    if data == "mix":
+        ptb = "\n".join(
+            open(os.path.join(shared_dir, "ptb", f"ptb.{s}.txt"), encoding="utf-8").read()
+            for s in ("train", "valid", "test")
+        ).replace("<unk>", "unk")
+        with open(os.path.join(shared_dir, "anki-fra-eng", "fra.txt"), encoding="utf-8") as f:
+            french = "\n".join(line.split("\t")[1] for line in f if "\t" in line)
+        sources = [("ptb", ptb), sources[0], ("fra", french)]
+    parts = [_split_text(t) for _, t in sources]
+    train_lines = [line for p in parts for line in p[0].split("\n")]
+    valid_lines = [line for p in parts for line in p[1].split("\n")]
+    tokenizer = WordTokenizer().fit(train_lines)
+
+    def encode(lines):
+        ids = tokenizer.encode(lines, add_eos=True)
+        return np.concatenate([np.asarray(x, np.int32) for x in ids])
+
+    train, valid = encode(train_lines), encode(valid_lines)
+    info = {"sources": [n for n, _ in sources],
+            "valid_unk_fraction": float(np.mean(valid == 1))}
+    return tokenizer.vocab_size, train, valid, info
+
+
 def load_ptb(data_dir):
     """PTB train/valid ids with a frequency-sorted keras_seq vocabulary."""
     import collections
@@ -167,9 +221,13 @@ def load_ptb(data_dir):
 # ---------------------------------------------------------------- models
 
 
-def build_pair(vocab_size, num_sampled, args, learning_rate=None):
+def build_pair(vocab_size, num_sampled, args, learning_rate=None, unigram=None):
     """(full, sampled) RNNLanguageModels with identical weights, compiled alike."""
     import keras
+
+    global _WarmupConstant
+    if not isinstance(_WarmupConstant, type) or _WarmupConstant.__name__ != "WarmupConstant":
+        _WarmupConstant = _make_warmup_class()
 
     from keras_seq.models import RNNLanguageModel
     from keras_seq.training import TrainConfig, make_optimizer
@@ -186,11 +244,25 @@ def build_pair(vocab_size, num_sampled, args, learning_rate=None):
     for n in (0, num_sampled):
         keras.utils.set_random_seed(args.seed)
         model = RNNLanguageModel(**config, sampled_softmax=n)
-        optimizer = make_optimizer(
-            TrainConfig(optimizer=args.optimizer,
-                        learning_rate=learning_rate or args.learning_rate,
-                        clipnorm=args.clipnorm)
-        )
+        lr = learning_rate or args.learning_rate
+        if args.warmup_steps or args.beta1 is not None or args.beta2 is not None:
+            # Linear warm-up and/or non-default Adam betas (investigation
+            # options; the default path is the library's make_optimizer).
+            schedule = lr
+            if args.warmup_steps:
+                schedule = _WarmupConstant(lr, args.warmup_steps)
+            if args.optimizer == "adam":
+                optimizer = keras.optimizers.Adam(
+                    schedule, beta_1=0.9 if args.beta1 is None else args.beta1,
+                    beta_2=0.999 if args.beta2 is None else args.beta2,
+                    global_clipnorm=args.clipnorm or None)
+            else:
+                optimizer = keras.optimizers.SGD(schedule, global_clipnorm=args.clipnorm or None)
+        else:
+            optimizer = make_optimizer(
+                TrainConfig(optimizer=args.optimizer, learning_rate=lr,
+                            clipnorm=args.clipnorm)
+            )
         model.compile(
             optimizer,
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -198,7 +270,35 @@ def build_pair(vocab_size, num_sampled, args, learning_rate=None):
         )
         models.append(model)
     models[1].set_weights(models[0].get_weights())
+    if args.bias_init == "unigram" and unigram is not None:
+        # Output bias = log unigram frequency (add-0.5 smoothed), both models.
+        for model in models:
+            model.output_head.full_bias()  # built check
+            bias = model.output_layer.bias
+            bias.assign(np.log(unigram).astype("float32"))
     return models
+
+
+class _WarmupConstant:
+    pass
+
+
+def _make_warmup_class():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="bench")
+    class WarmupConstant(keras.optimizers.schedules.LearningRateSchedule):
+        def __init__(self, lr, steps):
+            self.lr, self.steps = float(lr), int(steps)
+
+        def __call__(self, step):
+            step = keras.ops.cast(step, "float32")
+            return self.lr * keras.ops.minimum(1.0, (step + 1.0) / self.steps)
+
+        def get_config(self):
+            return {"lr": self.lr, "steps": self.steps}
+
+    return WarmupConstant
 
 
 def _load():
@@ -302,6 +402,15 @@ def run_perplexity(args):
         vocab_size, train_ids, valid_ids = load_ptb(args.data_dir)
         if args.train_tokens:
             train_ids = train_ids[: args.train_tokens]
+    elif args.data in ("anna", "mix"):
+        shared = os.path.join(ROOT, "..", "shared", "data")
+        vocab_size, train_ids, valid_ids, info = load_real_text(args.data, shared)
+        if args.train_tokens:
+            train_ids = train_ids[: args.train_tokens]
+        if args.valid_tokens:
+            valid_ids = valid_ids[: args.valid_tokens]
+        print(f"{args.data}: vocabulary {vocab_size}, train {len(train_ids)}, valid "
+              f"{len(valid_ids)} tokens, {info}", flush=True)
     else:
         vocab_size = args.vocab[0]
         source = zipf_source(vocab_size)
@@ -317,7 +426,10 @@ def run_perplexity(args):
               f"{info['train_types_seen']}", flush=True)
     train = make_lm_dataset(train_ids, args.batch_size, args.seq_len)
     valid = make_lm_dataset(valid_ids, args.batch_size, args.seq_len)
-    full, sampled = build_pair(vocab_size, args.num_sampled, args)
+    counts = np.bincount(train_ids, minlength=vocab_size).astype("float64")
+    unigram = (counts + 0.5) / (counts + 0.5).sum()
+    full, sampled = build_pair(vocab_size, args.num_sampled, args, unigram=unigram)
+    diag_batches = list(valid.take(args.diag_batches).as_numpy_iterator())
 
     class Reset(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -345,6 +457,9 @@ def run_perplexity(args):
             history.append({"epoch": epoch + 1, "train_loss": float(fit.history["loss"][0]),
                             "valid_perplexity": math.exp(loss), "train_wall_s": wall,
                             "train_cpu_s": cpu, "load": _load()})
+            if args.diag_batches:
+                history[-1]["diagnostics"] = diagnose(model, diag_batches, counts)
+                print(f"{name:>7}   {history[-1]['diagnostics']['text']}", flush=True)
             print(f"{name:>7} epoch {epoch + 1}: valid perplexity (full softmax) "
                   f"{math.exp(loss):9.2f}   train wall {wall:7.0f} s  CPU {cpu:7.0f} s  "
                   f"load {_load()}", flush=True)
@@ -357,12 +472,103 @@ def run_perplexity(args):
     return out
 
 
+def batch_candidates_token_loss(self, hidden, labels, candidates=None):
+    """Prototype: sampled softmax whose candidates are the batch's labels plus
+    the sampled negatives (samples equal to any batch label are dropped).
+
+    Z_i = sum_{j in L} e^{s_ij} + sum_{j not in L} e^{s_ij}: the first sum is
+    exact over the distinct labels L of the batch, the second estimated by the
+    samples not in L, each weighted 1 / (m Q(j)) -- unbiased, like the
+    original estimator (which has L = {y_i}). Every class that is a label in a
+    step thus also gets the negative gradient of the other tokens in it.
+    """
+    from keras import ops
+
+    from keras_seq.layers.transformer import _large_negative
+
+    if candidates is None:
+        candidates = self.sample_candidates()
+    candidates = ops.cast(candidates, "int32")
+    labels = ops.cast(labels, "int32")
+    depth = hidden.shape[-1]
+    flat_hidden = ops.reshape(ops.cast(hidden, self.compute_dtype), (-1, depth))
+    flat_labels = ops.reshape(labels, (-1,))
+    neg = _large_negative("float32")
+    true_logits = ops.sum(
+        ops.cast(flat_hidden * self._rows(flat_labels), "float32"), axis=-1
+    ) + self._biases(flat_labels)
+    # Batch labels as candidates [n, n]; duplicates (not first occurrence) masked.
+    label_logits = ops.cast(
+        ops.matmul(flat_hidden, ops.transpose(self._rows(flat_labels))), "float32"
+    ) + self._biases(flat_labels)[None, :]
+    n = ops.shape(flat_labels)[0]
+    index = ops.arange(n)
+    same = ops.equal(flat_labels[:, None], flat_labels[None, :])
+    duplicate = ops.any(ops.logical_and(same, index[None, :] < index[:, None]), axis=1)
+    label_logits = ops.where(duplicate[None, :], neg, label_logits)
+    sampled_logits = ops.cast(
+        ops.matmul(flat_hidden, ops.transpose(self._rows(candidates))), "float32"
+    ) + self._biases(candidates)[None, :]
+    sampled_logits = sampled_logits - ops.log(self.expected_counts(candidates))[None, :]
+    in_batch = ops.any(ops.equal(candidates[:, None], flat_labels[None, :]), axis=1)
+    sampled_logits = ops.where(in_batch[None, :], neg, sampled_logits)
+    logits = ops.concatenate([label_logits, sampled_logits], axis=-1)
+    losses = ops.logsumexp(logits, axis=-1) - true_logits
+    return ops.reshape(losses, ops.shape(labels))
+
+
+BUCKETS = ((1, 1), (2, 4), (5, 19), (20, 99), (100, 999), (1000, None))
+
+
+def diagnose(model, batches, counts):
+    """Where the full softmax puts its mass, by training frequency of the class.
+
+    On the first validation batches (state reset first): the mean predicted
+    probability mass on the classes whose training count falls in each bucket,
+    next to the validation tokens' share of those classes; the mean output bias
+    and mean logit (relative to each token's mean logit) per bucket.
+    """
+    model.reset_states()
+    mass = np.zeros(len(BUCKETS))
+    share = np.zeros(len(BUCKETS))
+    logit_sum = np.zeros(len(BUCKETS))
+    tokens = 0
+    bucket_of = np.full(len(counts), -1)
+    for b, (lo, hi) in enumerate(BUCKETS):
+        bucket_of[(counts >= lo) & (counts <= (hi or np.inf))] = b
+    for x, y in batches:
+        logits = np.asarray(model(x, training=False), "float64").reshape(-1, len(counts))
+        logits = logits - logits.max(-1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(-1, keepdims=True)
+        centred = logits - logits.mean(-1, keepdims=True)
+        for b in range(len(BUCKETS)):
+            sel = bucket_of == b
+            mass[b] += p[:, sel].sum()
+            logit_sum[b] += centred[:, sel].mean(-1).sum() if sel.any() else 0.0
+        labels = y.reshape(-1)
+        for b in range(len(BUCKETS)):
+            share[b] += np.sum(bucket_of[labels] == b)
+        tokens += len(labels)
+    model.reset_states()
+    bias = np.asarray(model.output_layer.bias)
+    out = {"buckets": [f"{lo}-{hi or 'inf'}" for lo, hi in BUCKETS],
+           "classes": [int(np.sum(bucket_of == b)) for b in range(len(BUCKETS))],
+           "pred_mass": (mass / tokens).tolist(), "valid_share": (share / tokens).tolist(),
+           "mean_bias": [float(bias[bucket_of == b].mean()) for b in range(len(BUCKETS))],
+           "mean_centred_logit": (logit_sum / tokens).tolist()}
+    out["text"] = "mass/share/bias by train count " + "  ".join(
+        f"[{k}] {m:.3f}/{v:.3f}/{bb:+.2f}" for k, m, v, bb in
+        zip(out["buckets"], out["pred_mass"], out["valid_share"], out["mean_bias"]))
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["timing", "perplexity"])
     parser.add_argument("--vocab", type=int, nargs="+", default=[10_000, 50_000, 100_000])
     parser.add_argument("--num-sampled", type=int, default=512)
-    parser.add_argument("--data", choices=["ptb", "zipf"], default="zipf")
+    parser.add_argument("--data", choices=["ptb", "zipf", "anna", "mix"], default="zipf")
     parser.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "ptb"))
     parser.add_argument("--train-tokens", type=int, default=None)
     parser.add_argument("--valid-tokens", type=int, default=30_000)
@@ -380,11 +586,24 @@ def main(argv=None):
     parser.add_argument("--only", choices=["sampled", "full"], default=None,
                         help="perplexity: train only this one of the two models")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bias-init", choices=["zeros", "unigram"], default="zeros",
+                        help="output bias: zeros (library default) or log unigram (both models)")
+    parser.add_argument("--warmup-steps", type=int, default=0)
+    parser.add_argument("--candidates", choices=["sampled", "batch"], default="sampled",
+                        help="batch: prototype, the batch's labels are candidates too")
+    parser.add_argument("--beta1", type=float, default=None)
+    parser.add_argument("--beta2", type=float, default=None)
+    parser.add_argument("--diag-batches", type=int, default=0,
+                        help="perplexity: per-epoch mass-by-frequency diagnostics on this many valid batches")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
     import tensorflow as tf
 
+    if args.candidates == "batch":
+        from keras_seq.layers.sampled_softmax import SampledSoftmax
+
+        SampledSoftmax.sampled_token_loss = batch_candidates_token_loss
     result = run_timing(args) if args.mode == "timing" else run_perplexity(args)
     result["settings"] = {k: v for k, v in vars(args).items() if k != "out"}
     result["environment"] = {"tensorflow": tf.__version__, "cpus": os.cpu_count()}

@@ -204,7 +204,6 @@ def decode_speed(args):
     translator = translation.Translator(model, src_tok, tgt_tok, unk_replace=False)
     batches = _batches(translator, sentences, args.batch_size)
     width = max(b.shape[1] for b in batches)
-    fixed = _batches(translator, sentences, args.batch_size, width=width)  # one XLA shape
     max_length = translator.output_limit(width)
     out = {"run": args.run, "sentences": len(sentences), "batch_size": args.batch_size,
            "max_length": max_length, "load_before": _load_average(), "rows": []}
@@ -224,12 +223,12 @@ def decode_speed(args):
                 lambda s, strategy=strategy: model.translate_ids(
                     s, strategy=strategy, max_length=max_length).ids,
                 input_signature=[tf.TensorSpec([None, None], tf.int32)], jit_compile=jit)
-            data = fixed if jit else batches
+            data = batches
             start = time.perf_counter()
             fn(data[0]).numpy()
             first = time.perf_counter() - start
-            for _ in range(2 if jit else 1):  # XLA: a second shape (last, smaller batch)
-                fn(data[-1]).numpy()
+            for b in data:  # warm-up: XLA compiles once per input shape
+                fn(b).numpy()
             start = time.perf_counter()
             for _ in range(args.repeats):
                 for b in data:
@@ -340,7 +339,7 @@ def throughput(args):
         tokens = sum(int(np.count_nonzero(y.numpy())) for _, y in batches[5:])
         m = translation.build_model(config["model"])
         m.compile(keras.optimizers.Adam(1e-3, global_clipnorm=5.0),
-                  loss=translation.label_smoothed_loss(0.1))
+                  loss=translation.label_smoothed_loss(0.1), metrics=None)
         warm = tf.data.Dataset.from_generator(lambda: iter(batches[:5]),
                                               output_signature=ds.element_spec)
         m.fit(warm, epochs=1, verbose=0)

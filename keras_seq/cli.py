@@ -26,7 +26,7 @@ Values shown as None mean "not given: use the task's own default".
     data (str: an existing file path or "bundled:NAME"; default "bundled:anna-karenina" /
     "bundled:fra-eng"), run_dir (str; default "runs/lm" / "runs/translator"),
     resume (bool), overwrite (bool), model (str),
-    sampled_softmax (int, 0 = full softmax),
+    sampled_softmax (int or None: None = the task's recipe, 0 = full softmax),
     and the TrainConfig fields, each None unless given (build the config with
     `keras_seq.training.TrainConfig.from_namespace(args, **task_defaults)`):
     epochs, batch_size, max_minutes, seed, optimizer, learning_rate,
@@ -324,9 +324,10 @@ def _add_training_flags(parser, *, default_data, default_run_dir, models, defaul
     group.add_argument(
         "--sampled-softmax",
         type=nonnegative_int,
-        default=0,
+        default=None,
         metavar="N",
-        help="train with a sampled softmax over N negative classes (0 = full softmax)",
+        help="train with a sampled softmax over N negative classes; 0 = full softmax "
+        "(default: the task's recipe)",
     )
 
 
@@ -342,7 +343,7 @@ def build_parser():
         "  keras-seq train-translator --data bundled:fra-eng --attention luong-general\n"
         '  keras-seq translate runs/translator "I am cold." --beam 5\n'
         "  keras-seq export runs/translator --to exported/fra-eng\n"
-        "  keras-seq serve exported/fra-eng --port 8501\n\n"
+        "  keras-seq serve exported/ --port 8501\n\n"
         "Run `keras-seq COMMAND --help` for the options of a command.",
         formatter_class=_Formatter,
     )
@@ -542,9 +543,10 @@ def build_parser():
         subparsers,
         "serve",
         "serve an exported model over HTTP",
-        "Serve an exported model (the directory written by `keras-seq export`) over HTTP.",
+        "Serve exported models over HTTP with TF Serving's REST API: every "
+        "`NAME/VERSION/` under DIR, or one model's directory.",
         [
-            "keras-seq serve exported/fra-eng",
+            "keras-seq serve exported/                  # every exported/NAME/VERSION/",
             "keras-seq serve exported/fra-eng --onnx --port 9000",
         ],
     )
@@ -576,8 +578,40 @@ def build_parser():
 # ----------------------------------------------------------------------------
 
 
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with its C++ start-up chatter hidden.
+
+    TensorFlow's native code prints lines before its logging is configured
+    (oneDNN notices, CUDA probing on machines without a GPU) that
+    `TF_CPP_MIN_LOG_LEVEL` does not silence. They go to a temporary file while
+    TensorFlow loads and probes its devices, and are replayed if that fails.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # the CUDA probe logs here
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _call_task(module_name, function_name, args):
     """Import `module_name` lazily and call `function_name(args)`."""
+    if not getattr(args, "debug", False):
+        _import_tensorflow_quietly()
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:

@@ -181,6 +181,61 @@ def test_compiled_train_step_loss_is_the_sampled_softmax_of_the_hidden_states(na
     assert abs(loss - full) > 1e-3
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_stateful_train_step_carries_state_and_resets_rows_under_sampled_loss(jit):
+    # The `keras-seq train-lm` setup: a stateful model (truncated BPTT), the
+    # per-row `reset` input and Keras's loss compiled for evaluation; the
+    # training loss of the second batch must be the sampled softmax of the
+    # hidden states that continue batch 1 in the kept rows and start afresh
+    # in the reset rows.
+    keras.utils.set_random_seed(5)
+    config = dict(embedding_dim=12, units=16, num_layers=2, dropout=0.0, tie_embeddings=True)
+    model = RNNLanguageModel(VOCAB, sampled_softmax=SAMPLED, batch_size=4, **config)
+    model.compile(
+        keras.optimizers.SGD(0.0),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit,
+    )
+    rng = np.random.default_rng(0)
+    for variable in model.trainable_weights:  # large enough for the state to matter
+        variable.assign(rng.normal(0.0, 0.5, variable.shape))
+    tokens = rng.integers(4, VOCAB, size=(4, 13)).astype("int32")
+    first, second = tokens[:, :6], tokens[:, 6:12]
+    labels = tokens[:, 7:13]
+    reset = np.array([False, True, False, True])
+    model.reset_states()
+    model.train_on_batch({"tokens": first, "reset": np.ones(4, bool)}, tokens[:, 1:7])
+    head = model._output_head()
+    seed_state = np.asarray(head.seed_generator.state)
+    loss = float(model.train_on_batch({"tokens": second, "reset": reset}, labels))
+
+    head.seed_generator.state.assign(seed_state)
+    candidates = np.asarray(tf.function(head.sample_candidates, jit_compile=jit)())
+    # Hidden states from a stateless twin: whole prefix for the kept rows,
+    # the second chunk alone for the reset ones.
+    stateless = RNNLanguageModel(VOCAB, sampled_softmax=SAMPLED, stateful=False, **config)
+    stateless.set_weights(model.get_weights())
+    carried = np.asarray(stateless(tokens[:, :12], training=True), "float64")[:, 6:]
+    fresh = np.asarray(stateless(second, training=True), "float64")
+    hidden = np.where(reset[:, None, None], fresh, carried)
+    assert not np.allclose(carried[~reset], fresh[~reset], atol=1e-3)  # state matters
+    kernel, bias = _head_weights(model)
+    expected = _np_sampled_loss(hidden, labels, kernel, bias, candidates)
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+    # ... which tells apart a dropped state and an ignored reset.
+    for wrong in (fresh, carried):
+        wrong = _np_sampled_loss(wrong, labels, kernel, bias, candidates)
+        assert abs(expected - wrong) > 100 * 1e-4 * expected
+
+    # `evaluate` through the same state variables: the full softmax.
+    model.reset_states()
+    model.test_on_batch({"tokens": first, "reset": np.ones(4, bool)}, tokens[:, 1:7])
+    full = float(model.test_on_batch({"tokens": second, "reset": reset}, labels))
+    logits = np.asarray(stateless(tokens[:, :12]), "float64")[:, 6:]
+    logits = np.where(reset[:, None, None], np.asarray(stateless(second), "float64"), logits)
+    np.testing.assert_allclose(full, _np_full_loss(logits, labels), rtol=1e-4)
+
+
 # -- training, full-softmax evaluation, full step logits --------------------------------
 
 
@@ -248,13 +303,22 @@ def test_translators_train_sampled_and_evaluate_full_softmax(kind):
     model = _translator(kind)
     kwargs = {"metrics": [MaskedTokenAccuracy()]} if kind == "transformer" else {}
     model.compile(keras.optimizers.Adam(0.01), **kwargs)
-    before = model.evaluate(
-        valid_inputs, valid_out, batch_size=128, verbose=0, return_dict=True
-    )["loss"]
-    history = model.fit(inputs, target_out, batch_size=64, epochs=25, verbose=0)
+    before = _np_full_loss(model.predict(valid_inputs, batch_size=128, verbose=0), valid_out)
+    # `fit` before any `evaluate`: the compiled accuracy is first built by the
+    # validation at the end (training passes have no logits to score).
+    history = model.fit(
+        inputs, target_out, batch_size=64, epochs=25, verbose=0,
+        validation_data=(valid_inputs, valid_out), validation_batch_size=128,
+        validation_freq=25,
+    )
     assert np.all(np.isfinite(history.history["loss"]))
+    assert "masked_accuracy" not in history.history  # not measured in training
     after = model.evaluate(
         valid_inputs, valid_out, batch_size=128, verbose=0, return_dict=True
+    )
+    np.testing.assert_allclose(history.history["val_loss"][-1], after["loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        history.history["val_masked_accuracy"][-1], after["masked_accuracy"], rtol=1e-5
     )
 
     logits = model.predict(valid_inputs, batch_size=128, verbose=0)

@@ -110,6 +110,22 @@ def test_sampled_softmax_training_run(tmp_path):
     assert isinstance(outputs[0].text, str)
 
 
+def test_resume_continues_with_the_stored_recipe(tmp_path):
+    run = str(tmp_path / "run")
+    common = dict(run_dir=run, batch_size=32, verbose=0)
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        translation.train(translation.train_args(
+            max_pairs=300, epochs=1, units=8, embedding_dim=8, max_length=10, **common))
+        before = runs.load_run_config(run)
+        # Model flags are ignored on resume: the stored config wins.
+        translation.train(translation.train_args(resume=True, epochs=2, units=64, **common))
+    after = runs.load_run_config(run)
+    assert after["model"] == before["model"] and after["data"] == before["data"]
+    assert after["training"]["epochs"] == 2
+    history = runs.RunDir(run).training_state()["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
 def test_test_split_is_rebuilt_and_held_out(run_dir):
     path, _ = run_dir
     config = runs.load_run_config(path)

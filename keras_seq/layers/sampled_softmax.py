@@ -576,12 +576,24 @@ class SampledSoftmaxModel:
         if not self._hidden_outputs_pass:
             return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         # y_pred holds hidden states (sampled-softmax training): the compiled
-        # metrics, which need logits, are neither updated nor reported (they
-        # may not even be built yet); the loss and other metrics are.
+        # metrics, which need logits, are neither updated nor reported; the
+        # loss and the other metrics are.
+        return self._metrics_results(skip_compiled=True)
+
+    def get_metrics_result(self):
+        # Compiled metrics are built by their first update, which a model
+        # trained with sampling only gets from `evaluate`: until then leave
+        # them out (Keras would fail on them at the end of a `fit` epoch).
+        compiled = getattr(self, "_compile_metrics", None)
+        return self._metrics_results(
+            skip_compiled=compiled is not None and not compiled.built
+        )
+
+    def _metrics_results(self, skip_compiled):
         compiled = getattr(self, "_compile_metrics", None)
         results = {}
         for metric in self.metrics:
-            if metric is compiled:
+            if skip_compiled and metric is compiled:
                 continue
             result = metric.result()
             if isinstance(result, dict):

@@ -127,11 +127,17 @@ def run(args):
     # 4. Next steps ------------------------------------------------------------------
     elapsed = (time.monotonic() - started) / 60.0
     _print(f"[4/4] done in {elapsed:.1f} min. Next:")
-    _print(f'  keras-seq translate {run_dir} "How are you?"              # beam search (5)')
-    _print(f'  keras-seq translate {run_dir} "I am cold." --greedy --plot attention.png')
-    _print(f"  keras-seq evaluate {run_dir}                              # BLEU/chrF, test split")
-    _print(f"  keras-seq serve {EXPORT_DIR}                              # TF Serving REST API")
-    _print("  curl -s localhost:8501/v1/models/fra-eng:predict "
-           "-d '{\"instances\": [\"I am cold.\"]}'")
-    _print("  keras-seq train-translator --max-minutes 30               # all 60,000 pairs")
+    commands = [
+        (f'keras-seq translate {run_dir} "How are you?"', "beam search (5)"),
+        (f'keras-seq translate {run_dir} "I am cold." --greedy --plot attention.png',
+         "attention map"),
+        (f"keras-seq evaluate {run_dir}", "BLEU/chrF on the test split"),
+        (f"keras-seq serve {os.path.dirname(EXPORT_DIR)}/", "TF Serving REST API on :8501"),
+        ("curl -s localhost:8501/v1/models/fra-eng:predict "
+         "-d '{\"instances\": [\"I am cold.\"]}'", ""),
+        ("keras-seq train-translator --max-minutes 30", "all 60,000 pairs"),
+    ]
+    width = max(len(c) for c, _ in commands if len(c) < 70)
+    for command, note in commands:
+        _print(f"  {command:<{width}}  # {note}" if note else f"  {command}")
     return None

@@ -23,6 +23,12 @@ Data handling (the same in `train`, `evaluate` and the apps):
 - Training batches are truncated-BPTT windows (`keras_seq.data.make_lm_dataset`);
   the recurrent model is stateful, its state is reset at every epoch start
   and before every evaluation.
+- `--sampled-softmax N` (both model families; the recipe's default is the
+  full softmax, 0): training minimizes the sampled-softmax loss over N
+  log-uniform negatives, while validation (`val_loss`, which picks the best
+  checkpoint), the reported perplexities, `evaluate`, `generate` and
+  `export` use the full softmax over the same weights. The weights do not
+  depend on N, and `config.json` records it as `model.config.sampled_softmax`.
 
 Run directory (`keras_seq.runs`): `config.json` holds
 
@@ -56,14 +62,14 @@ _EVAL_TOKENS_PER_ROW = 2000
 # Defaults of the model flags, per tokenizer ("word" covers "wordpiece").
 MODEL_DEFAULTS = {
     "word": dict(seq_len=35, units=256, embedding_dim=256, layers=2, dropout=0.3,
-                 tie_embeddings=True, vocab_size=10000, min_frequency=1),
+                 tie_embeddings=True, vocab_size=10000, min_frequency=1, sampled_softmax=0),
     "char": dict(seq_len=100, units=512, embedding_dim=64, layers=2, dropout=0.2,
-                 tie_embeddings=False, vocab_size=None, min_frequency=1),
+                 tie_embeddings=False, vocab_size=None, min_frequency=1, sampled_softmax=0),
     "wordpiece": dict(seq_len=35, units=256, embedding_dim=256, layers=2, dropout=0.3,
-                      tie_embeddings=True, vocab_size=8000, min_frequency=1),
+                      tie_embeddings=True, vocab_size=8000, min_frequency=1, sampled_softmax=0),
 }
 TRANSFORMER_DEFAULTS = dict(seq_len=128, units=256, layers=2, dropout=0.1, num_heads=4,
-                            tie_embeddings=True)
+                            tie_embeddings=True, sampled_softmax=0)
 # TrainConfig defaults of the task (flags win).
 TRAIN_DEFAULTS = dict(epochs=20, batch_size=32, optimizer="adam", learning_rate=2e-3,
                       clipnorm=5.0, patience=3, lr_schedule="plateau", decay_rate=0.5)
@@ -193,8 +199,28 @@ def _check_stream(ids, name, batch_size, seq_len):
 # ----------------------------------------------------------------------------
 
 
+def _sampled_softmax_from_args(args, default, vocab_size):
+    """`--sampled-softmax` (None: the recipe's `default`), checked against the vocabulary.
+
+    Raises:
+        InputError: N is not smaller than the vocabulary.
+    """
+    sampled = int(_pick(getattr(args, "sampled_softmax", None), default))
+    if sampled >= vocab_size:
+        raise errors.InputError(
+            f"--sampled-softmax ({sampled}) must be smaller than the vocabulary "
+            f"({vocab_size} tokens); 0 trains with the full softmax"
+        )
+    return sampled
+
+
 def model_config_from_args(args, vocab_size, tokenizer_type):
-    """`{"type", "config"}` of a new model from the train-lm flags."""
+    """`{"type", "config"}` of a new model from the train-lm flags.
+
+    Raises:
+        InputError: flags that do not fit together or the vocabulary (e.g.
+            `--sampled-softmax` not below the vocabulary size).
+    """
     family = args.model or "lstm"
     if family == "transformer":
         d = TRANSFORMER_DEFAULTS
@@ -218,14 +244,9 @@ def model_config_from_args(args, vocab_size, tokenizer_type):
             dropout=_pick(args.dropout, d["dropout"]),
             max_length=max(512, seq_len),
             tie_embeddings=_pick(args.tie_embeddings, d["tie_embeddings"]),
-            sampled_softmax=int(args.sampled_softmax or 0),
+            sampled_softmax=_sampled_softmax_from_args(args, d["sampled_softmax"], vocab_size),
         )
         return {"type": "transformer", "config": config}, seq_len
-    if getattr(args, "sampled_softmax", 0):
-        raise errors.InputError(
-            "--sampled-softmax is only supported with --model transformer; the recurrent "
-            "language model trains with the full softmax"
-        )
     d = MODEL_DEFAULTS[tokenizer_type]
     config = dict(
         vocab_size=vocab_size,
@@ -235,6 +256,9 @@ def model_config_from_args(args, vocab_size, tokenizer_type):
         cell=family,
         dropout=_pick(args.dropout, d["dropout"]),
         tie_embeddings=_pick(args.tie_embeddings, d["tie_embeddings"]),
+        # Stateful TBPTT training on the sampled loss; evaluation, generation
+        # and export use the full softmax (see the module docstring).
+        sampled_softmax=_sampled_softmax_from_args(args, d["sampled_softmax"], vocab_size),
     )
     return {"type": "rnn", "config": config}, _pick(args.seq_len, d["seq_len"])
 
@@ -306,12 +330,14 @@ def load_weights(model, run):
 
 
 def perplexity(model_info, weights, ids, seq_len, batch_size=None):
-    """Perplexity of one token stream (exp of the mean cross-entropy).
+    """Perplexity of one token stream (exp of the mean full-softmax cross-entropy).
 
     For a recurrent model the stream is cut into a few long rows read with a
     carried state (rows of at least 2,000 tokens when the stream allows, at
     most `batch_size` rows), so almost every token is scored with its full
     left context. For a Transformer each `seq_len` window is its own context.
+    A model trained with a sampled softmax is scored on its full logits
+    (`evaluate` runs with `training=False`).
 
     Args:
         model_info: `config["model"]`.
@@ -379,6 +405,11 @@ def train(args):
                  f"(ignoring --data {args.data})")
         tokenizer, streams = load_streams(data_info["spec"], stored["tokenizer"]["type"], tokenizer)
         model_info = stored["model"]
+        stored_sampled = int(model_info["config"].get("sampled_softmax", 0) or 0)
+        asked = getattr(args, "sampled_softmax", None)
+        if asked is not None and int(asked) != stored_sampled:
+            _say(f"--resume: training goes on with the run's own --sampled-softmax "
+                 f"{stored_sampled} (ignoring --sampled-softmax {asked})")
         seq_len = int(data_info["seq_len"])
         defaults = dict(stored["training"])
         defaults.pop("resume", None)
@@ -425,6 +456,10 @@ def train(args):
         + ", ".join(f"{k} {len(v)}" for k, v in streams.items())
         + f"; batches of {batch_size} x {seq_len}"
     )
+    sampled = int(model_info["config"].get("sampled_softmax", 0) or 0)
+    if sampled:
+        _say(f"training loss: sampled softmax over {sampled} negatives of "
+             f"{tokenizer.vocab_size}; val_loss and perplexities: full softmax")
     train_ds = make_lm_dataset(streams["train"], batch_size, seq_len)
     valid_ds = make_lm_dataset(streams["valid"], batch_size, seq_len)
     is_rnn = model_info["type"] == "rnn"
