@@ -177,6 +177,19 @@ def test_not_a_run_dir(capsys, tmp_path):
     assert status == 2 and "does not exist" in err
 
 
+def test_malformed_model_config_is_a_clear_error(capsys, tmp_path, trained):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    config = json.loads((run / "config.json").read_text())
+    config["model"] = {"type": "rnn", **config["model"]["config"]}  # flat: an old layout
+    (run / "config.json").write_text(json.dumps(config))
+    status, out, err = _main(capsys, ["generate", str(run), "Anna"])
+    assert status == 2 and out == "" and "Traceback" not in err
+    assert "config.json" in err and "'model'" in err and len(err.strip().splitlines()) == 1
+
+
 def test_train_errors(capsys, tmp_path, trained):
     tiny = tmp_path / "tiny.txt"
     tiny.write_text("one line only, far too short.\n", encoding="utf-8")

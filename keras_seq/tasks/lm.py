@@ -509,8 +509,14 @@ def load_run(run_dir, *, stateful=False, batch_size=None):
     for key in ("model", "tokenizer", "data"):
         if key not in config:
             raise errors.RunDirError(f"{run.config_path} has no {key!r} entry; retrain the run")
+    model_info = config["model"]
+    if not isinstance(model_info, dict) or not isinstance(model_info.get("config"), dict):
+        raise errors.RunDirError(
+            f"{run.config_path}: 'model' must be {{\"type\": ..., \"config\": {{...}}}} as "
+            f"`keras-seq train-lm` writes it; retrain the run"
+        )
     tokenizer = text_lib.load_tokenizer(str(run.vocab_dir))
-    vocab = config["model"]["config"].get("vocab_size")
+    vocab = model_info["config"].get("vocab_size")
     if vocab != tokenizer.vocab_size:
         raise errors.RunDirError(
             f"{run.path}: the model's vocabulary ({vocab}) and {run.vocab_dir} "
