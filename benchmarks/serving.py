@@ -5,7 +5,9 @@ SavedModels and once with `--onnx` for the ONNX files (when there are any),
 then for every model and signature drives it with 1, 8 and 32 concurrent
 clients for a fixed duration each, and prints a markdown table to paste into
 benchmarks/RESULTS.md: requests/s, p50/p99 latency, failed requests, and the
-server's resident memory (RSS) at start and end.
+server's resident memory (RSS) at start and after each pass over all cells
+(`--passes`, 2 by default: the first pass warms every model up, the second
+shows whether memory keeps growing; the table shows the last pass).
 
 Request bodies are synthesized from each signature's metadata (columnar
 `inputs` format): strings get `--text`, integer tensors small token ids
@@ -240,31 +242,41 @@ def run(args):
             continue
         server = ServerProcess(args.dir, backend == "onnx", args.startup_timeout)
         try:
-            rss_start = server.rss()
+            rss = [server.rss()]  # at start, then after every pass
             with httpx.Client(base_url=server.url, timeout=120.0) as client:
                 plan = _plan(client, args, overrides)
-                for model, signature, body, problem in plan:
-                    path = f"/v1/models/{model}:predict"
-                    if problem is None:
-                        probe = client.post(path, json=body)
-                        if probe.status_code != 200:
-                            problem = f"{probe.status_code} {probe.text[:160]}"
-                    if problem is not None:
-                        notes.append(f"{backend} {model}/{signature}: skipped ({problem})")
-                        continue
-                    for clients in args.clients:
-                        stats = asyncio.run(
-                            _drive(server.url, path, body, clients, args.duration,
-                                   args.max_requests)
-                        )
-                        rows.append((backend, model, signature, clients, stats))
-                        print(f"  {backend:10s} {model}/{signature} x{clients}: "
-                              f"{stats['rps']:.1f} req/s p50 {stats['p50_ms']:.1f} ms "
-                              f"p99 {stats['p99_ms']:.1f} ms failed {stats['failed']}",
-                              file=sys.stderr)
-                        for error in stats["errors"]:
-                            notes.append(f"{backend} {model}/{signature} x{clients}: {error}")
-            memory.append((backend, rss_start, server.rss()))
+                for pass_index in range(args.passes):
+                    last = pass_index == args.passes - 1
+                    for model, signature, body, problem in plan:
+                        path = f"/v1/models/{model}:predict"
+                        if problem is None:
+                            probe = client.post(path, json=body)
+                            if probe.status_code != 200:
+                                problem = f"{probe.status_code} {probe.text[:160]}"
+                        if problem is not None:
+                            if last:
+                                notes.append(f"{backend} {model}/{signature}: skipped ({problem})")
+                            continue
+                        for clients in args.clients:
+                            stats = asyncio.run(
+                                _drive(server.url, path, body, clients, args.duration,
+                                       args.max_requests)
+                            )
+                            # Every pass must be error-free; the table shows the last one.
+                            for error in stats["errors"]:
+                                notes.append(f"{backend} {model}/{signature} x{clients} "
+                                             f"(pass {pass_index + 1}): {error}")
+                            if stats["failed"] and not last:
+                                notes.append(f"{backend} {model}/{signature} x{clients}: "
+                                             f"{stats['failed']} failed in pass {pass_index + 1}")
+                            if last:
+                                rows.append((backend, model, signature, clients, stats))
+                            print(f"  pass {pass_index + 1} {backend:10s} {model}/{signature} "
+                                  f"x{clients}: {stats['rps']:.1f} req/s p50 "
+                                  f"{stats['p50_ms']:.1f} ms p99 {stats['p99_ms']:.1f} ms "
+                                  f"failed {stats['failed']}", file=sys.stderr)
+                    rss.append(server.rss())
+            memory.append((backend, rss))
         finally:
             server.stop()
     return rows, memory, notes
@@ -289,9 +301,12 @@ def markdown(rows, memory, notes, args):
             f"| {backend} | {model} | {signature} | {clients} | {s['requests']} | "
             f"{_fmt(s['rps'])} | {_fmt(s['p50_ms'])} | {_fmt(s['p99_ms'])} | {s['failed']} |"
         )
-    lines += ["", "| backend | server RSS at start (MiB) | at end (MiB) |", "|---|---:|---:|"]
-    for backend, start, end in memory:
-        lines.append(f"| {backend} | {_fmt(start, 0)} | {_fmt(end, 0)} |")
+    passes = max((len(r) - 1 for _, r in memory), default=0)
+    lines += ["", "| backend | server RSS at start (MiB) | "
+              + " | ".join(f"after pass {i + 1}" for i in range(passes)) + " |",
+              "|---|---:|" + "---:|" * passes]
+    for backend, rss in memory:
+        lines.append(f"| {backend} | " + " | ".join(_fmt(v, 0) for v in rss) + " |")
     if notes:
         lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines)
@@ -305,6 +320,9 @@ def main(argv=None):
                         help="comma-separated: savedmodel, onnx")
     parser.add_argument("--clients", default="1,8,32", help="comma-separated concurrency levels")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell")
+    parser.add_argument("--passes", type=int, default=2,
+                        help="run every cell this many times (the table shows the last pass; "
+                             "server memory is read after each, to show it levels off)")
     parser.add_argument("--max-requests", type=int, default=100_000,
                         help="upper bound of requests per cell")
     parser.add_argument("--models", default="", help="comma-separated model names (default all)")
@@ -329,7 +347,7 @@ def main(argv=None):
         Path(args.json).write_text(json.dumps(
             {"rows": [dict(backend=b, model=m, signature=s, clients=c, **st)
                       for b, m, s, c, st in rows],
-             "memory": [dict(backend=b, rss_start_mib=s, rss_end_mib=e) for b, s, e in memory],
+             "memory": [dict(backend=b, rss_mib_start_then_after_each_pass=r) for b, r in memory],
              "notes": notes}, indent=1))
 
 

@@ -30,7 +30,7 @@ Values shown as None mean "not given: use the task's own default".
     and the TrainConfig fields, each None unless given (build the config with
     `keras_seq.training.TrainConfig.from_namespace(args, **task_defaults)`):
     epochs, batch_size, max_minutes, seed, optimizer, learning_rate,
-    lr_schedule, decay_start_epoch, decay_rate, warmup_steps, clipnorm,
+    lr_schedule, decay_start_epoch, decay_rate, warmup_steps, anneal_to_budget, clipnorm,
     patience, mixed_precision (True or None), strategy, jit_compile
     (True | False | None).
   Prepare the run directory with `keras_seq.runs.prepare_run_dir(args.run_dir,
@@ -297,6 +297,13 @@ def _add_training_flags(parser, *, default_data, default_run_dir, models, defaul
         "--decay-rate", type=probability, help="multiplier of the step/plateau schedules (0, 1]"
     )
     group.add_argument("--warmup-steps", type=nonnegative_int, help="linear learning-rate warmup steps")
+    group.add_argument(
+        "--anneal-to-budget",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --max-minutes, decay the learning rate on a cosine over the time budget "
+        "(on top of --lr-schedule), so the run ends annealed (default: the task's recipe)",
+    )
     group.add_argument(
         "--clipnorm", type=nonnegative_float, help="clip the gradient's global norm (0 = off; default 5)"
     )

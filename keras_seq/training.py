@@ -89,6 +89,11 @@ class TrainConfig:
         plateau_patience: epochs without improvement before a "plateau" decay.
         min_learning_rate: floor of the "cosine" and "plateau" schedules.
         warmup_steps: linear warmup from 0 over this many optimizer steps.
+        anneal_to_budget: with `max_minutes`, also scale the learning rate by
+            a cosine over the time budget, from 1 at the start to 0 when it is
+            spent (floored at `min_learning_rate`), on top of `lr_schedule`.
+            A run on a fixed budget then ends annealed, whenever that is;
+            without `max_minutes` it does nothing.
         clipnorm: clip the global norm of the gradient (after the cross-replica
             sum under a distribution strategy); None or 0 disables clipping.
         weight_decay: for "adamw" (and decoupled decay on the others); None
@@ -125,6 +130,7 @@ class TrainConfig:
     plateau_patience: int = 1
     min_learning_rate: float = 0.0
     warmup_steps: int = 0
+    anneal_to_budget: bool = False
     clipnorm: float = 5.0
     weight_decay: float = None
     mixed_precision: bool = False
@@ -184,6 +190,15 @@ class TrainConfig:
         check(
             is_int(self.warmup_steps) and self.warmup_steps >= 0,
             f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}",
+        )
+        check(
+            isinstance(self.anneal_to_budget, bool),
+            f"anneal_to_budget must be True or False, got {self.anneal_to_budget!r}",
+        )
+        check(
+            not (self.anneal_to_budget and self.lr_schedule == "cosine"),
+            "anneal_to_budget already anneals over the time budget; use it with the "
+            "constant, plateau or step schedule, not cosine",
         )
         check(
             self.clipnorm is None or (_is_number(self.clipnorm) and self.clipnorm >= 0),
@@ -253,6 +268,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"TrainConfig: unknown field(s) {', '.join(unknown)}")
         return cls(**values)
+
+
+def _is_tf_dataset(data):
+    import tensorflow as tf
+
+    return isinstance(data, tf.data.Dataset)
 
 
 def _is_number(value):
@@ -530,15 +551,35 @@ def _make_callbacks(config, run, state, monitor, session_start):
             step = int(self.model.optimizer.iterations.numpy())
             return min(1.0, (step + 1) / config.warmup_steps)
 
+        def _budget(self):
+            """Cosine factor of the time budget spent (1.0 without annealing)."""
+            if not self._anneal:
+                return 1.0
+            elapsed = state["carried_seconds"] + (time.monotonic() - session_start)
+            spent = min(1.0, elapsed / (config.max_minutes * 60.0))
+            floor = config.min_learning_rate / config.peak_learning_rate
+            return max(0.5 * (1.0 + math.cos(math.pi * spent)), floor)
+
+        def _update(self):
+            self._set(config.peak_learning_rate * self._scale * self._warm() * self._budget())
+
+        def on_train_begin(self, logs=None):
+            self._anneal = bool(config.anneal_to_budget and config.max_minutes)
+            self._batches = 0
+
         def on_epoch_begin(self, epoch, logs=None):
             self._scale = self._epoch_scale(epoch)
-            self._set(config.peak_learning_rate * self._scale * self._warm())
+            self._update()
 
         def on_train_batch_begin(self, batch, logs=None):
+            self._batches += 1
             if config.warmup_steps:
                 step = int(self.model.optimizer.iterations.numpy())
                 if step < config.warmup_steps + config.steps_per_execution:
-                    self._set(config.peak_learning_rate * self._scale * self._warm())
+                    self._update()
+                    return
+            if self._anneal and self._batches % 10 == 0:  # the clock moves slowly
+                self._update()
 
         def on_epoch_end(self, epoch, logs=None):
             if config.lr_schedule != "plateau":
@@ -1051,6 +1092,8 @@ def _train(
         validation_steps=validation_steps,
         callbacks=all_callbacks,
         verbose=verbose,
+        # A tf.data pipeline shuffles itself (Keras ignores `shuffle` for one, with a warning).
+        shuffle=not _is_tf_dataset(train_data),
     )
     if config.restore_best and run.best_weights.is_file() and state.get("best_epoch") != state["epoch"]:
         _load_model_weights(model, run.best_weights)

@@ -2,6 +2,7 @@
 
 import inspect
 import json
+import math
 import os
 import signal
 import subprocess
@@ -411,6 +412,32 @@ def test_learning_rate_schedules(tmp_path):
     # The val loss never improves after epoch 1: halved after epochs 2 and 3 (patience 1),
     # each new rate used from the next epoch on.
     np.testing.assert_allclose(plateau.history["learning_rate"], [0.05, 0.05, 0.025, 0.0125], rtol=1e-6)
+
+
+def test_anneal_to_budget_decays_the_rate_over_the_time_budget(tmp_path):
+    ds = _data(n=160)  # 10 batches an epoch, 0.15 s each
+    budget_s = 4.0
+    _, annealed = train(
+        _build, ds, ds, tmp_path / "annealed",
+        _config(epochs=50, optimizer="sgd", learning_rate=0.1, max_minutes=budget_s / 60,
+                anneal_to_budget=True),
+        loss="mse", callbacks=[_SlowBatches()],
+    )
+    rates = annealed.history["learning_rate"]
+    assert annealed.stop_reason == "time_budget" and len(rates) >= 2
+    # A cosine of the time spent: falling every epoch, from below the peak to
+    # near 0 at the end of the budget.
+    assert all(0.0 <= b < a for a, b in zip(rates, rates[1:]))
+    assert rates[0] < 0.1 and rates[-1] < 0.1 * 0.5 * (1 + math.cos(math.pi * 0.5))
+    # Without a budget the flag changes nothing.
+    _, plain = train(
+        _build, ds, ds, tmp_path / "plain",
+        _config(epochs=2, optimizer="sgd", learning_rate=0.1, anneal_to_budget=True),
+        loss="mse",
+    )
+    np.testing.assert_allclose(plain.history["learning_rate"], [0.1, 0.1], rtol=1e-6)
+    with pytest.raises(ValueError, match="anneal_to_budget"):
+        TrainConfig(anneal_to_budget=True, lr_schedule="cosine", max_minutes=1.0)
 
 
 def test_gradient_clipping_bounds_the_update(tmp_path):

@@ -8,7 +8,8 @@ __all__ = ["pick", "say", "train_namespace", "TRAIN_CONFIG_FIELDS"]
 # The TrainConfig fields the training commands accept as flags (see keras_seq.cli).
 TRAIN_CONFIG_FIELDS = (
     "epochs", "batch_size", "max_minutes", "seed", "optimizer", "learning_rate",
-    "lr_schedule", "decay_start_epoch", "decay_rate", "warmup_steps", "clipnorm",
+    "lr_schedule", "decay_start_epoch", "decay_rate", "warmup_steps", "anneal_to_budget",
+    "clipnorm",
     "patience", "mixed_precision", "strategy", "jit_compile",
 )
 
