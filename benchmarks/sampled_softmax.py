@@ -29,6 +29,19 @@ Data:
          entropy rate is known in closed form, so the best achievable
          perplexity is printed next to the results, with the unigram one.
 
+  anna   Anna Karenina, word level, full training vocabulary (13,009 types),
+         90/5/5 contiguous split (see `load_real_text`).
+  mix    PTB + Anna Karenina + French side of anki fra-eng (42,272 types).
+
+Investigation options (issue 5): `--bias-init zeros|unigram|loguniform` (output
+bias of both models: zeros = library default, log unigram frequency of the
+training data, or the sampler's log-uniform prior `LogUniformPrior`),
+`--warmup-steps`, `--beta1/--beta2`, `--optimizer lazyadam` (Adam that skips
+entries whose gradient is zero), `--candidates batch` (prototype: the batch's
+labels are candidates too), `--diag-batches K` (predicted full-softmax mass by
+training frequency of the class, per epoch). Log of the runs:
+/work/notes/sampled_softmax_investigation.md.
+
 The timing data is always the zipf stream (the step time does not depend on the
 token values). Model: embedding 200 -> 2 x LSTM(200) -> softmax (PTB "small"
 shape), batch 20 x 35, stateful truncated BPTT.
@@ -144,14 +157,25 @@ def _split_text(text, fractions=(0.9, 0.05, 0.05)):
     return ["\n".join(lines[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
+def _interleave(line_lists, chunks=200):
+    """Lines of each source cut into `chunks` contiguous pieces, the pieces of
+    the sources alternating, so any prefix (`--train-tokens`) mixes them."""
+    pieces = []
+    for lines in line_lists:
+        bounds = np.linspace(0, len(lines), chunks + 1).astype(int)
+        pieces.append([lines[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+    return [line for i in range(chunks) for p in pieces for line in p[i]]
+
+
 def load_real_text(data, shared_dir):
     """Word-level real text with its full (training) vocabulary, frequency sorted.
 
     anna  Anna Karenina (keras_seq's bundled copy), split 90/5/5 contiguous
           by lines.
     mix   PTB (train+valid+test text) + Anna Karenina + the French side of
-          anki fra-eng, each split 90/5/5 contiguous by lines, the parts
-          concatenated in that order.
+          anki fra-eng, each split 90/5/5 contiguous by lines; each source's
+          part cut into 200 contiguous pieces, the sources' pieces alternating
+          (so a `--train-tokens` prefix holds all three).
 
     The vocabulary is every token of the training part (WordTokenizer,
     lower-cased, min_frequency 1), sorted by decreasing frequency, so the
@@ -176,8 +200,8 @@ def load_real_text(data, shared_dir):
             french = "\n".join(line.split("\t")[1] for line in f if "\t" in line)
         sources = [("ptb", ptb), sources[0], ("fra", french)]
     parts = [_split_text(t) for _, t in sources]
-    train_lines = [line for p in parts for line in p[0].split("\n")]
-    valid_lines = [line for p in parts for line in p[1].split("\n")]
+    train_lines = _interleave([p[0].split("\n") for p in parts])
+    valid_lines = _interleave([p[1].split("\n") for p in parts])
     tokenizer = WordTokenizer().fit(train_lines)
 
     def encode(lines):
@@ -225,9 +249,6 @@ def build_pair(vocab_size, num_sampled, args, learning_rate=None, unigram=None):
     """(full, sampled) RNNLanguageModels with identical weights, compiled alike."""
     import keras
 
-    global _WarmupConstant
-    if not isinstance(_WarmupConstant, type) or _WarmupConstant.__name__ != "WarmupConstant":
-        _WarmupConstant = _make_warmup_class()
 
     from keras_seq.models import RNNLanguageModel
     from keras_seq.training import TrainConfig, make_optimizer
@@ -245,12 +266,17 @@ def build_pair(vocab_size, num_sampled, args, learning_rate=None, unigram=None):
         keras.utils.set_random_seed(args.seed)
         model = RNNLanguageModel(**config, sampled_softmax=n)
         lr = learning_rate or args.learning_rate
-        if args.warmup_steps or args.beta1 is not None or args.beta2 is not None:
+        if args.optimizer == "lazyadam":
+            optimizer = _lazy_adam_class()(
+                lr, beta_1=0.9 if args.beta1 is None else args.beta1,
+                beta_2=0.999 if args.beta2 is None else args.beta2,
+                global_clipnorm=args.clipnorm or None)
+        elif args.warmup_steps or args.beta1 is not None or args.beta2 is not None:
             # Linear warm-up and/or non-default Adam betas (investigation
             # options; the default path is the library's make_optimizer).
             schedule = lr
             if args.warmup_steps:
-                schedule = _WarmupConstant(lr, args.warmup_steps)
+                schedule = _warmup_class()(lr, args.warmup_steps)
             if args.optimizer == "adam":
                 optimizer = keras.optimizers.Adam(
                     schedule, beta_1=0.9 if args.beta1 is None else args.beta1,
@@ -270,6 +296,15 @@ def build_pair(vocab_size, num_sampled, args, learning_rate=None, unigram=None):
         )
         models.append(model)
     models[1].set_weights(models[0].get_weights())
+    if args.bias_init == "loguniform":
+        # Output bias = log Q(j), the sampler's log-uniform (Zipf) prior
+        # (keras_seq.layers.sampled_softmax.LogUniformPrior): needs no counts,
+        # only a frequency-sorted vocabulary.
+        from keras_seq.layers.sampled_softmax import LogUniformPrior
+
+        prior = np.asarray(LogUniformPrior()((vocab_size,)), "float32")
+        for model in models:
+            model.output_layer.bias.assign(prior)
     if args.bias_init == "unigram" and unigram is not None:
         # Output bias = log unigram frequency (add-0.5 smoothed), both models.
         for model in models:
@@ -279,14 +314,38 @@ def build_pair(vocab_size, num_sampled, args, learning_rate=None, unigram=None):
     return models
 
 
-class _WarmupConstant:
-    pass
+def _lazy_adam_class():
+    """Adam that leaves m, v and the weight alone wherever the gradient is
+    exactly zero (as tf.compat.v1 LazyAdam does for sparse rows): a class the
+    sampled softmax did not touch this step is not moved by stale momentum."""
+    import keras
+    from keras import ops
+
+    class LazyAdam(keras.optimizers.Adam):
+        def update_step(self, gradient, variable, learning_rate):
+            lr = ops.cast(learning_rate, variable.dtype)
+            gradient = ops.cast(ops.convert_to_tensor(gradient), variable.dtype)
+            step = ops.cast(self.iterations + 1, variable.dtype)
+            b1 = ops.cast(self.beta_1, variable.dtype)
+            b2 = ops.cast(self.beta_2, variable.dtype)
+            alpha = lr * ops.sqrt(1 - ops.power(b2, step)) / (1 - ops.power(b1, step))
+            m = self._momentums[self._get_variable_index(variable)]
+            v = self._velocities[self._get_variable_index(variable)]
+            active = ops.not_equal(gradient, 0)
+            new_m = ops.where(active, b1 * m + (1 - b1) * gradient, m)
+            new_v = ops.where(active, b2 * v + (1 - b2) * ops.square(gradient), v)
+            self.assign(m, new_m)
+            self.assign(v, new_v)
+            update = alpha * new_m / (ops.sqrt(new_v) + self.epsilon)
+            self.assign_sub(variable, ops.where(active, update, ops.zeros_like(update)))
+
+    return LazyAdam
 
 
-def _make_warmup_class():
+def _warmup_class():
+    """Linear warm-up over `steps` optimizer steps, then constant `lr`."""
     import keras
 
-    @keras.saving.register_keras_serializable(package="bench")
     class WarmupConstant(keras.optimizers.schedules.LearningRateSchedule):
         def __init__(self, lr, steps):
             self.lr, self.steps = float(lr), int(steps)
@@ -577,7 +636,7 @@ def main(argv=None):
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--seq-len", type=int, default=35)
-    parser.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop"], default="adam")
+    parser.add_argument("--optimizer", choices=["adam", "lazyadam", "sgd", "rmsprop"], default="adam")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--clipnorm", type=float, default=5.0)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per block")
@@ -586,7 +645,7 @@ def main(argv=None):
     parser.add_argument("--only", choices=["sampled", "full"], default=None,
                         help="perplexity: train only this one of the two models")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bias-init", choices=["zeros", "unigram"], default="zeros",
+    parser.add_argument("--bias-init", choices=["zeros", "unigram", "loguniform"], default="zeros",
                         help="output bias: zeros (library default) or log unigram (both models)")
     parser.add_argument("--warmup-steps", type=int, default=0)
     parser.add_argument("--candidates", choices=["sampled", "batch"], default="sampled",

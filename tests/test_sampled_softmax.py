@@ -9,6 +9,7 @@ import tensorflow as tf
 import keras
 
 from keras_seq.layers.sampled_softmax import (
+    LogUniformPrior,
     SampledSoftmax,
     log_uniform_probabilities,
     log_uniform_sample,
@@ -256,3 +257,53 @@ def test_language_model_trains_with_sampled_softmax_and_evaluates_full_softmax()
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert np.exp(after["loss"]) < 0.25 * np.exp(before["loss"])  # full perplexity
     assert after["masked_accuracy"] > 0.8
+
+
+def test_log_uniform_prior_bias_is_the_samplers_distribution():
+    # NumPy oracle; exp(bias) is the log-uniform distribution, which sums to 1,
+    # so with a zero kernel the full softmax is exactly Q for every input.
+    bias = np.asarray(LogUniformPrior()((50,)), "float64")
+    np.testing.assert_allclose(bias, np.log(_np_log_uniform(np.arange(50), 50)), rtol=1e-5)
+    np.testing.assert_allclose(np.exp(bias).sum(), 1.0, rtol=1e-5)
+    assert np.all(np.diff(bias) < 0)  # frequency-sorted: id 0 most likely
+    head = SampledSoftmax(50, 10, bias_initializer=LogUniformPrior(), kernel_initializer="zeros")
+    hidden = np.random.default_rng(9).normal(size=(3, 4, 8)).astype("float32")
+    probs = np.asarray(keras.ops.softmax(head(hidden)), "float64")
+    np.testing.assert_allclose(probs, np.broadcast_to(np.exp(bias), probs.shape), rtol=1e-4)
+    # Usable as a Dense bias (the language models' output layer); serialisable.
+    dense = keras.layers.Dense(50, bias_initializer=LogUniformPrior())
+    dense.build((None, 8))
+    np.testing.assert_allclose(dense.bias.numpy(), bias, rtol=1e-5)
+    clone = SampledSoftmax.from_config(head.get_config())
+    assert isinstance(clone.bias_initializer, LogUniformPrior)
+    with pytest.raises(ValueError, match="shape"):
+        LogUniformPrior()((8, 50))
+
+
+def test_set_unigram_bias_on_every_model_family():
+    from keras_seq.models import AttentionSeq2Seq, RNNLanguageModel, Transformer, TransformerLanguageModel
+
+    counts = np.array([0, 7, 0, 3, 50, 20, 10, 5, 2, 1, 1, 1])
+    expected = np.log((counts + 0.5) / (counts + 0.5).sum())
+    models = [
+        RNNLanguageModel(12, embedding_dim=8, units=8, num_layers=1, stateful=False,
+                         sampled_softmax=4),
+        RNNLanguageModel(12, embedding_dim=8, units=8, num_layers=1, batch_size=2,
+                         tie_embeddings=True),
+        AttentionSeq2Seq(10, 12, embedding_dim=8, units=8, sampled_softmax=4),
+        Transformer(10, 12, d_model=8, num_heads=2, ff_dim=16, num_layers=1),
+        TransformerLanguageModel(12, d_model=8, num_heads=2, ff_dim=16, num_layers=1),
+    ]
+    for model in models:
+        model.set_unigram_bias(counts)
+        head = model._output_head()
+        np.testing.assert_allclose(np.asarray(head.full_bias()), expected, rtol=1e-5)
+    # With a zero kernel the softmax is the (smoothed) unigram distribution.
+    head = SampledSoftmax(vocab_size=12, num_sampled=4)
+    head.build((None, 3))
+    head.kernel.assign(np.zeros((3, 12), "float32"))
+    head.set_unigram_bias(counts)
+    probs = np.asarray(keras.ops.softmax(head(np.ones((1, 3), "float32"))))[0]
+    np.testing.assert_allclose(probs, (counts + 0.5) / (counts + 0.5).sum(), rtol=1e-5)
+    with pytest.raises(ValueError, match="counts must be 12"):
+        head.set_unigram_bias(counts[:5])

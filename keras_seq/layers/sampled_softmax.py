@@ -111,6 +111,46 @@ def log_uniform_sample(num_sampled, vocab_size, seed=None):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class LogUniformPrior(keras.initializers.Initializer):
+    """Initializes an output bias `[V]` to `log Q(k)`, the log-uniform prior.
+
+    `Q(k) = log((k + 2) / (k + 1)) / log(V + 1)` sums to 1 over `k < V`, so with
+    a zero kernel the softmax of this bias is exactly `Q`: a Zipfian unigram
+    model for a vocabulary sorted by decreasing frequency (keras_seq's
+    tokenizers sort it so). Meant for the output bias of a model trained with
+    the sampled softmax (it is the sampler's own distribution): starting from
+    zeros, Adam cannot bring the biases of rare words down to their log
+    frequency within a few epochs (it moves each weight by about the learning
+    rate per step), the frequencies then end up in the kernel, and there the
+    rarely sampled words' columns, which the sampled loss corrects only when
+    they are drawn, drift up and take most of the full-softmax mass
+    (benchmarks/sampled_softmax.py, issue 5). It helps the full softmax too.
+
+    Returns:
+        float `[V]` (the `shape` asked for must be one-dimensional).
+
+    Example:
+
+    >>> bias = LogUniformPrior()((1000,))
+    >>> round(float(keras.ops.sum(keras.ops.exp(bias))), 4)
+    1.0
+    """
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        if len(shape) != 1 or shape[0] is None or shape[0] < 1:
+            raise ValueError(
+                f"LogUniformPrior initializes a bias of shape (V,); got shape {shape}."
+            )
+        vocab_size = int(shape[0])
+        prior = log_uniform_probabilities(ops.arange(vocab_size), vocab_size)
+        return ops.cast(ops.log(prior), dtype or "float32")
+
+    def get_config(self):
+        return {}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class SampledSoftmax(keras.layers.Layer):
     """Output projection with a sampled-softmax training loss.
 
@@ -325,6 +365,47 @@ class SampledSoftmax(keras.layers.Layer):
         if self.bias is None:
             return None
         return ops.cast(self.bias, "float32")
+
+    def set_unigram_bias(self, counts, smoothing=0.5):
+        """Sets the output bias to the log unigram distribution of `counts`.
+
+        With a sampled softmax and Adam, a zero bias makes the model store word
+        frequency in the kernel, where the columns of classes that are rarely
+        drawn as negatives drift up: after one epoch on Anna Karenina (13k
+        words, 512 negatives) such a model gave 77% of the full-softmax mass
+        to words seen 5-19 times (5% of the tokens), perplexity 8,357 against
+        436 for the full softmax. Starting from the log frequencies removes
+        the drift (97.6 vs 92.9) and speeds up the full softmax as well.
+        `keras-seq train-lm` calls this on new runs.
+
+        Args:
+            counts: `[V]` occurrences of each class in the training labels.
+            smoothing: added to every count (classes never seen keep a finite,
+                small log-probability).
+
+        Example:
+
+        >>> head = SampledSoftmax(vocab_size=4, num_sampled=2)
+        >>> head.build((None, 8))
+        >>> head.set_unigram_bias([5, 3, 1, 0])
+        >>> np.round(np.exp(np.asarray(head.full_bias())), 3).tolist()
+        [0.5, 0.318, 0.136, 0.045]
+        """
+        self._check_built()
+        counts = np.asarray(counts, dtype="float64")
+        if counts.shape != (self.vocab_size,) or np.any(counts < 0):
+            raise ValueError(
+                f"{self.name}: counts must be {self.vocab_size} non-negative numbers; "
+                f"got shape {counts.shape}."
+            )
+        if self._tied_bias is not None:
+            bias = self._tied_bias()
+        else:
+            bias = self.bias
+        if bias is None:
+            raise ValueError(f"{self.name} has no bias (use_bias=False).")
+        smoothed = counts + smoothing
+        bias.assign(np.log(smoothed / smoothed.sum()).astype("float32"))
 
     def _biases(self, ids):
         bias = self.full_bias()
@@ -552,6 +633,18 @@ class SampledSoftmaxModel:
                 f"SampledSoftmax layer, got {type(head).__name__}."
             )
         return head
+
+    def set_unigram_bias(self, counts, smoothing=0.5):
+        """Starts the output bias at the log unigram distribution of `counts`.
+
+        See `SampledSoftmax.set_unigram_bias`; call it on a new model, before
+        training.
+
+        Args:
+            counts: `[vocab_size]` occurrences of each id in the training labels.
+            smoothing: added to every count.
+        """
+        self._output_head().set_unigram_bias(counts, smoothing)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         head = self._output_head()

@@ -464,8 +464,19 @@ def train(args):
     valid_ds = make_lm_dataset(streams["valid"], batch_size, seq_len)
     is_rnn = model_info["type"] == "rnn"
 
+    # The output bias starts at the log unigram frequencies of the training
+    # stream (a resumed run then loads its checkpoint over it): with a zero
+    # bias and Adam, the sampled softmax drifts (see
+    # SampledSoftmax.set_unigram_bias) and the full softmax starts slowly.
+    import numpy as np
+
+    counts = np.bincount(np.asarray(streams["train"], dtype="int64"),
+                         minlength=model_info["config"]["vocab_size"])
+
     def build():
-        return build_model(model_info, batch_size=batch_size, stateful=is_rnn)
+        model = build_model(model_info, batch_size=batch_size, stateful=is_rnn)
+        model.set_unigram_bias(counts)
+        return model
 
     model, history = training.train(
         build,

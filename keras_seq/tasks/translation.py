@@ -24,7 +24,7 @@ Chosen for quality per CPU-minute on corpora of 10k-200k sentence pairs
 - Model: `AttentionSeq2Seq`, embeddings 256, a bidirectional 1-layer LSTM
   encoder of 256 units per direction, a 1-layer LSTM decoder of 256 units
   initialised from the bridged encoder states, Bahdanau (additive)
-  attention, no input feeding, dropout 0.2, full teacher forcing.
+  attention, no input feeding, dropout 0.3, full teacher forcing.
 - Training: a sampled softmax over 512 negatives (log-uniform candidates;
   the target ids are sorted by frequency) when the target vocabulary has at
   least 2,048 words, the full softmax with label smoothing 0.1 below that;
@@ -128,7 +128,7 @@ RECIPE = dict(
     bidirectional=True,
     attention="bahdanau",
     input_feeding=False,
-    dropout=0.2,
+    dropout=0.3,
     teacher_forcing_ratio=1.0,
     label_smoothing=0.1,
     sampled_softmax=512,
