@@ -34,13 +34,14 @@ Data:
   mix    PTB + Anna Karenina + French side of anki fra-eng (42,272 types).
 
 Investigation options (issue 5): `--bias-init zeros|unigram|loguniform` (output
-bias of both models: zeros = library default, log unigram frequency of the
-training data, or the sampler's log-uniform prior `LogUniformPrior`),
+bias of both models: zeros = the models' own initializer, log unigram frequency
+of the training data = what `keras-seq train-lm` sets with
+`model.set_unigram_bias`, or the sampler's log-uniform prior `LogUniformPrior`),
 `--warmup-steps`, `--beta1/--beta2`, `--optimizer lazyadam` (Adam that skips
 entries whose gradient is zero), `--candidates batch` (prototype: the batch's
 labels are candidates too), `--diag-batches K` (predicted full-softmax mass by
 training frequency of the class, per epoch). Log of the runs:
-/work/notes/sampled_softmax_investigation.md.
+benchmarks/sampled_softmax_investigation.md.
 
 The timing data is always the zipf stream (the step time does not depend on the
 token values). Model: embedding 200 -> 2 x LSTM(200) -> softmax (PTB "small"
@@ -49,10 +50,10 @@ shape), batch 20 x 35, stateful truncated BPTT.
 Usage:
 
     python benchmarks/sampled_softmax.py timing --vocab 10000 50000 100000
-    python benchmarks/sampled_softmax.py perplexity --data ptb --epochs 1
-    python benchmarks/sampled_softmax.py perplexity --data zipf --vocab 50000 \\
-        --train-tokens 200000 --epochs 2
+    python benchmarks/sampled_softmax.py perplexity --data anna --epochs 2 \\
+        --bias-init unigram --out benchmarks/sampled_softmax_perplexity_anna_unigram.json
 
+(the commands behind every committed JSON are listed in benchmarks/RESULTS.md).
 Results are printed and written to `benchmarks/sampled_softmax_<mode>.json`
 (`--out` to change).
 """

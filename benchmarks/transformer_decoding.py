@@ -1,8 +1,9 @@
 """Cached vs uncached Transformer decoding speed (tokens/s) at several lengths.
 
-Model: `keras_seq.models.TransformerLanguageModel` at the `keras-seq train-lm
---model transformer` CPU defaults (d_model 256, 4 heads, feed-forward 1024,
-2 layers; vocabulary 8,000; `max_length` 640 so that 512 new tokens fit),
+Model: `keras_seq.models.TransformerLanguageModel` with the layer sizes of
+`keras-seq train-lm --model transformer` (d_model 256, 4 heads, feed-forward
+1024, 2 layers), but untied embeddings, a vocabulary of 8,000 and
+`max_length` 640 so that 512 new tokens fit,
 seeded random weights, greedy decoding of `--batch` prompts of 8 tokens.
 
 - cached: `model.generate(prompts, max_length=L)`, i.e. `initial_state`
@@ -17,7 +18,8 @@ seeded random weights, greedy decoding of `--batch` prompts of 8 tokens.
 End of sequence is disabled (`end_id` outside the vocabulary) and PAD's logit is
 pushed down, so both generate exactly L tokens per row; the two must produce
 the same tokens (checked; near-ties of float rounding are reported). Both are
-traced before timing; the two alternate, median of `--repeats`. Wall and
+traced before timing; the two alternate, median of `--repeats` (uncached at
+512 tokens: `--uncached-repeats-512` calls, 1 by default). Wall and
 process-CPU time are reported (the machine is shared).
 
 Usage:
