@@ -246,7 +246,7 @@ def load_ptb(data_dir):
 # ---------------------------------------------------------------- models
 
 
-def build_pair(vocab_size, num_sampled, args, learning_rate=None, unigram=None):
+def build_pair(vocab_size, num_sampled, args, learning_rate=None, counts=None):
     """(full, sampled) RNNLanguageModels with identical weights, compiled alike."""
     import keras
 
@@ -306,12 +306,11 @@ def build_pair(vocab_size, num_sampled, args, learning_rate=None, unigram=None):
         prior = np.asarray(LogUniformPrior()((vocab_size,)), "float32")
         for model in models:
             model.output_layer.bias.assign(prior)
-    if args.bias_init == "unigram" and unigram is not None:
-        # Output bias = log unigram frequency (add-0.5 smoothed), both models.
+    if args.bias_init == "unigram" and counts is not None:
+        # Output bias = log unigram frequency (add-0.5 smoothed), both models:
+        # what `keras-seq train-lm` does.
         for model in models:
-            model.output_head.full_bias()  # built check
-            bias = model.output_layer.bias
-            bias.assign(np.log(unigram).astype("float32"))
+            model.set_unigram_bias(counts)
     return models
 
 
@@ -487,8 +486,7 @@ def run_perplexity(args):
     train = make_lm_dataset(train_ids, args.batch_size, args.seq_len)
     valid = make_lm_dataset(valid_ids, args.batch_size, args.seq_len)
     counts = np.bincount(train_ids, minlength=vocab_size).astype("float64")
-    unigram = (counts + 0.5) / (counts + 0.5).sum()
-    full, sampled = build_pair(vocab_size, args.num_sampled, args, unigram=unigram)
+    full, sampled = build_pair(vocab_size, args.num_sampled, args, counts=counts)
     diag_batches = list(valid.take(args.diag_batches).as_numpy_iterator())
 
     class Reset(keras.callbacks.Callback):
@@ -647,7 +645,7 @@ def main(argv=None):
                         help="perplexity: train only this one of the two models")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bias-init", choices=["zeros", "unigram", "loguniform"], default="zeros",
-                        help="output bias: zeros (library default) or log unigram (both models)")
+                        help="output bias of both models: zeros (the models' initializer), log unigram, or the log-uniform prior")
     parser.add_argument("--warmup-steps", type=int, default=0)
     parser.add_argument("--candidates", choices=["sampled", "batch"], default="sampled",
                         help="batch: prototype, the batch's labels are candidates too")

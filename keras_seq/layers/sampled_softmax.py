@@ -352,19 +352,22 @@ class SampledSoftmax(keras.layers.Layer):
         kernel = ops.cast(self._kernel_variable(), self.compute_dtype)
         return ops.transpose(ops.take(kernel, ids, axis=1))
 
+    def _bias_variable(self):
+        """The bias variable `[V]` (tied or own), or None without a bias."""
+        if self._tied_bias is None:
+            return self.bias
+        bias = self._tied_bias()
+        if tuple(bias.shape) != (self.vocab_size,):
+            raise ValueError(
+                f"{self.name}: the tied bias has shape {tuple(bias.shape)}, "
+                f"expected ({self.vocab_size},)."
+            )
+        return bias
+
     def full_bias(self):
         """The bias `[V]` as float32, or None without a bias."""
-        if self._tied_bias is not None:
-            bias = self._tied_bias()
-            if tuple(bias.shape) != (self.vocab_size,):
-                raise ValueError(
-                    f"{self.name}: the tied bias has shape {tuple(bias.shape)}, "
-                    f"expected ({self.vocab_size},)."
-                )
-            return ops.cast(bias, "float32")
-        if self.bias is None:
-            return None
-        return ops.cast(self.bias, "float32")
+        bias = self._bias_variable()
+        return None if bias is None else ops.cast(bias, "float32")
 
     def set_unigram_bias(self, counts, smoothing=0.5):
         """Sets the output bias to the log unigram distribution of `counts`.
@@ -398,10 +401,7 @@ class SampledSoftmax(keras.layers.Layer):
                 f"{self.name}: counts must be {self.vocab_size} non-negative numbers; "
                 f"got shape {counts.shape}."
             )
-        if self._tied_bias is not None:
-            bias = self._tied_bias()
-        else:
-            bias = self.bias
+        bias = self._bias_variable()
         if bias is None:
             raise ValueError(f"{self.name} has no bias (use_bias=False).")
         smoothed = counts + smoothing

@@ -45,10 +45,10 @@ and `vocab/` the tokenizer files.
 
 import math
 import re
-import sys
 
 from keras_seq import errors
 from keras_seq import runs
+from keras_seq.tasks.common import pick, sampled_softmax_from_args, say, transformer_width
 
 VAL_FRACTION = 0.05
 TEST_FRACTION = 0.05
@@ -75,14 +75,6 @@ TRAIN_DEFAULTS = dict(epochs=20, batch_size=32, optimizer="adam", learning_rate=
                       clipnorm=5.0, patience=3, lr_schedule="plateau", decay_rate=0.5)
 TRANSFORMER_TRAIN_DEFAULTS = dict(TRAIN_DEFAULTS, learning_rate=5e-4, warmup_steps=200,
                                   lr_schedule="plateau")
-
-
-def _say(message):
-    print(f"keras-seq: {message}", file=sys.stderr, flush=True)
-
-
-def _pick(value, default):
-    return default if value is None else value
 
 
 # ----------------------------------------------------------------------------
@@ -199,21 +191,6 @@ def _check_stream(ids, name, batch_size, seq_len):
 # ----------------------------------------------------------------------------
 
 
-def _sampled_softmax_from_args(args, default, vocab_size):
-    """`--sampled-softmax` (None: the recipe's `default`), checked against the vocabulary.
-
-    Raises:
-        InputError: N is not smaller than the vocabulary.
-    """
-    sampled = int(_pick(getattr(args, "sampled_softmax", None), default))
-    if sampled >= vocab_size:
-        raise errors.InputError(
-            f"--sampled-softmax ({sampled}) must be smaller than the vocabulary "
-            f"({vocab_size} tokens); 0 trains with the full softmax"
-        )
-    return sampled
-
-
 def model_config_from_args(args, vocab_size, tokenizer_type):
     """`{"type", "config"}` of a new model from the train-lm flags.
 
@@ -224,43 +201,34 @@ def model_config_from_args(args, vocab_size, tokenizer_type):
     family = args.model or "lstm"
     if family == "transformer":
         d = TRANSFORMER_DEFAULTS
-        units = _pick(args.units, d["units"])
-        embedding_dim = getattr(args, "embedding_dim", None)
-        if embedding_dim is not None and embedding_dim != units:
-            raise errors.InputError(
-                "--embedding-dim must equal --units for the Transformer (its model width); "
-                f"got {embedding_dim} and {units}"
-            )
-        heads = d["num_heads"]
-        if units % heads:
-            raise errors.InputError(f"--units ({units}) must be a multiple of {heads} attention heads")
-        seq_len = _pick(args.seq_len, d["seq_len"])
+        units = transformer_width(args, d["units"], d["num_heads"])
+        seq_len = pick(args.seq_len, d["seq_len"])
         config = dict(
             vocab_size=vocab_size,
             d_model=units,
-            num_heads=heads,
+            num_heads=d["num_heads"],
             ff_dim=4 * units,
-            num_layers=_pick(args.layers, d["layers"]),
-            dropout=_pick(args.dropout, d["dropout"]),
+            num_layers=pick(args.layers, d["layers"]),
+            dropout=pick(args.dropout, d["dropout"]),
             max_length=max(512, seq_len),
-            tie_embeddings=_pick(args.tie_embeddings, d["tie_embeddings"]),
-            sampled_softmax=_sampled_softmax_from_args(args, d["sampled_softmax"], vocab_size),
+            tie_embeddings=pick(args.tie_embeddings, d["tie_embeddings"]),
+            sampled_softmax=sampled_softmax_from_args(args, d["sampled_softmax"], vocab_size),
         )
         return {"type": "transformer", "config": config}, seq_len
     d = MODEL_DEFAULTS[tokenizer_type]
     config = dict(
         vocab_size=vocab_size,
-        embedding_dim=_pick(args.embedding_dim, d["embedding_dim"]),
-        units=_pick(args.units, d["units"]),
-        num_layers=_pick(args.layers, d["layers"]),
+        embedding_dim=pick(args.embedding_dim, d["embedding_dim"]),
+        units=pick(args.units, d["units"]),
+        num_layers=pick(args.layers, d["layers"]),
         cell=family,
-        dropout=_pick(args.dropout, d["dropout"]),
-        tie_embeddings=_pick(args.tie_embeddings, d["tie_embeddings"]),
+        dropout=pick(args.dropout, d["dropout"]),
+        tie_embeddings=pick(args.tie_embeddings, d["tie_embeddings"]),
         # Stateful TBPTT training on the sampled loss; evaluation, generation
         # and export use the full softmax (see the module docstring).
-        sampled_softmax=_sampled_softmax_from_args(args, d["sampled_softmax"], vocab_size),
+        sampled_softmax=sampled_softmax_from_args(args, d["sampled_softmax"], vocab_size),
     )
-    return {"type": "rnn", "config": config}, _pick(args.seq_len, d["seq_len"])
+    return {"type": "rnn", "config": config}, pick(args.seq_len, d["seq_len"])
 
 
 def build_model(model_info, *, batch_size=None, stateful=False):
@@ -401,14 +369,14 @@ def train(args):
         tokenizer = text_lib.load_tokenizer(str(run.vocab_dir))
         data_info = stored["data"]
         if args.data not in (None, data_info["spec"]) and args.data != "bundled:anna-karenina":
-            _say(f"--resume: training goes on with the run's own data {data_info['spec']} "
+            say(f"--resume: training goes on with the run's own data {data_info['spec']} "
                  f"(ignoring --data {args.data})")
         tokenizer, streams = load_streams(data_info["spec"], stored["tokenizer"]["type"], tokenizer)
         model_info = stored["model"]
         stored_sampled = int(model_info["config"].get("sampled_softmax", 0) or 0)
         asked = getattr(args, "sampled_softmax", None)
         if asked is not None and int(asked) != stored_sampled:
-            _say(f"--resume: training goes on with the run's own --sampled-softmax "
+            say(f"--resume: training goes on with the run's own --sampled-softmax "
                  f"{stored_sampled} (ignoring --sampled-softmax {asked})")
         seq_len = int(data_info["seq_len"])
         defaults = dict(stored["training"])
@@ -418,13 +386,13 @@ def train(args):
     else:
         tokenizer_type = args.tokenizer or "word"
         d = MODEL_DEFAULTS[tokenizer_type]
-        vocab_size = _pick(args.vocab_size, d["vocab_size"])
+        vocab_size = pick(args.vocab_size, d["vocab_size"])
         if vocab_size is not None and tokenizer_type != "wordpiece" and vocab_size <= 4:
             raise errors.InputError(f"--vocab-size must be > 4 (the reserved tokens), got {vocab_size}")
-        _say(f"reading {args.data}")
+        say(f"reading {args.data}")
         tokenizer, streams = load_streams(
             args.data, tokenizer_type, vocab_size=vocab_size,
-            min_frequency=_pick(args.min_frequency, d["min_frequency"]),
+            min_frequency=pick(args.min_frequency, d["min_frequency"]),
         )
         model_info, seq_len = model_config_from_args(args, tokenizer.vocab_size, tokenizer_type)
         defaults = TRANSFORMER_TRAIN_DEFAULTS if model_info["type"] == "transformer" else TRAIN_DEFAULTS
@@ -451,14 +419,14 @@ def train(args):
     if not resume:
         run, run_config = runs.prepare_run_dir(args.run_dir, run_config, overwrite=args.overwrite)
         tokenizer.save(str(run.vocab_dir))
-    _say(
+    say(
         f"{tokenizer.type_name} tokenizer, vocabulary {tokenizer.vocab_size}; tokens: "
         + ", ".join(f"{k} {len(v)}" for k, v in streams.items())
         + f"; batches of {batch_size} x {seq_len}"
     )
     sampled = int(model_info["config"].get("sampled_softmax", 0) or 0)
     if sampled:
-        _say(f"training loss: sampled softmax over {sampled} negatives of "
+        say(f"training loss: sampled softmax over {sampled} negatives of "
              f"{tokenizer.vocab_size}; val_loss and perplexities: full softmax")
     train_ds = make_lm_dataset(streams["train"], batch_size, seq_len)
     valid_ds = make_lm_dataset(streams["valid"], batch_size, seq_len)
@@ -559,7 +527,7 @@ def encode_prompt(tokenizer, prompt):
             f"({tokenizer.vocab_size} tokens learned from its training text); use words from that text"
         )
     if unknown:
-        _say(f"{len(unknown)} of the {len(ids)} prompt tokens are unknown to the vocabulary "
+        say(f"{len(unknown)} of the {len(ids)} prompt tokens are unknown to the vocabulary "
              "and read as <unk>")
     return ids
 

@@ -82,7 +82,9 @@ import time
 from keras_seq import errors
 from keras_seq import runs
 from keras_seq.tasks.common import pick
+from keras_seq.tasks.common import sampled_softmax_from_args
 from keras_seq.tasks.common import say
+from keras_seq.tasks.common import transformer_width
 from keras_seq.tasks.common import train_namespace
 
 __all__ = [
@@ -261,43 +263,27 @@ def model_config_from_args(args, source_vocab, target_vocab, max_length):
     family = getattr(args, "model", None) or "rnn"
     if family == "transformer":
         d = TRANSFORMER_RECIPE
-        units = pick(args.units, d["units"])
-        embedding_dim = getattr(args, "embedding_dim", None)
-        if embedding_dim is not None and embedding_dim != units:
-            raise errors.InputError(
-                "--embedding-dim must equal --units for the Transformer (its model width); "
-                f"got {embedding_dim} and {units}"
-            )
-        heads = d["num_heads"]
-        if units % heads:
-            raise errors.InputError(
-                f"--units ({units}) must be a multiple of the {heads} attention heads"
-            )
+        units = transformer_width(args, d["units"], d["num_heads"])
         for flag, value in (("--cell", args.cell), ("--attention", args.attention),
                             ("--input-feeding", args.input_feeding),
                             ("--bidirectional", args.bidirectional),
                             ("--teacher-forcing-ratio", args.teacher_forcing_ratio)):
             if value is not None:
                 raise errors.InputError(f"{flag} applies to --model rnn, not to the Transformer")
-        sampled = int(getattr(args, "sampled_softmax", 0) or 0)
+        # The Transformer recipe trains with the full softmax unless asked.
+        sampled = sampled_softmax_from_args(args, 0, target_vocab, "target vocabulary")
         config = dict(
             source_vocab_size=source_vocab, target_vocab_size=target_vocab, d_model=units,
-            num_heads=heads, ff_dim=4 * units, num_layers=pick(args.layers, d["layers"]),
+            num_heads=d["num_heads"], ff_dim=4 * units, num_layers=pick(args.layers, d["layers"]),
             dropout=pick(args.dropout, d["dropout"]), max_length=max_length + 1,
             sampled_softmax=sampled,
         )
         return {"type": "transformer", "config": config}
     d = RECIPE
-    sampled = getattr(args, "sampled_softmax", None)
-    if sampled is None:
-        # The recipe's sampled softmax pays off on vocabularies well above
-        # its sample; small ones train with the full softmax.
-        sampled = d["sampled_softmax"] if target_vocab >= SAMPLED_SOFTMAX_MIN_VOCAB else 0
-    sampled = int(sampled)
-    if sampled and sampled >= target_vocab:
-        raise errors.InputError(
-            f"--sampled-softmax ({sampled}) must be smaller than the target vocabulary "
-            f"({target_vocab}); 0 trains with the full softmax")
+    # The recipe's sampled softmax pays off on vocabularies well above its
+    # sample; small ones train with the full softmax.
+    default = d["sampled_softmax"] if target_vocab >= SAMPLED_SOFTMAX_MIN_VOCAB else 0
+    sampled = sampled_softmax_from_args(args, default, target_vocab, "target vocabulary")
     config = dict(
         source_vocab_size=source_vocab,
         target_vocab_size=target_vocab,
