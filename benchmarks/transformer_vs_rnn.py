@@ -162,7 +162,7 @@ def translate(model, source_tok, target_tok, sentences, beam, batch_size):
     # autograph once mixed up this method with a converted `step`).
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)], autograph=False)
     def run(source_ids):
-        return model.translate_ids(source_ids, strategy=strategy, max_length=MAX_LENGTH).ids[:, 0]
+        return model.generate(source_ids, strategy=strategy, max_length=MAX_LENGTH).ids[:, 0]
 
     encoded = source_tok.encode(sentences)
     batches = []

@@ -220,7 +220,7 @@ def decode_speed(args):
     for name, strategy in strategies.items():
         for jit in (False, True):
             fn = tf.function(
-                lambda s, strategy=strategy: model.translate_ids(
+                lambda s, strategy=strategy: model.generate(
                     s, strategy=strategy, max_length=max_length).ids,
                 input_signature=[tf.TensorSpec([None, None], tf.int32)], jit_compile=jit)
             data = batches

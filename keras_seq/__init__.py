@@ -4,19 +4,92 @@ Train recurrent language models and attention/Transformer translators with Keras
 `fit`, decode them with greedy, sampled or beam search inside one compiled loop,
 export them to SavedModel (TF Serving layout) and ONNX, and serve them over HTTP.
 
-The public API is what this module and its subpackages re-export:
+`import keras_seq as ks` reaches the whole public API, as `import keras_hub`
+does. It imports `ks.layers` and `ks.models` at once, so their Keras classes are
+registered and `keras.models.load_model("x.keras")` finds them; the other
+submodules are imported on first use. The `keras-seq` command (and
+`python -m keras_seq...`) skips the eager part, so `--help` and argument errors
+answer without importing TensorFlow; so does `KERAS_SEQ_LAZY_IMPORTS=1`.
 
-    keras_seq.layers     SimpleRNN / LSTM / GRU (stateful), attention, Transformer blocks
-    keras_seq.models     RNNLanguageModel, AttentionSeq2Seq, Transformer
-    keras_seq.decoding   decode(), BeamSearch, RandomSampler
-    keras_seq.text       tokenizers and vocabularies
-    keras_seq.data       loaders and tf.data pipelines
-    keras_seq.training   compiled training with checkpoints and resume
+    ks.layers      SimpleRNN / LSTM / GRU (stateful), attention, Transformer blocks,
+                   SampledSoftmax
+    ks.models      RNNLanguageModel, TransformerLanguageModel, AttentionSeq2Seq,
+                   Transformer, GenerativeModel (the contract), load_run
+    ks.decoding    decode(), Greedy, BeamSearch, RandomSampler, DecodeOptions
+    ks.text        tokenizers and vocabularies (in-graph encode/decode)
+    ks.data        loaders and tf.data pipelines (bucketed pairs, TBPTT streams)
+    ks.training    compiled training with checkpoints, resume and strategies
+    ks.metrics     perplexity, BLEU and chrF (sacrebleu)
+    ks.export      SavedModel (TF Serving layout) and ONNX, with parity checks
+    ks.serving     TF Serving-compatible HTTP server for exported models
+    ks.recipes     typed training recipes (TranslatorRecipe, LanguageModelRecipe)
+    ks.pipelines   Translator, TextGenerator and the training pipelines
+
+Example:
+
+```python
+import keras_seq as ks
+
+translator = ks.Translator.from_run("runs/translator")
+translator.translate(["How are you?"])
+```
 """
 
+import importlib
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+# Submodules reachable as attributes (imported on first access).
+_SUBMODULES = frozenset(
+    {
+        "data", "datasets", "decoding", "errors", "export", "layers", "metrics",
+        "models", "pipelines", "plotting", "recipes", "runs", "serving", "text",
+        "training", "utils",
+    }
+)
+# Top-level names -> the module that defines them.
+_NAMES = {
+    "DecodeOptions": "keras_seq.decoding",
+    "KerasSeqError": "keras_seq.errors",
+    "LanguageModelRecipe": "keras_seq.recipes",
+    "TextGenerator": "keras_seq.pipelines",
+    "Translator": "keras_seq.pipelines",
+    "TranslatorRecipe": "keras_seq.recipes",
+    "load_run": "keras_seq.models",
+    "train_language_model": "keras_seq.pipelines",
+    "train_translator": "keras_seq.pipelines",
+}
+
+__all__ = sorted(_SUBMODULES | set(_NAMES) | {"__version__"})
+
+
+def _import_eagerly():
+    if os.environ.get("KERAS_SEQ_LAZY_IMPORTS") == "1":
+        return False
+    # While `python -m pkg.mod` imports the package, argv[0] is "-m".
+    argv0 = sys.argv[0] if sys.argv else ""
+    command = os.path.splitext(os.path.basename(argv0))[0]
+    return argv0 != "-m" and command != "keras-seq"
+
+
+if _import_eagerly():
+    # Registers the serializable layers and models with Keras.
+    from keras_seq import layers  # noqa: E402,F401
+    from keras_seq import models  # noqa: E402,F401
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"keras_seq.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
+    raise AttributeError(f"module 'keras_seq' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -9,13 +9,21 @@ and `decode()` runs that step inside a single `tf.while_loop`, so the same code
 runs eagerly, under `tf.function`, under `tf.function(jit_compile=True)`, inside
 an exported SavedModel, and converts with tf2onnx into one ONNX `Loop`.
 
-Strategies:
+Strategies (how hypotheses are kept) are separate from samplers (how one token
+is chosen from a distribution), as in OpenNMT-tf:
 
-- `"greedy"`: the most likely token each step (or, with a `RandomSampler`, one
-  random sample per row: ancestral, temperature, top-k, top-p).
+- `Greedy()` (or the string `"greedy"`): one hypothesis per row; the most
+  likely token each step, or with a `RandomSampler` one random sample per row
+  (ancestral, temperature, top-k, top-p).
 - `BeamSearch(beam_size, length_penalty, num_return)`: beam search with the GNMT
   length penalty, finished hypotheses kept aside (never extended) and an n-best
   list.
+
+`DecodeOptions` holds the user-facing settings (beam size, length penalty,
+n-best, sampling) in one typed record and builds the strategy and sampler from
+them; `serialize`/`deserialize` turn strategies and samplers into JSON configs
+(used by exports and run directories). Models implement the contract in
+`keras_seq.models.GenerativeModel`, whose `generate` calls `decode`.
 
 Random numbers come from a counter-based hash of (seed, step, row, column)
 written with int64 arithmetic only, so a seeded decode gives the same tokens
@@ -25,18 +33,27 @@ and without XLA, and tf2onnx cannot convert them).
 """
 
 import collections.abc
-import numbers
+import dataclasses
 from typing import NamedTuple
 from typing import Optional
 
 import tensorflow as tf
 
+from keras_seq.utils import is_int as _is_int
+from keras_seq.utils import is_number as _is_number
+
 __all__ = [
     "BeamSearch",
+    "DecodeOptions",
     "DecodeResult",
+    "Greedy",
     "RandomSampler",
+    "check_decoding",
     "decode",
+    "deserialize",
+    "get_strategy",
     "length_penalty",
+    "serialize",
 ]
 
 _NEG_INF = float("-inf")
@@ -68,14 +85,6 @@ class DecodeResult(NamedTuple):
     attention: Optional[tf.Tensor] = None
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def length_penalty(lengths, alpha):
     """GNMT length penalty `((5 + lengths) / 6) ** alpha` (Wu et al., 2016).
 
@@ -97,6 +106,41 @@ def length_penalty(lengths, alpha):
     """
     lengths = tf.cast(lengths, tf.float32)
     return tf.pow((5.0 + lengths) / 6.0, tf.cast(alpha, tf.float32))
+
+
+class Greedy:
+    """One hypothesis per row: the strategy of greedy and sampled decoding.
+
+    Each step keeps a single continuation per row: the most likely token, or,
+    when `decode()` is given a `RandomSampler`, one random sample. A row stops
+    at `end_id`; the loop stops once every row has. `"greedy"` is accepted
+    wherever a strategy is and means `Greedy()`.
+
+    Example:
+    ```python
+    result = decode(model.step, state, start_ids, end_id=EOS_ID,
+                    max_length=50, strategy=Greedy())
+    result.ids      # int32 [B, 1, 50]
+    ```
+    """
+
+    num_return = 1
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return isinstance(other, Greedy)
+
+    def __hash__(self):
+        return hash(Greedy)
+
+    def __repr__(self):
+        return "Greedy()"
 
 
 class BeamSearch:
@@ -174,6 +218,12 @@ class BeamSearch:
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    def __eq__(self, other):
+        return isinstance(other, BeamSearch) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.get_config().items())))
 
     def __repr__(self):
         return (
@@ -291,6 +341,12 @@ class RandomSampler:
     def from_config(cls, config):
         return cls(**config)
 
+    def __eq__(self, other):
+        return isinstance(other, RandomSampler) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.get_config().items())))
+
     def __repr__(self):
         return (
             f"RandomSampler(temperature={self.temperature}, top_k={self.top_k}, "
@@ -341,6 +397,173 @@ class RandomSampler:
             values = tf.where(mass_before < top_p, values, _NEG_INF)
         choice = _gumbel_argmax(values, key, step)  # [N], index into top k
         return _take_along(indices, choice)
+
+
+# --------------------------------------------------------------------------
+# Choosing, checking and (de)serializing strategies and samplers.
+
+_STRATEGIES = {"Greedy": Greedy, "BeamSearch": BeamSearch}
+
+
+def get_strategy(identifier):
+    """Returns a strategy object from a strategy, a name or a config.
+
+    Args:
+        identifier: a `Greedy` or `BeamSearch`, `"greedy"`, `None` (greedy), or
+            a config from `serialize()` (`{"class_name": ..., "config": ...}`;
+            the older `"greedy"` / `{"beam_search": {...}}` forms of exports
+            are read too).
+
+    Returns:
+        A `Greedy` or `BeamSearch`.
+
+    Example:
+    >>> get_strategy("greedy")
+    Greedy()
+    >>> get_strategy({"class_name": "BeamSearch", "config": {"beam_size": 4}})
+    BeamSearch(beam_size=4, length_penalty=0.0, num_return=1)
+    """
+    if identifier is None:
+        return Greedy()
+    if isinstance(identifier, (Greedy, BeamSearch)):
+        return identifier
+    if isinstance(identifier, str):
+        if identifier != "greedy":
+            raise ValueError(
+                "`strategy` must be 'greedy', a `Greedy` or a `BeamSearch` "
+                f"instance, got {identifier!r}."
+            )
+        return Greedy()
+    if isinstance(identifier, collections.abc.Mapping):
+        if "beam_search" in identifier:  # the export format 1 spelling
+            return BeamSearch(**identifier["beam_search"])
+        cls = _STRATEGIES.get(identifier.get("class_name"))
+        if cls is not None:
+            return cls.from_config(dict(identifier.get("config") or {}))
+        raise ValueError(f"Unknown decoding strategy config: {dict(identifier)!r}.")
+    raise TypeError(
+        "`strategy` must be 'greedy', a `Greedy` or a `BeamSearch` instance, "
+        f"got {identifier!r}."
+    )
+
+
+def check_decoding(strategy, sampler):
+    """Validates a strategy/sampler pair and returns them normalized.
+
+    Args:
+        strategy: anything `get_strategy` accepts.
+        sampler: None or a `RandomSampler` (only with greedy decoding).
+
+    Returns:
+        `(strategy, sampler)` with `strategy` a `Greedy` or `BeamSearch`.
+    """
+    strategy = get_strategy(strategy)
+    if sampler is not None:
+        if not isinstance(sampler, RandomSampler):
+            raise TypeError(
+                f"`sampler` must be None or a `RandomSampler`, got {sampler!r}."
+            )
+        if isinstance(strategy, BeamSearch):
+            raise ValueError(
+                "`sampler` is only supported with strategy='greedy' (one "
+                "sample per row); beam search is deterministic."
+            )
+    return strategy, sampler
+
+
+def serialize(obj):
+    """JSON-ready config of a `Greedy`, `BeamSearch` or `RandomSampler` (or None).
+
+    Example:
+    >>> serialize(BeamSearch(4))
+    {'class_name': 'BeamSearch', 'config': {'beam_size': 4, 'length_penalty': 0.0, 'num_return': 1}}
+    """
+    if obj is None:
+        return None
+    if isinstance(obj, str):
+        obj = get_strategy(obj)
+    if not isinstance(obj, (Greedy, BeamSearch, RandomSampler)):
+        raise TypeError(f"Cannot serialize {obj!r}: not a decoding strategy or sampler.")
+    return {"class_name": type(obj).__name__, "config": obj.get_config()}
+
+
+def deserialize(config):
+    """Inverse of `serialize` (None stays None)."""
+    if config is None:
+        return None
+    if isinstance(config, collections.abc.Mapping) and config.get("class_name") == "RandomSampler":
+        return RandomSampler.from_config(dict(config.get("config") or {}))
+    return get_strategy(config)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeOptions:
+    """User-facing decoding settings, turned into a strategy and a sampler.
+
+    `beam_size > 1` selects beam search; otherwise decoding is greedy, or random
+    sampling when `temperature`, `top_k` or `top_p` is set (or `sample=True`).
+
+    Args:
+        beam_size: int >= 1; 1 is greedy (or sampled) decoding.
+        length_penalty: float >= 0, the GNMT alpha of beam search.
+        num_return: int in `[1, beam_size]`, hypotheses returned per input.
+        max_length: int >= 1 or None (the model's default), generated tokens.
+        sample: draw random samples even with none of the settings below.
+        temperature: float > 0 or None (1.0 when sampling).
+        top_k: int >= 1 or None.
+        top_p: float in (0, 1] or None.
+        seed: int >= 0 or None, for reproducible samples.
+
+    Example:
+    >>> DecodeOptions(beam_size=5, length_penalty=0.6).strategy()
+    BeamSearch(beam_size=5, length_penalty=0.6, num_return=1)
+    >>> DecodeOptions(temperature=0.7, seed=1).sampler()
+    RandomSampler(temperature=0.7, top_k=None, top_p=None, seed=1)
+    """
+
+    beam_size: int = 1
+    length_penalty: float = 0.0
+    num_return: int = 1
+    max_length: Optional[int] = None
+    sample: bool = False
+    temperature: Optional[float] = None
+    top_k: Optional[int] = None
+    top_p: Optional[float] = None
+    seed: Optional[int] = None
+
+    def __post_init__(self):
+        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 1):
+            raise ValueError(
+                f"`max_length` must be None or an integer >= 1, got {self.max_length!r}."
+            )
+        if self.sampling and self.beam_size != 1:
+            raise ValueError(
+                "Sampling (temperature/top_k/top_p) and beam search "
+                f"(beam_size={self.beam_size}) cannot be combined."
+            )
+        # Builds both once so a bad value fails here, naming the field.
+        self.strategy()
+        self.sampler()
+
+    @property
+    def sampling(self):
+        """Whether this draws random samples."""
+        return self.sample or any(
+            v is not None for v in (self.temperature, self.top_k, self.top_p)
+        )
+
+    def strategy(self):
+        """The `Greedy` or `BeamSearch` these options describe."""
+        if self.beam_size == 1 and self.num_return == 1:
+            return Greedy()
+        return BeamSearch(self.beam_size, self.length_penalty, self.num_return)
+
+    def sampler(self):
+        """The `RandomSampler`, or None when not sampling."""
+        if not self.sampling:
+            return None
+        temperature = 1.0 if self.temperature is None else self.temperature
+        return RandomSampler(temperature, self.top_k, self.top_p, self.seed)
 
 
 # --------------------------------------------------------------------------
@@ -477,9 +700,9 @@ def decode(
             `max_length`).
         max_length: int >= 1, the maximum number of generated tokens (static:
             it is the last dimension of `ids`).
-        strategy: `"greedy"` or a `BeamSearch`.
+        strategy: `Greedy()` (or `"greedy"`) or a `BeamSearch`.
         sampler: None (take the most likely token) or a `RandomSampler`; only
-            with `strategy="greedy"`.
+            with greedy decoding.
         return_attention: if True, `state` must be a dict with an
             `"attention"` entry of shape `[N, S]` that `step_fn` sets to the
             attention weights used for the logits it returns; the loop records
@@ -509,27 +732,7 @@ def decode(
         raise ValueError(
             f"`max_length` must be an integer >= 1, got {max_length!r}."
         )
-    if isinstance(strategy, str):
-        if strategy != "greedy":
-            raise ValueError(
-                "`strategy` must be 'greedy' or a `BeamSearch` instance, got "
-                f"{strategy!r}."
-            )
-    elif not isinstance(strategy, BeamSearch):
-        raise TypeError(
-            "`strategy` must be 'greedy' or a `BeamSearch` instance, got "
-            f"{strategy!r}."
-        )
-    if sampler is not None:
-        if not isinstance(sampler, RandomSampler):
-            raise TypeError(
-                f"`sampler` must be None or a `RandomSampler`, got {sampler!r}."
-            )
-        if isinstance(strategy, BeamSearch):
-            raise ValueError(
-                "`sampler` is only supported with strategy='greedy' (one "
-                "sample per row); beam search is deterministic."
-            )
+    strategy, sampler = check_decoding(strategy, sampler)
 
     end_id, max_length = int(end_id), int(max_length)
     start_ids = tf.convert_to_tensor(start_ids)
@@ -574,34 +777,48 @@ def decode(
     )
 
 
+class _GreedyLoop(NamedTuple):
+    """Loop variables of greedy/sampled decoding (B = batch, L = max_length)."""
+
+    t: tf.Tensor  # int32 scalar, the step
+    tokens: tf.Tensor  # int32 [B], the tokens fed next
+    state: object  # the model's state nest
+    ids: tf.Tensor  # int32 [B, L], tokens emitted so far (0 after the end)
+    lengths: tf.Tensor  # int32 [B], tokens incl. the end token (L if cut)
+    scores: tf.Tensor  # float32 [B], summed log-probabilities
+    finished: tf.Tensor  # bool [B]
+    history: tf.Tensor  # [B, L, S] attention per emitted token, or [0]
+
+
 def _greedy(step_fn, state, start_ids, end_id, max_length, sampler, return_attention):
     batch = _shape_list(start_ids)[0]
     positions = tf.range(max_length)  # [L]
     key = sampler.make_key() if sampler is not None else None
-
-    ids = tf.zeros([batch, max_length], tf.int32)
-    lengths = tf.fill([batch], tf.constant(max_length, tf.int32))
-    scores = tf.zeros([batch], tf.float32)
-    finished = tf.zeros([batch], tf.bool)
     if return_attention:
         att = state["attention"]
-        history = tf.zeros(
-            [batch, max_length, _shape_list(att)[1]], att.dtype
-        )  # [B, L, S]
+        history = tf.zeros([batch, max_length, _shape_list(att)[1]], att.dtype)
     else:
         history = tf.zeros([0])
-    loop_vars = (
-        tf.constant(0), start_ids, state, ids, lengths, scores, finished, history
+    initial = _GreedyLoop(
+        t=tf.constant(0),
+        tokens=start_ids,
+        state=state,
+        ids=tf.zeros([batch, max_length], tf.int32),
+        lengths=tf.fill([batch], tf.constant(max_length, tf.int32)),
+        scores=tf.zeros([batch], tf.float32),
+        finished=tf.zeros([batch], tf.bool),
+        history=history,
     )
 
-    def cond(t, tokens, state, ids, lengths, scores, finished, history):
+    def cond(loop):
         return tf.logical_and(
-            t < max_length, tf.logical_not(tf.reduce_all(finished))
+            loop.t < max_length, tf.logical_not(tf.reduce_all(loop.finished))
         )
 
-    def body(t, tokens, state, ids, lengths, scores, finished, history):
-        logits, new_state = step_fn(tokens, state)
-        new_state = _conform_state(new_state, state)
+    def body(loop):
+        t, finished = loop.t, loop.finished
+        logits, new_state = step_fn(loop.tokens, loop.state)
+        new_state = _conform_state(new_state, loop.state)
         logp, logits = _check_logits(logits)  # [B, V]
         if sampler is None:
             chosen = tf.argmax(logp, axis=-1, output_type=tf.int32)
@@ -610,39 +827,50 @@ def _greedy(step_fn, state, start_ids, end_id, max_length, sampler, return_atten
         chosen_logp = _take_along(logp, chosen)
         written = tf.where(finished, 0, chosen)  # [B]
         at_t = tf.equal(positions, t)  # [L]
-        new_ids = tf.where(at_t[None, :], written[:, None], ids)
-        new_scores = scores + tf.where(finished, 0.0, chosen_logp)
         ended = tf.logical_and(tf.logical_not(finished), tf.equal(chosen, end_id))
-        new_lengths = tf.where(ended, t + 1, lengths)
+        history = loop.history
         if return_attention:
             write = tf.logical_and(
                 at_t[None, :, None], tf.logical_not(finished)[:, None, None]
             )
-            history = tf.where(
-                write, new_state["attention"][:, None, :], history
-            )
+            history = tf.where(write, new_state["attention"][:, None, :], history)
         new_finished = tf.logical_or(finished, ended)
-        next_tokens = tf.where(new_finished, end_id, chosen)
-        return (
-            t + 1,
-            _keep_shape(next_tokens, tokens),
-            new_state,
-            _keep_shape(new_ids, ids),
-            _keep_shape(new_lengths, lengths),
-            _keep_shape(new_scores, scores),
-            _keep_shape(new_finished, finished),
-            _keep_shape(history, loop_vars[-1]),
-        )
+        return (_GreedyLoop(
+            t=t + 1,
+            tokens=_keep_shape(tf.where(new_finished, end_id, chosen), loop.tokens),
+            state=new_state,
+            ids=_keep_shape(tf.where(at_t[None, :], written[:, None], loop.ids), loop.ids),
+            lengths=_keep_shape(tf.where(ended, t + 1, loop.lengths), loop.lengths),
+            scores=_keep_shape(
+                loop.scores + tf.where(finished, 0.0, chosen_logp), loop.scores
+            ),
+            finished=_keep_shape(new_finished, finished),
+            history=_keep_shape(history, initial.history),
+        ),)
 
-    _, _, _, ids, lengths, scores, _, history = tf.while_loop(
-        cond, body, loop_vars
-    )
+    (final,) = tf.while_loop(cond, body, (initial,))
     return DecodeResult(
-        ids=ids[:, None, :],
-        lengths=lengths[:, None],
-        scores=scores[:, None],
-        attention=history[:, None] if return_attention else None,
+        ids=final.ids[:, None, :],
+        lengths=final.lengths[:, None],
+        scores=final.scores[:, None],
+        attention=final.history[:, None] if return_attention else None,
     )
+
+
+class _BeamLoop(NamedTuple):
+    """Loop variables of beam search (B = batch, K = beam, R = n-best, L = length)."""
+
+    t: tf.Tensor  # int32 scalar, the step
+    tokens: tf.Tensor  # int32 [B*K], the tokens fed next
+    state: object  # the model's state nest, rows b*K + k
+    alive_ids: tf.Tensor  # int32 [B, K, L], live hypotheses
+    alive_logp: tf.Tensor  # float32 [B, K], their summed log-probabilities
+    fin_ids: tf.Tensor  # int32 [B, R, L], finished hypotheses, best first
+    fin_logp: tf.Tensor  # float32 [B, R]
+    fin_norm: tf.Tensor  # float32 [B, R], ranking score logp / penalty
+    fin_len: tf.Tensor  # int32 [B, R], lengths incl. the end token
+    alive_att: tf.Tensor  # [B, K, L, S] attention, or [0]
+    fin_att: tf.Tensor  # [B, R, L, S] attention, or [0]
 
 
 def _beam_search(step_fn, state, start_ids, end_id, max_length, strategy, return_attention):
@@ -658,16 +886,6 @@ def _beam_search(step_fn, state, start_ids, end_id, max_length, strategy, return
 
     # Tile to B*K rows: row b*K + j is beam j of batch row b.
     state = _map_rows(lambda x: tf.repeat(x, k, axis=0), state)
-    tokens = tf.repeat(start_ids, k)  # [B*K]
-    alive_ids = tf.zeros([batch, k, length], tf.int32)
-    # Only beam 0 is live at first, so the K copies do not duplicate hypotheses.
-    alive_logp = tf.tile(
-        tf.constant([[0.0] + [_NEG_INF] * (k - 1)], tf.float32), [batch, 1]
-    )  # [B, K]
-    fin_ids = tf.zeros([batch, r, length], tf.int32)
-    fin_logp = tf.fill([batch, r], _NEG_INF)
-    fin_norm = tf.fill([batch, r], _NEG_INF)  # ranking score logp / penalty
-    fin_len = tf.zeros([batch, r], tf.int32)
     if return_attention:
         att = state["attention"]
         source_len = _shape_list(att)[1]
@@ -675,24 +893,35 @@ def _beam_search(step_fn, state, start_ids, end_id, max_length, strategy, return
         fin_att = tf.zeros([batch, r, length, source_len], att.dtype)
     else:
         alive_att = fin_att = tf.zeros([0])
-    loop_vars = (
-        tf.constant(0), tokens, state, alive_ids, alive_logp,
-        fin_ids, fin_logp, fin_norm, fin_len, alive_att, fin_att,
+    initial = _BeamLoop(
+        t=tf.constant(0),
+        tokens=tf.repeat(start_ids, k),
+        state=state,
+        alive_ids=tf.zeros([batch, k, length], tf.int32),
+        # Only beam 0 is live at first, so the K copies do not duplicate hypotheses.
+        alive_logp=tf.tile(
+            tf.constant([[0.0] + [_NEG_INF] * (k - 1)], tf.float32), [batch, 1]
+        ),
+        fin_ids=tf.zeros([batch, r, length], tf.int32),
+        fin_logp=tf.fill([batch, r], _NEG_INF),
+        fin_norm=tf.fill([batch, r], _NEG_INF),
+        fin_len=tf.zeros([batch, r], tf.int32),
+        alive_att=alive_att,
+        fin_att=fin_att,
     )
 
-    def cond(t, tokens, state, alive_ids, alive_logp, fin_ids, fin_logp,
-             fin_norm, fin_len, alive_att, fin_att):
-        best_possible = tf.reduce_max(alive_logp, axis=1) / max_penalty  # [B]
-        done = tf.reduce_all(fin_norm[:, r - 1] >= best_possible)
-        return tf.logical_and(t < length, tf.logical_not(done))
+    def cond(loop):
+        best_possible = tf.reduce_max(loop.alive_logp, axis=1) / max_penalty  # [B]
+        done = tf.reduce_all(loop.fin_norm[:, r - 1] >= best_possible)
+        return tf.logical_and(loop.t < length, tf.logical_not(done))
 
-    def body(t, tokens, state, alive_ids, alive_logp, fin_ids, fin_logp,
-             fin_norm, fin_len, alive_att, fin_att):
-        logits, new_state = step_fn(tokens, state)
-        new_state = _conform_state(new_state, state)
+    def body(loop):
+        t = loop.t
+        logits, new_state = step_fn(loop.tokens, loop.state)
+        new_state = _conform_state(new_state, loop.state)
         logp, _ = _check_logits(logits)  # [B*K, V]
         vocab = _shape_list(logp)[1]
-        cand = tf.reshape(logp, [batch, k, vocab]) + alive_logp[:, :, None]
+        cand = tf.reshape(logp, [batch, k, vocab]) + loop.alive_logp[:, :, None]
         cand = tf.reshape(cand, [batch, k * vocab])  # [B, K*V]
         at_t = tf.equal(positions, t)  # [L]
         if return_attention:
@@ -705,23 +934,24 @@ def _beam_search(step_fn, state, start_ids, end_id, max_length, strategy, return
         is_end = tf.equal(tf.math.floormod(top_idx, vocab), end_id)
         new_logp = tf.where(is_end, top_logp, _NEG_INF)
         new_norm = new_logp / penalty(t + 1)
-        new_ids = tf.where(at_t[None, None, :], end_id, _gather_rows(alive_ids, top_beam))
-        merged_norm = tf.concat([fin_norm, new_norm], axis=1)  # [B, R+K]
-        fin_norm_next, pick = tf.math.top_k(merged_norm, k=r)  # [B, R]
-        fin_ids_next = _gather_rows(tf.concat([fin_ids, new_ids], 1), pick)
-        fin_logp_next = _gather_rows(tf.concat([fin_logp, new_logp], 1), pick)
-        fin_len_next = _gather_rows(
-            tf.concat([fin_len, tf.fill(tf.shape(new_logp), t + 1)], 1), pick
+        new_ids = tf.where(
+            at_t[None, None, :], end_id, _gather_rows(loop.alive_ids, top_beam)
         )
+        merged_norm = tf.concat([loop.fin_norm, new_norm], axis=1)  # [B, R+K]
+        fin_norm_next, pick = tf.math.top_k(merged_norm, k=r)  # [B, R]
+        fin_ids_next = _gather_rows(tf.concat([loop.fin_ids, new_ids], 1), pick)
+        fin_logp_next = _gather_rows(tf.concat([loop.fin_logp, new_logp], 1), pick)
+        fin_len_next = _gather_rows(
+            tf.concat([loop.fin_len, tf.fill(tf.shape(new_logp), t + 1)], 1), pick
+        )
+        fin_att_next = loop.fin_att
         if return_attention:
             new_att = tf.where(
                 at_t4,
                 _gather_rows(att_now, top_beam)[:, :, None, :],
-                _gather_rows(alive_att, top_beam),
+                _gather_rows(loop.alive_att, top_beam),
             )
-            fin_att_next = _gather_rows(tf.concat([fin_att, new_att], 1), pick)
-        else:
-            fin_att_next = fin_att
+            fin_att_next = _gather_rows(tf.concat([loop.fin_att, new_att], 1), pick)
 
         # 2) Live hypotheses: the best K candidates that do not end.
         ends_flat = tf.equal(tf.math.floormod(tf.range(k * vocab), vocab), end_id)
@@ -732,51 +962,53 @@ def _beam_search(step_fn, state, start_ids, end_id, max_length, strategy, return
         alive_tok = tf.math.floormod(alive_idx, vocab)
         alive_ids_next = tf.where(
             at_t[None, None, :], alive_tok[:, :, None],
-            _gather_rows(alive_ids, alive_beam),
+            _gather_rows(loop.alive_ids, alive_beam),
         )
+        alive_att_next = loop.alive_att
         if return_attention:
             alive_att_next = tf.where(
                 at_t4,
                 _gather_rows(att_now, alive_beam)[:, :, None, :],
-                _gather_rows(alive_att, alive_beam),
+                _gather_rows(loop.alive_att, alive_beam),
             )
-        else:
-            alive_att_next = alive_att
         flat_beam = tf.reshape(alive_beam + tf.range(batch)[:, None] * k, [-1])
-        state_next = _map_rows(lambda x: tf.gather(x, flat_beam), new_state)
-        return (
-            t + 1,
-            _keep_shape(tf.reshape(alive_tok, [-1]), tokens),
-            state_next,
-            _keep_shape(alive_ids_next, alive_ids),
-            _keep_shape(alive_logp_next, alive_logp),
-            _keep_shape(fin_ids_next, fin_ids),
-            _keep_shape(fin_logp_next, fin_logp),
-            _keep_shape(fin_norm_next, fin_norm),
-            _keep_shape(fin_len_next, fin_len),
-            _keep_shape(alive_att_next, alive_att),
-            _keep_shape(fin_att_next, fin_att),
+        next_loop = _BeamLoop(
+            t=t + 1,
+            tokens=tf.reshape(alive_tok, [-1]),
+            state=_map_rows(lambda x: tf.gather(x, flat_beam), new_state),
+            alive_ids=alive_ids_next,
+            alive_logp=alive_logp_next,
+            fin_ids=fin_ids_next,
+            fin_logp=fin_logp_next,
+            fin_norm=fin_norm_next,
+            fin_len=fin_len_next,
+            alive_att=alive_att_next,
+            fin_att=fin_att_next,
         )
+        # Every loop variable but the state keeps its initial static shape.
+        return (next_loop._replace(**{
+            name: _keep_shape(getattr(next_loop, name), getattr(loop, name))
+            for name in _BeamLoop._fields if name != "state"
+        }),)
 
-    (t, _, _, alive_ids, alive_logp, fin_ids, fin_logp, fin_norm, fin_len,
-     alive_att, fin_att) = tf.while_loop(cond, body, loop_vars)
+    (final,) = tf.while_loop(cond, body, (initial,))
 
     # Hypotheses still live at max_length are cut there and compete too (when
     # the loop stopped early they cannot enter the n-best list anyway).
-    alive_norm = tf.where(t >= length, alive_logp / max_penalty, _NEG_INF)
-    all_norm = tf.concat([fin_norm, alive_norm], axis=1)  # [B, R+K]
+    alive_norm = tf.where(final.t >= length, final.alive_logp / max_penalty, _NEG_INF)
+    all_norm = tf.concat([final.fin_norm, alive_norm], axis=1)  # [B, R+K]
     best_norm, pick = tf.math.top_k(all_norm, k=r)  # [B, R]
     valid = best_norm > _NEG_INF
-    ids = _gather_rows(tf.concat([fin_ids, alive_ids], 1), pick)
+    ids = _gather_rows(tf.concat([final.fin_ids, final.alive_ids], 1), pick)
     ids = tf.where(valid[:, :, None], ids, 0)
     lengths = _gather_rows(
-        tf.concat([fin_len, tf.fill(tf.shape(alive_logp), length)], 1), pick
+        tf.concat([final.fin_len, tf.fill(tf.shape(final.alive_logp), length)], 1), pick
     )
     lengths = tf.where(valid, lengths, 0)
-    scores = _gather_rows(tf.concat([fin_logp, alive_logp], 1), pick)
+    scores = _gather_rows(tf.concat([final.fin_logp, final.alive_logp], 1), pick)
     attention = None
     if return_attention:
-        attention = _gather_rows(tf.concat([fin_att, alive_att], 1), pick)
+        attention = _gather_rows(tf.concat([final.fin_att, final.alive_att], 1), pick)
         attention = tf.where(
             valid[:, :, None, None], attention, tf.zeros_like(attention)
         )

@@ -158,12 +158,14 @@ def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _check_methods(model, names, kind):
-    missing = [n for n in names if not callable(getattr(model, n, None))]
-    if missing:
+def _check_contract(model, task, kind):
+    from keras_seq.models.generative import GenerativeModel
+
+    if not isinstance(model, GenerativeModel) or model.task != task:
         raise TypeError(
-            f"{kind} export needs a model with {', '.join(names)}; "
-            f"{type(model).__name__} has no {', '.join(missing)}."
+            f"{kind} export needs a keras_seq.models.GenerativeModel with "
+            f"task={task!r}; got {type(model).__name__} "
+            f"(task={getattr(model, 'task', None)!r})."
         )
 
 
@@ -198,27 +200,16 @@ def _check_max_length(max_length):
 
 
 def _check_decoding(strategy, sampler):
-    if isinstance(strategy, str):
-        if strategy != "greedy":
-            raise ValueError(
-                f"`strategy` must be 'greedy' or a BeamSearch, got {strategy!r}."
-            )
-    elif not isinstance(strategy, decoding.BeamSearch):
-        raise TypeError(f"`strategy` must be 'greedy' or a BeamSearch, got {strategy!r}.")
-    if sampler is not None:
-        if not isinstance(sampler, decoding.RandomSampler):
-            raise TypeError(f"`sampler` must be None or a RandomSampler, got {sampler!r}.")
-        if isinstance(strategy, decoding.BeamSearch):
-            raise ValueError("`sampler` only works with strategy='greedy'.")
+    decoding.check_decoding(strategy, sampler)
 
 
 def _decoding_config(strategy, sampler, max_length, start):
     return {
         "max_length": max_length,
         "strategy": (
-            "greedy"
-            if isinstance(strategy, str)
-            else {"beam_search": strategy.get_config()}
+            {"beam_search": strategy.get_config()}
+            if isinstance(strategy, decoding.BeamSearch)
+            else "greedy"
         ),
         "sampler": None if sampler is None else sampler.get_config(),
         "start": start,
@@ -455,7 +446,7 @@ class _LanguageModelFunctions(_Functions):
 
     def _initial(self, ids):
         state = self.model.initial_state(ids)
-        start = tf.cast(self.model.prompt_last_token(ids), tf.int32)
+        start = tf.cast(self.model.start_tokens(ids), tf.int32)
         return state, start
 
     def text_level(self, inputs, tokenizer):
@@ -851,7 +842,7 @@ def export_language_model(
 
     Args:
         model: a model with `initial_state(prompt_ids)`, `step(tokens,
-            state)`, `prompt_last_token(prompt_ids)` and `vocab_size`
+            state)`, `start_tokens(prompt_ids)` and `vocab_size`
             (`RNNLanguageModel`, `TransformerLanguageModel`).
         tokenizer: the model's fitted `keras_seq.text` tokenizer (same
             vocabulary size as the model).
@@ -885,7 +876,7 @@ def export_language_model(
     generate(prompts=tf.constant(["It was"]))["text"]
     ```
     """
-    _check_methods(model, ("initial_state", "step", "prompt_last_token"), "language model")
+    _check_contract(model, "language_model", "language model")
     max_length = _check_max_length(max_length)
     _check_decoding(strategy, sampler)
     _check_opset(opset)
@@ -984,7 +975,7 @@ def export_translator(
     translate(sentences=tf.constant(["Je t'aime."]))["translations"]
     ```
     """
-    _check_methods(model, ("initial_state", "step"), "translator")
+    _check_contract(model, "translation", "translator")
     if max_length is None:
         positions = getattr(model, "max_length", None)
         max_length = int(positions) if _is_int(positions) else 100

@@ -132,7 +132,7 @@ def test_step_token_by_token_equals_full_forward(cell):
     tokens = _tokens(2, 7, seed=3)  # N=2: any batch size, unlike training
     full = reference(tokens)
     state = model.initial_state(tokens[:, :1])
-    start = model.prompt_last_token(tokens[:, :1])
+    start = model.start_tokens(tokens[:, :1])
     np.testing.assert_array_equal(start, tokens[:, 0])
     logits = []
     inputs = start
@@ -160,7 +160,7 @@ def test_initial_state_on_padded_prompts_equals_each_prompt_alone():
     for i, row in enumerate(rows):
         padded[i, : len(row)] = row
     state = model.initial_state(padded)
-    start = model.prompt_last_token(padded)
+    start = model.start_tokens(padded)
     logits, _ = model.step(start, state)
     for i, row in enumerate(rows):
         if len(row) == 0:  # empty prompt: zero state, decoding starts at BOS
@@ -194,7 +194,7 @@ def test_greedy_generation_with_carried_state_equals_recomputing_prefix():
     direct = decoding.decode(
         model.step,
         model.initial_state(prompts),
-        model.prompt_last_token(prompts),
+        model.start_tokens(prompts),
         end_id=EOS_ID,
         max_length=6,
     )
@@ -209,7 +209,7 @@ def test_initial_state_step_and_generate_trace_under_xla():
 
     @tf.function(jit_compile=True)
     def prepare(p):
-        return model.initial_state(p), model.prompt_last_token(p)
+        return model.initial_state(p), model.start_tokens(p)
 
     state, start = prepare(prompts)
     eager_state = model.initial_state(prompts)
@@ -284,7 +284,7 @@ def test_initial_state_and_step_export_as_saved_model_signatures(tmp_path):
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
         def initial_state(self, prompt_ids):
             state = dict(self.lm.initial_state(prompt_ids))
-            state["start_ids"] = self.lm.prompt_last_token(prompt_ids)
+            state["start_ids"] = self.lm.start_tokens(prompt_ids)
             return state
 
         @tf.function(
@@ -306,7 +306,7 @@ def test_initial_state_and_step_export_as_saved_model_signatures(tmp_path):
     start = state.pop("start_ids")
     out = restored.step(start, state)
     logits, expected_state = model.step(
-        model.prompt_last_token(prompts), model.initial_state(prompts)
+        model.start_tokens(prompts), model.initial_state(prompts)
     )
     _close(out["logits"], logits)
     for n in names:
@@ -324,7 +324,7 @@ def test_logits_stay_float32_under_mixed_precision():
             tokens = _tokens(2, 4)
             assert model(tokens, training=True).dtype == "float32"
             state = model.initial_state(tokens)
-            logits, state = model.step(model.prompt_last_token(tokens), state)
+            logits, state = model.step(model.start_tokens(tokens), state)
             assert logits.dtype == "float32"
             assert all(v.dtype == tf.float32 for v in state.values())
     finally:

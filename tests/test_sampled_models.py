@@ -282,7 +282,7 @@ def test_rnn_language_model_trains_sampled_and_evaluates_full_softmax():
     # Decoding: full-vocabulary logits from `step`, equal to the full pass.
     prompts = np.array([[4, 5, 6], [20, 21, 0]], "int32")
     state = model.initial_state(prompts)
-    step_logits, _ = model.step(model.prompt_last_token(prompts), state)
+    step_logits, _ = model.step(model.start_tokens(prompts), state)
     assert step_logits.shape == (2, VOCAB) and step_logits.dtype == tf.float32
     stateless = RNNLanguageModel(
         VOCAB, embedding_dim=24, units=32, num_layers=1, stateful=False,
@@ -343,7 +343,7 @@ def test_translators_train_sampled_and_evaluate_full_softmax(kind):
     forced = np.asarray(model({"source": source, "target_in": target_in}, training=False))
     real = valid_out[:3] != PAD
     np.testing.assert_allclose(np.stack(stepped, 1)[real], forced[real], atol=1e-4)
-    result = model.translate_ids(source, max_length=7)
+    result = model.generate(source, max_length=7)
     assert tuple(result.ids.shape) == (3, 1, 7)
 
 

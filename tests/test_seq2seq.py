@@ -196,7 +196,7 @@ def test_learns_to_reverse_sequences(reverse_model):
     """Toy reverse task (vocab 8 + specials, lengths 3-6): >= 95% exact match."""
     model, train_seconds = reverse_model, reverse_model.train_seconds
     test_source, _, test_out = _reverse_task(200, seed=1)
-    result = model.translate_ids(test_source, max_length=8)
+    result = model.generate(test_source, max_length=8)
     ids = np.asarray(result.ids)[:, 0]  # [200, 8]
     expected = np.pad(test_out, [(0, 0), (0, 1)])
     exact = np.mean(np.all(ids == expected, axis=1))
@@ -206,7 +206,7 @@ def test_learns_to_reverse_sequences(reverse_model):
     np.testing.assert_array_equal(np.asarray(result.lengths)[right, 0], lengths[right])
     # Beam search finds the same translations, and attention looks at the
     # mirrored source position (the point of the task).
-    beam = model.translate_ids(test_source[:20], strategy=BeamSearch(3), max_length=8,
+    beam = model.generate(test_source[:20], strategy=BeamSearch(3), max_length=8,
                                return_attention=True)
     assert np.mean(np.all(np.asarray(beam.ids)[:, 0] == expected[:20], axis=1)) >= 0.95
     attention = np.asarray(beam.attention)[:, 0]  # [20, 8, 7]
@@ -223,11 +223,11 @@ def test_learns_to_reverse_sequences(reverse_model):
 def test_untrained_translation_shapes_and_attention(name):
     keras.utils.set_random_seed(5)
     model = _model(**CONFIGS[name])
-    greedy = model.translate_ids(SOURCE, max_length=6, return_attention=True)
+    greedy = model.generate(SOURCE, max_length=6, return_attention=True)
     assert tuple(greedy.ids.shape) == (3, 1, 6) and greedy.ids.dtype == tf.int32
     assert tuple(greedy.lengths.shape) == (3, 1) and tuple(greedy.scores.shape) == (3, 1)
     assert tuple(greedy.attention.shape) == (3, 1, 6, 7)
-    beam = model.translate_ids(SOURCE, strategy=BeamSearch(3, num_return=2), max_length=6,
+    beam = model.generate(SOURCE, strategy=BeamSearch(3, num_return=2), max_length=6,
                                return_attention=True)
     assert tuple(beam.ids.shape) == (3, 2, 6) and tuple(beam.attention.shape) == (3, 2, 6, 7)
     for result in (greedy, beam):
@@ -260,9 +260,9 @@ def test_compiled_decoding_matches_eager():
     kernel.assign(kernel * 30.0)
     signature = [tf.TensorSpec([None, None], tf.int32)]
     strategy = BeamSearch(2, num_return=2)
-    eager = model.translate_ids(SOURCE, strategy=strategy, max_length=5, return_attention=True)
+    eager = model.generate(SOURCE, strategy=strategy, max_length=5, return_attention=True)
     fn = tf.function(
-        lambda s: model.translate_ids(s, strategy=strategy, max_length=5, return_attention=True),
+        lambda s: model.generate(s, strategy=strategy, max_length=5, return_attention=True),
         input_signature=signature,
     )
     compiled = fn(tf.constant(SOURCE))
@@ -323,8 +323,8 @@ def test_save_load_round_trip(reverse_model, tmp_path):
     assert loaded.get_config() == model.get_config()
     np.testing.assert_array_equal(loaded(data), model(data))
     np.testing.assert_array_equal(
-        loaded.translate_ids(data["source"], max_length=5).ids,
-        model.translate_ids(data["source"], max_length=5).ids,
+        loaded.generate(data["source"], max_length=5).ids,
+        model.generate(data["source"], max_length=5).ids,
     )
     # Compiled with the masked loss, with the optimizer state restored.
     np.testing.assert_allclose(

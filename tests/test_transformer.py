@@ -250,7 +250,7 @@ def test_language_model_prefill_then_steps_match_full_decoder():
     prompt = np.array([[2, 5, 6, 0], [2, 0, 0, 0], [0, 0, 0, 0]], "int32")  # lengths 3, 1, 0
     state = model.initial_state(prompt)
     np.testing.assert_array_equal(state["index"], [2, 0, 0])
-    start = np.asarray(model.prompt_last_token(prompt))
+    start = np.asarray(model.start_tokens(prompt))
     np.testing.assert_array_equal(start, [6, 2, 2])  # empty prompt -> BOS
     logits, state = model.step(start, state)
     np.testing.assert_allclose(logits[0], full[0, 2], atol=ATOL)
@@ -276,10 +276,10 @@ def test_step_compiles_with_xla_and_decoding_runs_in_graph():
         np.testing.assert_allclose(xla_state[key], eager_state[key], atol=1e-5)
 
     # The whole decoding loop traces in a tf.function (as exports do).
-    eager = model.translate_ids(SOURCE, max_length=6)
-    graph = tf.function(lambda s: model.translate_ids(s, max_length=6).ids)
+    eager = model.generate(SOURCE, max_length=6)
+    graph = tf.function(lambda s: model.generate(s, max_length=6).ids)
     np.testing.assert_array_equal(graph(tf.constant(SOURCE)), eager.ids)
-    beam = model.translate_ids(SOURCE, strategy=decoding.BeamSearch(3, num_return=2), max_length=6)
+    beam = model.generate(SOURCE, strategy=decoding.BeamSearch(3, num_return=2), max_length=6)
     assert beam.ids.shape == (3, 2, 6)
 
     lm = TransformerLanguageModel(
@@ -336,7 +336,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="missing"):
         model.step(SOURCE[:, 0], {"index": np.zeros(3, "int32")})
     with pytest.raises(errors.InputError, match="exceeds"):
-        model.translate_ids(SOURCE, max_length=20)
+        model.generate(SOURCE, max_length=20)
     with pytest.raises(tf.errors.InvalidArgumentError, match="past the key/value cache"):
         state = model.initial_state(SOURCE, cache_length=1)
         for _ in range(2):
@@ -391,7 +391,7 @@ def test_transformer_learns_to_reverse_sequences():
     model.fit({"source": source, "target_in": target_in}, target_out,
               batch_size=64, epochs=5, verbose=0)
     test_source, _, test_out = _reverse_data(rng, 500)
-    ids = np.asarray(model.translate_ids(test_source, max_length=8).ids[:, 0])
+    ids = np.asarray(model.generate(test_source, max_length=8).ids[:, 0])
     expected = np.pad(test_out, [(0, 0), (0, ids.shape[1] - test_out.shape[1])])
     exact = np.all(ids == expected, axis=1)
     assert np.mean(exact) >= 0.95, np.mean(exact)
@@ -409,7 +409,7 @@ def test_decoding_converts_to_onnx_and_matches_tensorflow():
     )
     prompt = np.array([[2, 5, 6], [2, 7, 0]], "int32")
     for fn, inputs in (
-        (tf.function(lambda s: model.translate_ids(s, max_length=8).ids), SOURCE),
+        (tf.function(lambda s: model.generate(s, max_length=8).ids), SOURCE),
         (tf.function(lambda p: lm.generate(p, max_length=5).ids), prompt),
     ):
         proto, _ = tf2onnx.convert.from_function(

@@ -141,7 +141,7 @@ def test_translator_parity_keras_saved_model_onnx(translator):
     assert report["saved_model"]["translate/translations"] == "equal"
 
     # The model's own beam search, eagerly, and the state layout on disk.
-    expected = model.translate_ids(source_ids, strategy=BEAM, max_length=MAX_LENGTH)
+    expected = model.generate(source_ids, strategy=BEAM, max_length=MAX_LENGTH)
     loaded = tf.saved_model.load(path)
     got = loaded.signatures["translate"](sentences=tf.constant(SOURCES))
     np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])

@@ -203,7 +203,7 @@ def test_output_is_the_tokenizers_detokenization(translator):
     plain = translation.Translator(translator.model, translator.source_tokenizer,
                                    translator.target_tokenizer, unk_replace=False)
     source = translator.source_tokenizer.encode(["I am cold."])[0] + [EOS_ID]
-    result = translator.model.translate_ids(np.array([source], "int32"))
+    result = translator.model.generate(np.array([source], "int32"))
     expected = translator.target_tokenizer.decode(result.ids[:, 0].numpy())[0]
     assert plain.translate(["I am cold."], greedy=True)[0].text == expected
 

@@ -634,6 +634,18 @@ class SampledSoftmaxModel:
             )
         return head
 
+    def compile_from_config(self, config):
+        """Restores the compiled state saved in a `.keras` file.
+
+        Keras skips (with a warning) compiling models whose `compile` is
+        overridden; ours only fill defaults, so restore it as Keras would and
+        build the optimizer so its saved variables load and `fit` continues.
+        """
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def set_unigram_bias(self, counts, smoothing=0.5):
         """Starts the output bias at the log unigram distribution of `counts`.
 

@@ -14,9 +14,9 @@ from keras_seq.layers.sampled_softmax import (
     SampledSoftmaxModel,
     check_sampled_softmax,
 )
-from keras_seq.text import BOS_ID as _BOS_ID
-from keras_seq.text import EOS_ID as _EOS_ID
+from keras_seq.models.generative import GenerativeModel
 from keras_seq.text import PAD_ID as _PAD_ID
+from keras_seq.utils import check_ids
 
 __all__ = ["RNNLanguageModel"]
 
@@ -24,7 +24,7 @@ _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class RNNLanguageModel(SampledSoftmaxModel, keras.Model):
+class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
     """Word- or character-level recurrent language model.
 
     `tokens -> Embedding -> dropout -> [RNN -> dropout] x num_layers ->
@@ -63,13 +63,13 @@ class RNNLanguageModel(SampledSoftmaxModel, keras.Model):
     variables):
 
         state = model.initial_state(prompt_ids)  # int32 [N, T], 0-padded
-        start_ids = model.prompt_last_token(prompt_ids)  # int32 [N]
+        start_ids = model.start_tokens(prompt_ids)  # int32 [N]
         logits, state = model.step(start_ids, state)  # next-token logits
 
     The state is a dict of float32 `[N, units]` tensors, `"h_0"`, `"h_1"`, ...
     plus `"c_0"`, ... for LSTM. `initial_state` reads every real prompt
     token except the last one;
-    `prompt_last_token` returns that last token, which is what the decoder
+    `start_tokens` returns that last token, which is what the decoder
     feeds first (`decode(model.step, state, start_ids, ...)`). An empty prompt
     (all padding) starts from a zero state with `start_ids = BOS` (id 2).
     `generate()` does all of this.
@@ -120,6 +120,9 @@ class RNNLanguageModel(SampledSoftmaxModel, keras.Model):
 
     # The SampledSoftmax layer that `SampledSoftmaxModel` wires into fit/evaluate.
     _output_head_attribute = "output_head"
+
+    task = "language_model"
+    input_name = "prompt_ids"
 
     def __init__(
         self,
@@ -244,6 +247,11 @@ class RNNLanguageModel(SampledSoftmaxModel, keras.Model):
         self.build((batch_size if self.stateful else None, None))
 
     @property
+    def output_vocab_size(self):
+        """The number of output classes of `step` (the vocabulary)."""
+        return self.vocab_size
+
+    @property
     def input_dtype(self):
         """Token ids: Keras converts call inputs to int32, never to floats."""
         return "int32"
@@ -304,19 +312,7 @@ class RNNLanguageModel(SampledSoftmaxModel, keras.Model):
 
     @staticmethod
     def _check_ids(ids, rank, what):
-        ids = ops.convert_to_tensor(ids)
-        if len(ids.shape) != rank:
-            shape = "[batch, time]" if rank == 2 else "[batch]"
-            raise ValueError(
-                f"`{what}` must be int token ids of shape {shape}; received "
-                f"shape {tuple(ids.shape)}."
-            )
-        dtype = keras.backend.standardize_dtype(ids.dtype)
-        if not (dtype.startswith("int") or dtype.startswith("uint")):
-            raise TypeError(
-                f"`{what}` must be integer token ids; received dtype {dtype}."
-            )
-        return ops.cast(ids, "int32")
+        return check_ids(ids, what, rank)
 
     def call(self, inputs, training=False):
         tokens, reset = self._split_inputs(inputs)
@@ -358,7 +354,7 @@ class RNNLanguageModel(SampledSoftmaxModel, keras.Model):
         """Read prompts once (stateless) and return the decoding state.
 
         Reads every real token of each prompt except the last one (see
-        `prompt_last_token`, which the decoder must feed first). Works for
+        `start_tokens`, which the decoder must feed first). Works for
         any `N`, does not read or write the training state variables, and
         traces in `tf.function`/XLA/SavedModel (portable while loop, no cuDNN).
 
@@ -384,7 +380,7 @@ class RNNLanguageModel(SampledSoftmaxModel, keras.Model):
                 state[name] = ops.cast(value, "float32")
         return state
 
-    def prompt_last_token(self, prompt_ids):
+    def start_tokens(self, prompt_ids):
         """The last real token of each prompt: the decoder's `start_ids`.
 
         Args:
@@ -394,10 +390,7 @@ class RNNLanguageModel(SampledSoftmaxModel, keras.Model):
             int32 `[N]`; `BOS` (2) for an empty (all-padding) prompt.
         """
         prompt = self._check_ids(prompt_ids, rank=2, what="prompt_ids")
-        lengths = ops.sum(ops.cast(ops.not_equal(prompt, _PAD_ID), "int32"), 1)
-        index = ops.maximum(lengths - 1, 0)[:, None]
-        last = ops.take_along_axis(prompt, index, axis=1)[:, 0]
-        return ops.where(lengths > 0, last, ops.full_like(last, _BOS_ID))
+        return last_prompt_token(prompt, self.start_id)
 
     def step(self, tokens, state):
         """One decoding step: feed `tokens`, get next-token logits.
@@ -427,41 +420,6 @@ class RNNLanguageModel(SampledSoftmaxModel, keras.Model):
                 new_state[name] = ops.cast(value, "float32")
         return self._logits(x), new_state
 
-    def generate(
-        self,
-        prompt_ids,
-        max_length,
-        strategy="greedy",
-        sampler=None,
-        end_id=_EOS_ID,
-    ):
-        """Continue prompts with `keras_seq.decoding.decode`.
-
-        Args:
-            prompt_ids: int `[N, T]`, right-padded with 0.
-            max_length: int, number of tokens to generate.
-            strategy: `"greedy"` or a `keras_seq.decoding.BeamSearch`.
-            sampler: optional `keras_seq.decoding.RandomSampler`.
-            end_id: id that ends a sequence (default EOS = 3).
-
-        Returns:
-            `keras_seq.decoding.DecodeResult` of the continuation only (the
-            prompt is not repeated).
-        """
-        from keras_seq import decoding
-
-        state = self.initial_state(prompt_ids)
-        start_ids = self.prompt_last_token(prompt_ids)
-        return decoding.decode(
-            self.step,
-            state,
-            start_ids,
-            end_id=end_id,
-            max_length=max_length,
-            strategy=strategy,
-            sampler=sampler,
-        )
-
     # -------------------------------------------------------- serialization
     def get_config(self):
         config = {
@@ -487,3 +445,19 @@ class RNNLanguageModel(SampledSoftmaxModel, keras.Model):
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
+
+
+def last_prompt_token(prompt, bos_id):
+    """The last real (non-PAD) token of each right-padded prompt row.
+
+    Args:
+        prompt: int32 `[N, T]`, right-padded with 0.
+        bos_id: the token returned for an empty (all-padding) row.
+
+    Returns:
+        int32 `[N]`.
+    """
+    lengths = ops.sum(ops.cast(ops.not_equal(prompt, _PAD_ID), "int32"), 1)
+    index = ops.maximum(lengths - 1, 0)[:, None]
+    last = ops.take_along_axis(prompt, index, axis=1)[:, 0]
+    return ops.where(lengths > 0, last, ops.full_like(last, bos_id))

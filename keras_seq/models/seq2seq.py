@@ -29,11 +29,11 @@ from keras_seq.layers.sampled_softmax import (
     SampledSoftmaxModel,
     check_sampled_softmax,
 )
+from keras_seq.models.generative import GenerativeModel
+from keras_seq.utils import check_positive_int
 
-# Fixed token ids of the shared contract (`keras_seq.text`).
+# Fixed token id of the shared contract (`keras_seq.text`).
 PAD_ID = 0
-BOS_ID = 2
-EOS_ID = 3
 
 _CELLS = {"lstm": LSTM, "gru": GRU}
 _ATTENTIONS = ("bahdanau", "luong-dot", "luong-general", "luong-concat")
@@ -132,14 +132,11 @@ class MaskedTokenAccuracy(keras.metrics.Metric):
 
 
 def _check_positive_int(name, value, minimum=1):
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(
-            f"AttentionSeq2Seq: `{name}` must be an int >= {minimum}; received {value!r}."
-        )
+    return check_positive_int(name, value, minimum, owner="AttentionSeq2Seq")
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class AttentionSeq2Seq(SampledSoftmaxModel, keras.Model):
+class AttentionSeq2Seq(GenerativeModel, SampledSoftmaxModel, keras.Model):
     """Recurrent encoder-decoder with attention, for translation.
 
     Args:
@@ -195,7 +192,7 @@ class AttentionSeq2Seq(SampledSoftmaxModel, keras.Model):
     Decoding (`keras_seq.decoding` contract):
         `state = initial_state(source_ids)` and
         `logits, state = step(tokens, state)`; see `initial_state` for the
-        state layout. `translate_ids` runs the whole search.
+        state layout. `generate` runs the whole search.
 
     Example:
 
@@ -204,12 +201,34 @@ class AttentionSeq2Seq(SampledSoftmaxModel, keras.Model):
                                               attention="luong-general")
     model.compile(optimizer="adam")   # masked loss + masked accuracy by default
     model.fit(train_ds, epochs=10)    # ({"source", "target_in"}, target_out)
-    result = model.translate_ids(source_ids, strategy=BeamSearch(4))
+    result = model.generate(source_ids, strategy=BeamSearch(4))
     ```
     """
 
     # The SampledSoftmax layer that `SampledSoftmaxModel` wires into fit/evaluate.
     _output_head_attribute = "output_head"
+    task = "translation"
+    input_name = "source_ids"
+    supports_attention = True
+
+    @property
+    def input_vocab_size(self):
+        """Source token ids accepted."""
+        return self.source_vocab_size
+
+    @property
+    def output_vocab_size(self):
+        """Target classes of `step`."""
+        return self.target_vocab_size
+
+    def input_length_limit(self, max_length=None):
+        """Sources up to `max_length` tokens (EOS included)."""
+        return self.max_length
+
+    @property
+    def default_output_length(self):
+        """`max_length` target tokens unless `generate` is told otherwise."""
+        return self.max_length
 
     def __init__(
         self,
@@ -679,60 +698,6 @@ class AttentionSeq2Seq(SampledSoftmaxModel, keras.Model):
         new_state["attention"] = ops.cast(weights, "float32")
         return ops.cast(logits, "float32"), new_state
 
-    def translate_ids(
-        self,
-        source_ids,
-        strategy="greedy",
-        max_length=None,
-        sampler=None,
-        return_attention=False,
-    ):
-        """Translates a batch of source id sequences with `keras_seq.decoding`.
-
-        Args:
-            source_ids: int `[B, S]`, right-padded with 0 (source + EOS).
-            strategy: `"greedy"` or a `keras_seq.decoding.BeamSearch`.
-            max_length: int, maximum number of output tokens (defaults to the
-                model's `max_length`).
-            sampler: optional `keras_seq.decoding.RandomSampler` (greedy only).
-            return_attention: record the attention weights of the returned
-                hypotheses in `result.attention`.
-
-        Returns:
-            A `keras_seq.decoding.DecodeResult`: `ids` int32 `[B, R, L]` (the
-            tokens after BOS, EOS included, 0 after it), `lengths` `[B, R]`
-            (EOS included), `scores` `[B, R]`, best first, and with
-            `return_attention=True`, `attention` float32 `[B, R, L, S]` whose
-            row `l` holds the weights used to produce token `l` (0 past the
-            hypothesis' end).
-
-        Example:
-
-        ```python
-        result = model.translate_ids(source_ids, strategy=BeamSearch(4),
-                                     return_attention=True)
-        best_ids = result.ids[:, 0]            # [B, L]
-        best_attention = result.attention[:, 0]  # [B, L, S]
-        ```
-        """
-        from keras_seq import decoding  # Late import: decoding imports nothing of ours.
-
-        source = self._check_ids(source_ids, "source_ids", 2)
-        max_length = self.max_length if max_length is None else max_length
-        _check_positive_int("max_length", max_length)
-        state = self.initial_state(source)
-        start = ops.full((ops.shape(source)[0],), BOS_ID, dtype="int32")
-        return decoding.decode(
-            self.step,
-            state,
-            start,
-            end_id=EOS_ID,
-            max_length=max_length,
-            strategy=strategy,
-            sampler=sampler,
-            return_attention=return_attention,
-        )
-
     # ------------------------------------------------------------ training
     def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
         """`keras.Model.compile` with padded-target defaults.
@@ -746,14 +711,6 @@ class AttentionSeq2Seq(SampledSoftmaxModel, keras.Model):
         if metrics == "auto":
             metrics = [MaskedTokenAccuracy()]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
-
-    def compile_from_config(self, config):
-        # Keras skips (with a warning) compiling models whose `compile` is
-        # overridden; ours only fills defaults, so restore it as Keras would.
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if hasattr(self, "optimizer") and self.built:
-            self.optimizer.build(self.trainable_variables)
 
     def get_config(self):
         config = super().get_config()

@@ -29,35 +29,19 @@ from keras_seq.layers.transformer import (
     TransformerDecoderLayer,
     TransformerEncoderLayer,
 )
+from keras_seq.models.generative import GenerativeModel
+from keras_seq.models.language_model import last_prompt_token
+from keras_seq.utils import check_ids as _check_ids
+from keras_seq.utils import check_positive_int
 
 __all__ = ["Transformer", "TransformerLanguageModel"]
 
 # Shared token-id contract (keras_seq.text).
 PAD_ID = 0
-BOS_ID = 2
-EOS_ID = 3
 
 
 def _check_positive_int(owner, name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"{owner}: `{name}` must be an int >= {minimum}; received {value!r}."
-        )
-
-
-def _check_ids(ids, name, rank):
-    """Converts token ids to int32, checking their rank and integer dtype."""
-    ids = ops.convert_to_tensor(ids)
-    if len(ids.shape) != rank:
-        expected = "[batch, time]" if rank == 2 else "[batch]"
-        raise ValueError(
-            f"`{name}` must be int token ids of shape {expected}; received shape "
-            f"{tuple(ids.shape)}."
-        )
-    dtype = keras.backend.standardize_dtype(ids.dtype)
-    if not (dtype.startswith("int") or dtype.startswith("uint")):
-        raise TypeError(f"`{name}` must be integer token ids; received dtype {dtype}.")
-    return ops.cast(ids, "int32")
+    return check_positive_int(name, value, minimum, owner=owner)
 
 
 def _check_cache_length(owner, cache_length, max_length):
@@ -72,7 +56,7 @@ def _check_cache_length(owner, cache_length, max_length):
     return cache_length
 
 
-class _TransformerBase(SampledSoftmaxModel, keras.Model):
+class _TransformerBase(GenerativeModel, SampledSoftmaxModel, keras.Model):
     """Decoder stack and output head shared by both models (loss wiring:
     `SampledSoftmaxModel`)."""
 
@@ -332,7 +316,7 @@ class Transformer(_TransformerBase):
     softmax over N shared log-uniform negatives; `evaluate`/`predict` always
     use full logits.
 
-    Decoding (see `translate_ids`):
+    Decoding (see `generate`):
 
         state = model.initial_state(source_ids)      # encodes once
         logits, state = model.step(tokens, state)    # start with tokens = BOS (2)
@@ -368,7 +352,7 @@ class Transformer(_TransformerBase):
     ...                     num_layers=1, max_length=16)
     >>> model.compile(keras.optimizers.Adam(1e-3))
     >>> model.fit(dataset, epochs=5)                   # doctest: +SKIP
-    >>> result = model.translate_ids(source_ids)       # doctest: +SKIP
+    >>> result = model.generate(source_ids)       # doctest: +SKIP
     >>> result.ids[:, 0]                               # doctest: +SKIP
     """
 
@@ -424,6 +408,32 @@ class Transformer(_TransformerBase):
         self.encoder_norm = self._make_final_norm("encoder_norm")
         self._setup_decoder(target_vocab_size, cross_attention=True)
         self.build(None)
+
+    task = "translation"
+    input_name = "source_ids"
+    supports_attention = True
+
+    @property
+    def input_vocab_size(self):
+        """Source token ids accepted."""
+        return self.source_vocab_size
+
+    @property
+    def output_vocab_size(self):
+        """Target classes of `step`."""
+        return self.target_vocab_size
+
+    def input_length_limit(self, max_length=None):
+        """Sources up to `max_length` positions (EOS included)."""
+        return self.max_length
+
+    def output_length_limit(self):
+        """At most `max_length` generated tokens (the cache's positions)."""
+        return self.max_length
+
+    def decoding_state(self, inputs, max_length):
+        """`initial_state` with a self-attention cache of `max_length` positions."""
+        return self.initial_state(inputs, cache_length=max_length)
 
     def build(self, input_shape=None):
         """Creates every weight; shapes follow from the config alone."""
@@ -538,45 +548,6 @@ class Transformer(_TransformerBase):
             tokens, state, source_mask=state.get("source_mask"), return_attention=True
         )
 
-    def translate_ids(
-        self, source_ids, strategy="greedy", max_length=None, sampler=None, return_attention=False
-    ):
-        """Translates a batch of source ids with `keras_seq.decoding.decode`.
-
-        Args:
-            source_ids: int `[B, S]`, 0-padded (source + EOS).
-            strategy: `"greedy"` or a `keras_seq.decoding.BeamSearch`.
-            max_length: int, most output tokens (default and limit: the
-                model's `max_length`).
-            sampler: optional `keras_seq.decoding.RandomSampler` (greedy only).
-            return_attention: record cross-attention weights in the result.
-
-        Returns:
-            A `keras_seq.decoding.DecodeResult` (ids after BOS, EOS included).
-        """
-        from keras_seq import decoding
-
-        max_length = self.max_length if max_length is None else max_length
-        _check_positive_int("Transformer", "max_length", max_length)
-        if max_length > self.max_length:
-            raise errors.InputError(
-                f"Transformer: max_length={max_length} exceeds the model's "
-                f"max_length={self.max_length}."
-            )
-        source = _check_ids(source_ids, "source_ids", 2)
-        state = self.initial_state(source, cache_length=max_length)
-        start = ops.full((ops.shape(source)[0],), BOS_ID, "int32")
-        return decoding.decode(
-            self.step,
-            state,
-            start,
-            end_id=EOS_ID,
-            max_length=max_length,
-            strategy=strategy,
-            sampler=sampler,
-            return_attention=return_attention,
-        )
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -604,13 +575,13 @@ class TransformerLanguageModel(_TransformerBase):
     Decoding (`generate` does all of it):
 
         state = model.initial_state(prompt_ids)          # prefill the cache
-        start_ids = model.prompt_last_token(prompt_ids)  # int32 [N]
+        start_ids = model.start_tokens(prompt_ids)  # int32 [N]
         logits, state = model.step(start_ids, state)     # next-token logits
 
     `initial_state` runs the prompt through the decoder once and keeps every
     real token except the last one in the key/value cache (per-row `index` =
     prompt length - 1, so prompts of different lengths decode together);
-    `prompt_last_token` returns that last token, the decoder's first input.
+    `start_tokens` returns that last token, the decoder's first input.
     An empty (all-padding) prompt starts at index 0 from `BOS` (2). This is
     the same convention as `RNNLanguageModel`.
 
@@ -671,6 +642,41 @@ class TransformerLanguageModel(_TransformerBase):
         self._setup_decoder(vocab_size, cross_attention=False)
         self.build(None)
 
+    task = "language_model"
+    input_name = "prompt_ids"
+
+    @property
+    def output_vocab_size(self):
+        """Classes of `step` (the vocabulary)."""
+        return self.vocab_size
+
+    def input_length_limit(self, max_length=None):
+        """Prompts up to `self.max_length - max_length + 1` tokens.
+
+        The positions hold the prompt (but its last token, which `step` reads)
+        and the generated tokens.
+        """
+        if max_length is None:
+            return self.max_length
+        return self.max_length - max_length + 1
+
+    def output_length_limit(self):
+        """At most `max_length` generated tokens (after a one-token prompt)."""
+        return self.max_length
+
+    @property
+    def default_output_length(self):
+        """No default: `generate` needs `max_length`."""
+        return None
+
+    def decoding_state(self, inputs, max_length):
+        """`initial_state` with a cache for the prompt and `max_length` tokens."""
+        cache_length = self.max_length
+        if inputs.shape[1] is not None:
+            cache_length = min(self.max_length, max(inputs.shape[1], 1) - 1 + max_length)
+            cache_length = max(cache_length, inputs.shape[1], 1)
+        return self.initial_state(inputs, cache_length=cache_length)
+
     def build(self, input_shape=None):
         """Creates every weight; shapes follow from the config alone."""
         if self.built:
@@ -707,7 +713,7 @@ class TransformerLanguageModel(_TransformerBase):
             empty prompt: the position of the first token `step` will read) and
             per layer i `"self_key_i"`/`"self_value_i"` `[N, heads,
             cache_length, head_dim]`. Start decoding from
-            `prompt_last_token(prompt_ids)`.
+            `start_tokens(prompt_ids)`.
         """
         cache_length = _check_cache_length(
             "TransformerLanguageModel", cache_length, self.max_length
@@ -736,7 +742,7 @@ class TransformerLanguageModel(_TransformerBase):
             state[f"self_value_{i}"] = cache["self_value"]
         return state
 
-    def prompt_last_token(self, prompt_ids):
+    def start_tokens(self, prompt_ids):
         """The last real token of each prompt: the decoder's `start_ids`.
 
         Args:
@@ -745,11 +751,7 @@ class TransformerLanguageModel(_TransformerBase):
         Returns:
             int32 `[N]`; BOS (2) for an empty (all-padding) prompt.
         """
-        prompt = _check_ids(prompt_ids, "prompt_ids", 2)
-        lengths = ops.sum(ops.cast(ops.not_equal(prompt, PAD_ID), "int32"), axis=1)
-        index = ops.maximum(lengths - 1, 0)[:, None]
-        last = ops.take_along_axis(prompt, index, axis=1)[:, 0]
-        return ops.where(lengths > 0, last, ops.full_like(last, BOS_ID))
+        return last_prompt_token(_check_ids(prompt_ids, "prompt_ids", 2), self.start_id)
 
     def step(self, tokens, state):
         """One decoding step: feed `tokens` at position `index`, get next logits.
@@ -762,39 +764,6 @@ class TransformerLanguageModel(_TransformerBase):
             `(logits float32 [N, vocab_size], state)`, `index` advanced by one.
         """
         return self._decoder_step(tokens, state)
-
-    def generate(self, prompt_ids, max_length, strategy="greedy", sampler=None, end_id=EOS_ID):
-        """Continues prompts with `keras_seq.decoding.decode`.
-
-        Args:
-            prompt_ids: int `[N, T]`, right-padded with 0.
-            max_length: int, tokens to generate (prompt + generated must fit in
-                the model's `max_length`).
-            strategy: `"greedy"` or a `keras_seq.decoding.BeamSearch`.
-            sampler: optional `keras_seq.decoding.RandomSampler`.
-            end_id: the id that ends a sequence (EOS = 3).
-
-        Returns:
-            A `keras_seq.decoding.DecodeResult` of the continuation only.
-        """
-        from keras_seq import decoding
-
-        _check_positive_int("TransformerLanguageModel", "max_length", max_length)
-        prompt = _check_ids(prompt_ids, "prompt_ids", 2)
-        cache_length = self.max_length
-        if prompt.shape[1] is not None:
-            cache_length = min(self.max_length, max(prompt.shape[1], 1) - 1 + max_length)
-            cache_length = max(cache_length, prompt.shape[1], 1)
-        state = self.initial_state(prompt, cache_length=cache_length)
-        return decoding.decode(
-            self.step,
-            state,
-            self.prompt_last_token(prompt),
-            end_id=end_id,
-            max_length=max_length,
-            strategy=strategy,
-            sampler=sampler,
-        )
 
     def get_config(self):
         config = super().get_config()

@@ -471,7 +471,7 @@ class Translator:
         model = self.model
 
         def run_eagerly(source_ids):
-            result = model.translate_ids(tf.constant(source_ids), strategy=strategy,
+            result = model.generate(tf.constant(source_ids), strategy=strategy,
                                          max_length=max_length, return_attention=with_attention)
             attention = result.attention if with_attention else tf.zeros([0], tf.float32)
             return result.ids, result.lengths, result.scores, attention
@@ -483,7 +483,7 @@ class Translator:
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)],
                      jit_compile=self.jit_compile, reduce_retracing=True)
         def run(source_ids):
-            result = model.translate_ids(source_ids, strategy=strategy, max_length=max_length,
+            result = model.generate(source_ids, strategy=strategy, max_length=max_length,
                                          return_attention=with_attention)
             attention = result.attention if with_attention else tf.zeros([0], tf.float32)
             return result.ids, result.lengths, result.scores, attention
