@@ -5,4 +5,4 @@ import sys
 from keras_seq.serving.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m keras_seq.serving"))

@@ -86,17 +86,18 @@ def serve(args):
     )
 
 
-def main(argv=None):
+def main(argv=None, prog=None):
     """`python -m keras_seq.serving DIR [--port P] [--onnx]`.
 
     Args:
         argv: the arguments (default `sys.argv[1:]`).
+        prog: the program's name in the usage line (default: the script's).
 
     Returns:
         The exit status: 0, or 2 after printing a `KerasSeqError`.
     """
     parser = add_arguments(argparse.ArgumentParser(
-        description="Serve exported models over TensorFlow Serving's REST API."))
+        prog=prog, description="Serve exported models over TensorFlow Serving's REST API."))
     args = parser.parse_args(argv)
     try:
         serve(args)

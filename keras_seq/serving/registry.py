@@ -132,9 +132,7 @@ class ModelRegistry:
             version: an int, or None for the highest AVAILABLE version.
         """
         with self._lock:
-            entry = self._models.get(name)
-            if entry is None:
-                raise _not_found(f"model '{name}' is not served")
+            entry = self._entry(name)
             if version is None:
                 version = entry.default_version()
                 if version is None:
@@ -157,10 +155,7 @@ class ModelRegistry:
             model or version.
         """
         with self._lock:
-            entry = self._models.get(name)
-            if entry is None:
-                raise _not_found(f"model '{name}' is not served")
-            rows = entry.status_rows()
+            rows = self._entry(name).status_rows()
         if not rows:
             raise _not_found(f"model '{name}' has no version yet")
         if version is not None:
@@ -175,6 +170,13 @@ class ModelRegistry:
             }
             for number, (state, code, message) in sorted(rows.items(), reverse=True)
         ]
+
+    def _entry(self, name):
+        """The model's `_ModelEntry` (call with the lock held), or a 404 `RequestError`."""
+        entry = self._models.get(name)
+        if entry is None:
+            raise _not_found(f"model '{name}' is not served")
+        return entry
 
     # -- scanning (one thread) -----------------------------------------------
 
