@@ -102,9 +102,14 @@ from keras_seq.serving.signatures import (  # noqa: E402
 )
 
 __all__ = [
+    "Backend",
+    "JsonFormatter",
     "ModelRegistry",
+    "OnnxBackend",
     "RequestError",
+    "SavedModelBackend",
     "add_arguments",
+    "configure_logging",
     "create_app",
     "main",
     "serve",
