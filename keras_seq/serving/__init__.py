@@ -1,0 +1,116 @@
+"""HTTP model server for exported models, speaking TensorFlow Serving's REST API.
+
+`create_app(model_base_dir)` returns a Starlette ASGI app that serves every model
+found in a TF Serving model-base directory:
+
+    MODEL_BASE_DIR/
+      NAME/
+        1/ saved_model.pb variables/ assets/    a SavedModel (any exporter)
+        2/ ...                                  the highest complete version is the default
+        onnx/<signature>.onnx                   optional, served with `onnx=True`
+      NAME.onnx                                 also accepted with `onnx=True` (one signature)
+
+`model_base_dir` may also be one model's directory (holding the `VERSION/`
+directories itself, like TF Serving's `--model_base_path`), served under the
+directory's name, or with `onnx=True` a single `.onnx` file.
+
+The SavedModels are loaded with plain `tf.saved_model.load` and called through
+their `signatures`; nothing here imports model code, so any SavedModel in TF
+Serving layout works, and the server is generic over signature names, input
+names, dtypes and shapes. With `onnx=True` the `.onnx` files beside each model
+are served through onnxruntime behind the same API (signature name = file stem)
+and TensorFlow is never imported.
+
+REST API (the subset of TF Serving's that TF Serving clients use):
+
+    GET  /v1/models/NAME[/versions/N]            model status
+    GET  /v1/models/NAME[/versions/N]/metadata   signature defs
+    POST /v1/models/NAME[/versions/N]:predict    {"signature_name": ..., "instances": [...]}
+                                                 -> {"predictions": [...]} (row format), or
+                                                 {"inputs": ...} -> {"outputs": ...} (columnar)
+    GET  /v1/models                              every model and its versions (extension)
+    GET  /healthz, /v1/health                    liveness
+
+Strings travel as JSON strings (UTF-8); binary values may be sent as
+`{"b64": "..."}` and an output string that is not valid UTF-8 (or whose output
+name ends in `_bytes`, as in TF Serving) comes back as `{"b64": "..."}`.
+Predict responses carry an `X-Model-Version` header naming the version that
+answered.
+
+Errors come back as `{"error": "<one line>"}`, never with a traceback:
+
+    400  malformed JSON, a body that is not an object, neither or both of
+         `instances`/`inputs`, a value of the wrong type or rank, ragged nested
+         lists, an empty string, a string longer than `max_string_length` bytes,
+         more than `max_batch` instances, and any error raised inside the model
+         (e.g. TensorFlow's InvalidArgumentError; the message's first useful line)
+    404  unknown model, version or signature (and unknown URL paths)
+    405  wrong HTTP method
+    413  a request body over `max_body_bytes` (TF Serving answers 400 there)
+    500  a bug in the server itself: logged with its traceback, answered as JSON
+
+Versions and hot swap: a background poller rescans the base directory every
+`poll_interval` seconds. A version directory (numeric name) is considered once it
+holds `saved_model.pb`, and is loaded after its file listing (names, sizes,
+mtimes) is unchanged across two scans, so a directory still being copied is not
+loaded half-written; exporters that write a temporary directory and rename it
+into place (the recommended way) are picked up on the next scan. Loading runs in
+a background thread; the new version is swapped in atomically and requests in
+flight finish on the version they started with. A version that fails to load is
+logged, reported in the model status as `state: "END"` with the error, and left
+out; it is retried only when its files change. The highest AVAILABLE version
+answers requests that name no version, so a broken new version never takes the
+service down. A version directory that disappears is unloaded.
+
+Each request is logged as one JSON line on the `keras_seq.serving` logger
+(model, version, signature, format, instances, status, latency_ms, error).
+
+Example:
+
+>>> from keras_seq import serving
+>>> app = serving.create_app("exported/")                     # doctest: +SKIP
+>>> # uvicorn.run(app, host="127.0.0.1", port=8501)
+>>> # or from a shell: python apps/serve.py exported/ --port 8501
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The package, by concern (each module's docstring says more):
+#   signatures  RequestError and what a request addresses (versions, signatures)
+#   backends    Backend: SavedModelBackend (TensorFlow), OnnxBackend (onnxruntime)
+#   registry    ModelRegistry: scanning, loading and hot-swapping versions
+#   codec       JSON request bodies <-> NumPy arrays
+#   app         create_app: the Starlette app and its handlers
+#   logs        one JSON line per event (JsonFormatter, configure_logging)
+#   cli         add_arguments, serve, main (python -m keras_seq.serving)
+from keras_seq.serving.app import DEFAULT_POLL_INTERVAL, create_app  # noqa: E402
+from keras_seq.serving.backends import Backend, OnnxBackend, SavedModelBackend  # noqa: E402
+from keras_seq.serving.cli import add_arguments, main, serve  # noqa: E402
+from keras_seq.serving.codec import (  # noqa: E402
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_STRING_LENGTH,
+)
+from keras_seq.serving.logs import JsonFormatter, configure_logging, logger  # noqa: E402
+from keras_seq.serving.registry import ModelRegistry  # noqa: E402
+from keras_seq.serving.signatures import (  # noqa: E402
+    DEFAULT_SIGNATURE,
+    PREDICT_METHOD,
+    RequestError,
+)
+
+__all__ = [
+    "Backend",
+    "JsonFormatter",
+    "ModelRegistry",
+    "OnnxBackend",
+    "RequestError",
+    "SavedModelBackend",
+    "add_arguments",
+    "configure_logging",
+    "create_app",
+    "main",
+    "serve",
+]

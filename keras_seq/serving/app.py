@@ -1,0 +1,365 @@
+"""The Starlette app: TF Serving's REST routes over a `ModelRegistry`.
+
+`create_app` builds the app; the handlers below are module-level and read
+what they share from `request.app.state`: `registry` (the `ModelRegistry`),
+`limits` (the codec's `Limits`), `pools` (the threads running model calls and
+loads) and `poll_interval`. See the package docstring for the API.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keras_seq.serving import codec
+from keras_seq.serving.logs import _one_line, log_event
+from keras_seq.serving.registry import ModelRegistry
+from keras_seq.serving.signatures import RequestError
+
+DEFAULT_POLL_INTERVAL = 1.0
+
+# NAME, NAME/versions/N or NAME/labels/L, then /metadata or :verb.
+_PATH_RE = re.compile(
+    r"^(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+    r"(?P<suffix>/metadata|:[A-Za-z_]+)?$"
+)
+
+# What a request's handlers record on `request.state` for its log line.
+_LOGGED_FIELDS = ("model", "version", "signature", "format", "instances", "error")
+
+
+class _AccessLog:
+    """ASGI middleware: one JSON log line per HTTP request."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]  # if no response starts, the request failed
+        fields = scope.setdefault("state", {})  # = request.state of the handlers
+
+        async def send_and_record(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            code = status[0]
+            record = {
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": code,
+                "latency_ms": round((time.perf_counter() - start) * 1000.0, 3),
+            }
+            for key in _LOGGED_FIELDS:
+                if fields.get(key) is not None:
+                    record[key] = fields[key]
+            level = logging.INFO if code < 400 else logging.WARNING if code < 500 else logging.ERROR
+            log_event(level, "request", **record)
+
+
+class _Pools:
+    """The app's threads: model calls (`requests`) and directory scans (`loader`)."""
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.renew()
+
+    def renew(self):
+        self.requests = ThreadPoolExecutor(self.workers, thread_name_prefix="keras-seq-serve")
+        self.loader = ThreadPoolExecutor(1, thread_name_prefix="keras-seq-loader")
+
+    def shutdown(self):
+        self.requests.shutdown(wait=False, cancel_futures=True)
+        self.loader.shutdown(wait=False, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------
+# Responses
+
+
+def _json_response(payload, status=200, headers=None):
+    return Response(codec.dumps(payload), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def _error_response(request, error):
+    request.state.error = str(error)
+    return _json_response({"error": str(error)}, status=error.status)
+
+
+async def _http_exception(request, exc):
+    """Starlette's own errors (unknown path, wrong method) as JSON."""
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404:
+        message = f"unknown path {request.url.path}"
+    request.state.error = message
+    return _json_response({"error": message}, status=exc.status_code,
+                          headers=getattr(exc, "headers", None))
+
+
+async def _internal_error(request, exc):
+    """A bug in the server: logged with its traceback, answered as JSON without it."""
+    log_event(logging.ERROR, "internal_error", path=request.url.path,
+              error=_one_line(f"{type(exc).__name__}: {exc}"),
+              traceback="".join(traceback.format_exception(exc)))
+    return _json_response({"error": f"internal server error ({type(exc).__name__})"},
+                          status=500)
+
+
+# --------------------------------------------------------------------------
+# /v1/models/...
+
+
+def _parse_path(request):
+    """(model name, version or None, suffix or None) of a /v1/models/ path."""
+    rest = request.path_params["rest"]
+    match = _PATH_RE.match(rest)
+    if match is None:
+        raise RequestError(f"unknown path /v1/models/{rest}", status=404)
+    name = match["name"]
+    request.state.model = name
+    if match["label"] is not None:
+        raise RequestError(
+            f"version labels are not supported (label '{match['label']}'); use /versions/N",
+            status=404,
+        )
+    version = match["version"]
+    if version is not None:
+        if not version.isdigit():
+            raise RequestError(f"version must be a non-negative integer, got '{version}'",
+                               status=404)
+        version = int(version)
+        request.state.version = version
+    return name, version, match["suffix"]
+
+
+async def _read_body(request, max_body_bytes):
+    """The request body; a 413 `RequestError` once it is over `max_body_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+        raise RequestError(
+            f"request body of {declared} bytes is over the limit of {max_body_bytes}",
+            status=413,
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():  # a body without Content-Length is checked too
+        size += len(chunk)
+        if size > max_body_bytes:
+            raise RequestError(
+                f"request body is over the limit of {max_body_bytes} bytes", status=413
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _predict(served, body, limits, fields):
+    """Parses, validates, runs and serializes one predict (in a worker thread).
+
+    Records `signature`, `format` and `instances` in `fields` as they become
+    known, for the request's log line.
+    """
+    request, signature_name = codec.parse_request(body)
+    fields["signature"] = signature_name
+    signature = served.signature(signature_name)
+    fmt = codec.request_format(request)
+    fields["format"] = fmt
+    arrays, batch = codec.decode_inputs(request, fmt, signature, limits)
+    fields["instances"] = batch
+    return codec.encode_outputs(signature(arrays), fmt, batch)
+
+
+async def _predict_response(request, name, version):
+    state = request.app.state
+    served = state.registry.get(name, version)
+    request.state.version = served.version
+    body = await _read_body(request, state.limits.max_body_bytes)
+    fields = {}
+    loop = asyncio.get_running_loop()
+    try:
+        content = await loop.run_in_executor(
+            state.pools.requests, _predict, served, body, state.limits, fields
+        )
+    finally:
+        for key, value in fields.items():
+            setattr(request.state, key, value)
+    return Response(content, media_type="application/json",
+                    headers={"X-Model-Version": str(served.version)})
+
+
+def _metadata(request, name, version):
+    served = request.app.state.registry.get(name, version)
+    request.state.version = served.version
+    signature_defs = {
+        key: signature.signature_def for key, signature in sorted(served.signatures.items())
+    }
+    return {
+        "model_spec": {"name": name, "signature_name": "", "version": str(served.version)},
+        "metadata": {"signature_def": {"signature_def": signature_defs}},
+    }
+
+
+async def models_endpoint(request):
+    """GET (status, metadata) and POST (:predict) under /v1/models/NAME."""
+    try:
+        name, version, suffix = _parse_path(request)
+        if request.method == "POST":
+            if suffix == ":predict":
+                return await _predict_response(request, name, version)
+            if suffix in (":classify", ":regress"):
+                raise RequestError(f"'{suffix}' is not supported by this server; use ':predict'")
+            if suffix in (None, "/metadata"):
+                raise RequestError(f"method POST is not allowed on {request.url.path}; "
+                                   "use GET (or POST .../NAME:predict)", status=405)
+            raise RequestError(f"unknown method '{suffix}'; use ':predict'", status=404)
+        if suffix is None:
+            status = request.app.state.registry.status(name, version)
+            return _json_response({"model_version_status": status})
+        if suffix == "/metadata":
+            return _json_response(_metadata(request, name, version))
+        raise RequestError(f"method GET is not allowed on {request.url.path}; use POST",
+                           status=405)
+    except RequestError as error:
+        return _error_response(request, error)
+
+
+async def list_models(request):
+    """GET /v1/models: every model and its versions' status."""
+    registry = request.app.state.registry
+    return _json_response({
+        "models": [
+            {"name": name, "model_version_status": registry.status(name)}
+            for name in registry.models()
+        ]
+    })
+
+
+async def health(request):
+    """GET /healthz: liveness, the backend and each model's available versions."""
+    registry = request.app.state.registry
+    return _json_response({
+        "status": "ok",
+        "backend": registry.backend.name,
+        "models": {
+            name: [str(v) for v in versions] for name, versions in registry.models().items()
+        },
+    })
+
+
+# --------------------------------------------------------------------------
+# Startup, polling and shutdown
+
+
+async def _poll_forever(state):
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(state.poll_interval)
+        try:
+            await loop.run_in_executor(state.pools.loader, state.registry.poll)
+        except Exception as error:  # keep polling whatever happens
+            log_event(logging.ERROR, "poll_failed", error=_one_line(error))
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app):
+    """Loads the models, polls for new versions while serving, stops the threads."""
+    state = app.state
+    if state.pools.requests._shutdown:  # a second lifespan (e.g. a restarted test client)
+        state.pools.renew()
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(state.pools.loader, lambda: state.registry.poll(initial=True))
+    log_event(logging.INFO, "server_ready", base_dir=str(state.registry.base_dir),
+              backend=state.registry.backend.name, models=state.registry.models())
+    poller = asyncio.create_task(_poll_forever(state)) if state.poll_interval else None
+    try:
+        yield
+    finally:
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        state.pools.shutdown()
+
+
+def create_app(
+    model_base_dir,
+    *,
+    onnx=False,
+    max_body_bytes=codec.DEFAULT_MAX_BODY_BYTES,
+    max_batch=codec.DEFAULT_MAX_BATCH,
+    max_string_length=codec.DEFAULT_MAX_STRING_LENGTH,
+    poll_interval=DEFAULT_POLL_INTERVAL,
+    max_versions=None,
+    workers=None,
+):
+    """Builds the ASGI app serving every model under `model_base_dir`.
+
+    Models are loaded when the app starts (ASGI lifespan), and a background task
+    rescans the directory every `poll_interval` seconds to hot-swap new
+    versions (see the `keras_seq.serving` docstring).
+
+    Args:
+        model_base_dir: TF Serving model base directory (`NAME/VERSION/`).
+        onnx: serve `NAME/onnx/*.onnx` through onnxruntime instead of the
+            SavedModels (TensorFlow is then not imported).
+        max_body_bytes: largest request body accepted; larger ones get 413.
+        max_batch: most instances (or rows of a columnar input) per request.
+        max_string_length: longest input string, in UTF-8 bytes.
+        poll_interval: seconds between directory scans; 0 or None disables
+            hot swap (models are loaded once at startup).
+        max_versions: serve only the highest N versions of each model
+            (None: every complete version).
+        workers: threads running model calls (default: 4 per CPU, at most 32).
+
+    Returns:
+        A `starlette.applications.Starlette` app; `app.state.registry` is its
+        `ModelRegistry`.
+
+    Example:
+
+    >>> import uvicorn                                             # doctest: +SKIP
+    >>> app = create_app("exported/", poll_interval=2.0)           # doctest: +SKIP
+    >>> uvicorn.run(app, host="127.0.0.1", port=8501)             # doctest: +SKIP
+    """
+    limits = codec.Limits(max_batch, max_string_length, max_body_bytes)
+    if poll_interval is not None and (
+        not isinstance(poll_interval, (int, float)) or poll_interval < 0
+    ):
+        raise ValueError(f"poll_interval must be >= 0 seconds or None, got {poll_interval!r}")
+    if workers is None:
+        workers = min(32, 4 * (os.cpu_count() or 1))
+    registry = ModelRegistry(model_base_dir, onnx=onnx, max_versions=max_versions)
+
+    app = Starlette(
+        routes=[
+            Route("/v1/models", list_models, methods=["GET"]),
+            Route("/v1/models/{rest:path}", models_endpoint, methods=["GET", "POST"]),
+            Route("/healthz", health, methods=["GET"]),
+            Route("/v1/health", health, methods=["GET"]),
+        ],
+        middleware=[Middleware(_AccessLog)],
+        exception_handlers={HTTPException: _http_exception, Exception: _internal_error},
+        lifespan=_lifespan,
+    )
+    app.state.registry = registry
+    app.state.limits = limits
+    app.state.poll_interval = poll_interval
+    app.state.pools = _Pools(workers)
+    return app

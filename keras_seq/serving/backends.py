@@ -1,0 +1,384 @@
+"""Backends: how a model's files are found and loaded into `Signature`s.
+
+`SavedModelBackend` serves `NAME/VERSION/` SavedModels through TensorFlow;
+`OnnxBackend` serves `NAME/onnx/<signature>.onnx` files (or a `NAME.onnx`)
+through onnxruntime. Each imports its runtime only when it loads a model, so
+serving ONNX never imports TensorFlow.
+"""
+
+import contextlib
+import re
+
+import numpy as np
+
+from keras_seq.serving.logs import _one_line
+from keras_seq.serving.signatures import RequestError, Signature, TensorInfo, Version
+
+
+def numeric_versions(path):
+    """{version: directory} of the numerically named directories in `path`."""
+    versions = {}
+    with contextlib.suppress(OSError):
+        for child in path.iterdir():
+            if child.is_dir() and child.name.isdigit():
+                versions[int(child.name)] = child
+    return versions
+
+
+def _tf_error_message(error):
+    """The first useful line of a TensorFlow error message."""
+    text = getattr(error, "message", None) or str(error)
+    lines = [line.rstrip() for line in text.splitlines()]
+    skipping_trace = False
+    for line in lines:
+        stripped = line.strip()
+        if not stripped or stripped in ("Graph execution error:", "<stack traces unavailable>"):
+            continue
+        if stripped.startswith("Detected at node"):
+            skipping_trace = True
+            continue
+        if skipping_trace and (line.startswith((" ", "\t")) or stripped.startswith("Node:")):
+            continue
+        if stripped.startswith("[[{{node") or stripped.startswith("[["):
+            continue
+        skipping_trace = False
+        stripped = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", stripped)
+        stripped = re.sub(r"\s*\[Op:[^\]]*\](\s*name:.*)?$", "", stripped)
+        if stripped:
+            return _one_line(stripped)
+    return _one_line(type(error).__name__)
+
+
+def _error_code(error):
+    """TF Serving's error code name for a load failure ("NOT_FOUND", ...)."""
+    code = getattr(error, "error_code", None)
+    if code is not None:  # a TensorFlow OpError: TensorFlow is loaded already
+        with contextlib.suppress(Exception):
+            from tensorflow.core.protobuf import error_codes_pb2
+
+            return error_codes_pb2.Code.Name(code)
+    if isinstance(error, FileNotFoundError):
+        return "NOT_FOUND"
+    return "UNKNOWN"
+
+
+class Backend:
+    """Finds a model's versions in its files and loads them.
+
+    A subclass sets `name` and implements `scan` and `load`; the
+    `ModelRegistry` decides when to call them (see its docstring).
+
+    Attributes:
+        name: the backend's name in logs and `/healthz` ("savedmodel", "onnx").
+        whole_set: True if a model's files form a single version, reloaded as
+            a whole when they change (instead of one directory per version).
+    """
+
+    name = None
+    whole_set = False
+
+    def is_model_file(self, path):
+        """Whether the file `path` is itself a model (served under its stem)."""
+        return False
+
+    def is_model_dir(self, path):
+        """Whether `path` is one model's directory without version directories."""
+        return False
+
+    def scan(self, path, note):
+        """The versions of the model at `path` that are ready to load.
+
+        Args:
+            path: the model's directory (or file).
+            note: `note(key, event, **fields)` logs a warning once per `key`.
+
+        Returns:
+            {version: source to pass to `load`}, or None if `path` holds no
+            model for this backend.
+        """
+        raise NotImplementedError
+
+    def load(self, number, source, fingerprint):
+        """Loads one version.
+
+        Args:
+            number: the version number.
+            source: what `scan` returned for it.
+            fingerprint: the files' fingerprint, kept on the version.
+
+        Returns:
+            A `Version`. Any exception means the version failed to load.
+        """
+        raise NotImplementedError
+
+    def failure(self, error):
+        """(error code, one-line message) for a version that failed to load."""
+        if hasattr(error, "error_code"):
+            message = _tf_error_message(error)
+        else:
+            message = _one_line(f"{type(error).__name__}: {error}")
+        return _error_code(error), message
+
+
+# --------------------------------------------------------------------------
+# SavedModel through TensorFlow
+
+
+def _tf_dtype_name(tf_dtype):
+    return "string" if tf_dtype.name == "string" else tf_dtype.name
+
+
+def _spec_shape(spec):
+    shape = getattr(spec, "shape", None)
+    return None if shape is None or shape.rank is None else shape.as_list()
+
+
+def _signature_defs_from_file(path):
+    """Reads the SignatureDefs of a SavedModel directory as TF Serving's JSON."""
+    from google.protobuf import json_format, text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    pb = path / "saved_model.pb"
+    if pb.exists():
+        saved_model.ParseFromString(pb.read_bytes())
+    else:
+        text_format.Parse((path / "saved_model.pbtxt").read_text(), saved_model)
+    for meta_graph in saved_model.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags or len(saved_model.meta_graphs) == 1:
+            return {
+                key: json_format.MessageToDict(
+                    value,
+                    always_print_fields_with_no_presence=True,
+                    preserving_proto_field_name=True,
+                )
+                for key, value in meta_graph.signature_def.items()
+            }
+    return {}
+
+
+class SavedModelBackend(Backend):
+    """SavedModels in `NAME/VERSION/` directories, loaded with `tf.saved_model.load`.
+
+    A version directory counts once it holds `saved_model.pb` (or `.pbtxt`);
+    nothing here imports model code, so any SavedModel in TF Serving layout
+    works.
+
+    Example:
+
+    >>> backend = SavedModelBackend()
+    >>> version = backend.load(1, Path("exported/lm/1"), None)   # doctest: +SKIP
+    >>> version.signature("generate")                            # doctest: +SKIP
+    """
+
+    name = "savedmodel"
+    _custom_ops_imported = False  # tensorflow-text ops registered (once per process)
+
+    def scan(self, path, note):
+        versions = {}
+        directories = numeric_versions(path)
+        for number, child in directories.items():
+            if (child / "saved_model.pb").is_file() or (child / "saved_model.pbtxt").is_file():
+                versions[number] = child
+            else:
+                note((child, "incomplete"), "version_incomplete", model=path.name,
+                     version=number, path=str(child), error="no saved_model.pb yet; waiting")
+        if not directories:
+            return None  # not a model directory
+        return versions
+
+    def load(self, number, source, fingerprint):
+        handle = self._load_saved_model(source)
+        try:
+            signature_defs = _signature_defs_from_file(source)
+        except Exception:  # the metadata is a convenience; serve without it
+            signature_defs = {}
+        signatures = {
+            key: self._signature(key, function, signature_defs.get(key))
+            for key, function in handle.signatures.items()
+        }
+        return Version(number, signatures, path=source, backend=self.name, handle=handle,
+                       fingerprint=fingerprint)
+
+    @staticmethod
+    def _load_saved_model(path):
+        import tensorflow as tf
+
+        try:
+            return tf.saved_model.load(str(path), tags=["serve"])
+        except tf.errors.NotFoundError as error:
+            # A SavedModel that uses tensorflow-text ops needs them registered first.
+            if "Op type not registered" not in str(error) or SavedModelBackend._custom_ops_imported:
+                raise
+            SavedModelBackend._custom_ops_imported = True
+            try:
+                import tensorflow_text  # noqa: F401
+            except ImportError:
+                raise error from None
+            return tf.saved_model.load(str(path), tags=["serve"])
+
+    @staticmethod
+    def _signature(key, function, signature_def):
+        _, specs = function.structured_input_signature
+        inputs = {
+            name: TensorInfo(name, _tf_dtype_name(spec.dtype), _spec_shape(spec))
+            for name, spec in sorted(specs.items())
+        }
+        outputs = {
+            name: TensorInfo(name, _tf_dtype_name(spec.dtype), _spec_shape(spec))
+            for name, spec in sorted(function.structured_outputs.items())
+        }
+        return Signature(key, inputs, outputs, _make_tf_call(function, inputs), signature_def)
+
+
+def _make_tf_call(function, inputs):
+    import tensorflow as tf
+
+    dtypes = {name: tf.as_dtype(info.dtype) for name, info in inputs.items()}
+
+    def call(arrays):
+        tensors = {name: tf.constant(arrays[name], dtype=dtypes[name]) for name in dtypes}
+        try:
+            results = function(**tensors)
+        except tf.errors.ResourceExhaustedError as error:
+            raise RequestError(_tf_error_message(error), status=503) from None
+        except tf.errors.OpError as error:
+            raise RequestError(_tf_error_message(error)) from None
+        except (ValueError, TypeError) as error:
+            raise RequestError(_one_line(str(error).splitlines()[0] if str(error) else error))
+        if not isinstance(results, dict):  # signatures always return dicts; be safe
+            results = {"output_0": results}
+        return {name: np.asarray(value.numpy()) for name, value in results.items()}
+
+    return call
+
+
+# --------------------------------------------------------------------------
+# ONNX through onnxruntime
+
+_ORT_TYPES = {
+    "tensor(string)": "string",
+    "tensor(bool)": "bool",
+    "tensor(float16)": "float16",
+    "tensor(bfloat16)": "bfloat16",
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64",
+}
+
+
+def _ort_tensor_info(node):
+    # tf2onnx keeps TensorFlow's ":0" suffixes; clients use the bare names.
+    name = node.name[:-2] if node.name.endswith(":0") else node.name
+    shape = node.shape
+    if shape is not None:
+        shape = [d if isinstance(d, int) and d >= 0 else None for d in shape]
+    return TensorInfo(name, _ORT_TYPES.get(node.type, node.type), shape, tensor_name=node.name)
+
+
+class OnnxBackend(Backend):
+    """`.onnx` files served through onnxruntime (signature name = file stem).
+
+    A model's graphs are `NAME/onnx/<signature>.onnx`, or else one `NAME.onnx`
+    beside `NAME/` (or given alone). They form one version, numbered after the
+    highest SavedModel version beside them (1 if none), and are reloaded as a
+    whole when they change. TensorFlow is never imported.
+
+    Example:
+
+    >>> backend = OnnxBackend()
+    >>> files = sorted(Path("exported/lm/onnx").glob("*.onnx"))  # doctest: +SKIP
+    >>> version = backend.load(1, files, None)                   # doctest: +SKIP
+    """
+
+    name = "onnx"
+    whole_set = True
+
+    def is_model_file(self, path):
+        return path.suffix == ".onnx" and path.is_file()
+
+    def is_model_dir(self, path):
+        return (path / "onnx").is_dir()
+
+    def scan(self, path, note):
+        if path.is_file():
+            return {1: [path]}
+        files = sorted((path / "onnx").glob("*.onnx"))
+        if not files and path.with_name(path.name + ".onnx").is_file():
+            files = [path.with_name(path.name + ".onnx")]
+        directories = numeric_versions(path)
+        if not files:
+            if directories:
+                note((path, "no-onnx"), "onnx_missing", model=path.name, path=str(path / "onnx"))
+            return None
+        complete = [n for n, child in directories.items() if (child / "saved_model.pb").is_file()]
+        return {max(complete, default=1): files}
+
+    def load(self, number, source, fingerprint):
+        signatures = {file.stem: self._signature(file) for file in source}
+        return Version(number, signatures, path=source[0].parent, backend=self.name,
+                       fingerprint=fingerprint)
+
+    @staticmethod
+    def _signature(file):
+        """Opens one `<signature>.onnx` file in onnxruntime."""
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        # Requests run concurrently from several threads: spinning intra-op
+        # threads would burn the cores the other requests need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(
+            str(file), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        inputs, feed_names = {}, {}
+        for node in session.get_inputs():
+            info = _ort_tensor_info(node)
+            inputs[info.name] = info
+            feed_names[info.name] = node.name
+        outputs, fetch_names = {}, []
+        for node in session.get_outputs():
+            info = _ort_tensor_info(node)
+            outputs[info.name] = info
+            fetch_names.append((info.name, node.name))
+        call = _make_ort_call(session, inputs, feed_names, fetch_names)
+        return Signature(file.stem, inputs, outputs, call)
+
+
+def _make_ort_call(session, inputs, feed_names, fetch_names):
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+    ort_errors = tuple(
+        value
+        for value in vars(ort_state).values()
+        if isinstance(value, type) and issubclass(value, Exception)
+    )
+
+    def call(arrays):
+        feed = {}
+        for name, info in inputs.items():
+            array = arrays[name]
+            if info.dtype == "string":  # onnxruntime takes str, not bytes
+                try:
+                    flat = [value.decode("utf-8") for value in array.reshape(-1)]
+                except UnicodeDecodeError:
+                    raise RequestError(
+                        f"input '{name}': the ONNX backend takes UTF-8 text, not binary strings"
+                    ) from None
+                array = np.array(flat, dtype=object).reshape(array.shape)
+            feed[feed_names[name]] = array
+        try:
+            results = session.run([onnx_name for _, onnx_name in fetch_names], feed)
+        except ort_errors as error:
+            message = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*", "", str(error))
+            raise RequestError(_one_line(message.splitlines()[0] if message else error)) from None
+        return {name: np.asarray(value) for (name, _), value in zip(fetch_names, results)}
+
+    return call
