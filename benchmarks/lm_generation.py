@@ -31,21 +31,14 @@ Usage:
     python benchmarks/lm_generation.py --weights runs/ptb-zaremba-small/checkpoints/best.weights.h5
 """
 
-import argparse
 import os
 import statistics
 import sys
-import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# First: environment and sys.path for TensorFlow and keras_seq (see _common).
+from _common import PTB_DATA, argument_parser, load_average_line, time_call
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 VOCAB, UNITS, LAYERS = 10002, 200, 2
 
@@ -53,7 +46,6 @@ VOCAB, UNITS, LAYERS = 10002, 200, 2
 def prompts(data_dir, n, length):
     path = os.path.join(data_dir, "ptb.valid.txt")
     if os.path.isfile(path):
-        sys.path.insert(0, HERE)
         import ptb
 
         _, ids = ptb.load_ptb(data_dir)
@@ -64,19 +56,9 @@ def prompts(data_dir, n, length):
     return rng.integers(4, VOCAB, (n, length)).astype(np.int32), "random ids"
 
 
-def time_calls(fn, arg, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn(arg)
-        np.asarray(out)  # wait for the result
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "ptb"))
+    parser = argument_parser(__doc__)
+    parser.add_argument("--data", default=PTB_DATA)
     parser.add_argument("--weights", help="RNNLanguageModel weights (.weights.h5) of this shape")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=128)
@@ -148,8 +130,8 @@ def main(argv=None):
                 same = False
         t_ours, t_hub = [], []
         for rep in range(args.repeats):  # alternate, so load changes hit both
-            t_ours += time_calls(ours, batch, 1)
-            t_hub += time_calls(hub, batch, 1)
+            t_ours.append(time_call(ours, batch)[0])  # wall seconds
+            t_hub.append(time_call(hub, batch)[0])
         results[label] = dict(same=same, ties=ties, generated=generated, ours=statistics.median(t_ours),
                               hub=statistics.median(t_hub), n=int(batch.shape[0]))
 
@@ -167,7 +149,7 @@ def main(argv=None):
         print(f"  KerasHub GreedySampler:   {r['hub']:.3f} s  {tokens / r['hub']:9.0f} tokens/s  "
               f"{1000 * r['hub'] / (tokens / r['n']):.2f} ms per decoding step")
         print(f"  speed-up: {r['hub'] / r['ours']:.1f}x")
-    print(f"load average: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(load_average_line())
     return 0
 
 

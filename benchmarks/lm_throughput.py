@@ -24,21 +24,14 @@ Usage:
     python benchmarks/lm_throughput.py --steps 50 --repeats 7
 """
 
-import argparse
 import os
 import statistics
 import sys
-import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# First: environment and sys.path for TensorFlow and keras_seq (see _common).
+from _common import PTB_DATA, Stopwatch, argument_parser, load_average_line
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 VOCAB, UNITS, LAYERS, BATCH, STEPS = 10002, 200, 2, 20, 35
 
@@ -46,7 +39,6 @@ VOCAB, UNITS, LAYERS, BATCH, STEPS = 10002, 200, 2, 20, 35
 def token_stream(data_dir, n_tokens):
     path = os.path.join(data_dir, "ptb.train.txt")
     if os.path.isfile(path):
-        sys.path.insert(0, HERE)
         import ptb
 
         vocabulary, ids = ptb.load_ptb(data_dir)
@@ -88,8 +80,8 @@ def compile_model(model):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "ptb"))
+    parser = argument_parser(__doc__)
+    parser.add_argument("--data", default=PTB_DATA)
     parser.add_argument("--steps", type=int, default=40, help="timed batches per repetition")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per model")
     parser.add_argument("--warmup", type=int, default=5, help="untimed batches first")
@@ -136,10 +128,11 @@ def main(argv=None):
         for name in ("ours", "keras") if rep % 2 == 0 else ("keras", "ours"):
             model = models[name]
             reset(model)
-            start, cpu = time.perf_counter(), time.process_time()
+            watch = Stopwatch()
             model.fit(timed[name], verbose=0)
-            rates[name].append(tokens_per_rep / (time.perf_counter() - start))
-            cpu_rates[name].append(tokens_per_rep / (time.process_time() - cpu))
+            wall, cpu = watch.elapsed()
+            rates[name].append(tokens_per_rep / wall)
+            cpu_rates[name].append(tokens_per_rep / cpu)
     ratios = [o / k for o, k in zip(rates["ours"], rates["keras"])]
     total = {name: len(r) / sum(1.0 / x for x in r) for name, r in rates.items()}
     cpu_total = {name: len(r) / sum(1.0 / x for x in r) for name, r in cpu_rates.items()}
@@ -160,7 +153,7 @@ def main(argv=None):
     print("CPU cores used on average (CPU time / wall time): "
           + ", ".join(f"{n} {total[n] and cpu_total[n] and total[n] / cpu_total[n]:.2f}"
                       for n in ("ours", "keras")))
-    print(f"load average: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(load_average_line())
     return 0
 
 

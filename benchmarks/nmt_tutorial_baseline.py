@@ -31,21 +31,16 @@ Usage:
     python benchmarks/nmt_tutorial_baseline.py --max-minutes 10 --json out.json
 """
 
-import argparse
 import json
-import os
-import sys
 import time
 import unicodedata
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# First: environment and sys.path for TensorFlow and keras_seq (see _common).
+from _common import argument_parser, write_json
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import keras
+import numpy as np
+import tensorflow as tf
 
 UNITS = 256
 MAX_VOCAB = 5000
@@ -204,7 +199,7 @@ def greedy_translate(model, src_vec, tgt_vocab, sentences, batch=BATCH):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--data", default="bundled:fra-eng")
     parser.add_argument("--reverse", action="store_true")
     parser.add_argument("--max-pairs", type=int)
@@ -268,8 +263,7 @@ def main(argv=None):
     }
     print(json.dumps(result, indent=2, ensure_ascii=False))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2, ensure_ascii=False)
+        write_json(args.json, result, indent=2, ensure_ascii=False)
     return result
 
 

@@ -66,7 +66,6 @@ time), `benchmarks/ptb_<recipe>.png` (the curve) and the run directory
 with `--resume`.
 """
 
-import argparse
 import collections
 import json
 import math
@@ -74,15 +73,10 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# First: environment and sys.path for TensorFlow and keras_seq (see _common).
+from _common import HERE, PTB_DATA, ROOT, argument_parser, write_json
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 RECIPES = {
     "zaremba-small": dict(
@@ -285,14 +279,6 @@ def init_uniform(model, scale, seed):
         v.assign(rng.uniform(-scale, scale, size=tuple(v.shape)).astype("float32"))
 
 
-def write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def plot(history, path, title, published=None):
     import matplotlib
 
@@ -347,9 +333,9 @@ def markdown_report(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="zaremba-small")
-    parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "ptb"),
+    parser.add_argument("--data", default=PTB_DATA,
                         help="directory with ptb.{train,valid,test}.txt")
     parser.add_argument("--run-dir", help="run directory (default runs/ptb-<recipe>)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
@@ -499,7 +485,7 @@ def main(argv=None):
         "load_average_at_end": os.getloadavg(),
         "command": "python benchmarks/ptb.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    write_json(out + ".json", summary)
+    write_json(out + ".json", summary, indent=2, end="\n")
     title = f"PTB {args.recipe}: best test ppl {test_stream_ppl:.1f}"
     plot(rows, out + ".png", title, recipe.get("published"))
     print(json.dumps(summary["best"], indent=2))

@@ -58,22 +58,14 @@ Results are printed and written to `benchmarks/sampled_softmax_<mode>.json`
 (`--out` to change).
 """
 
-import argparse
-import json
 import math
 import os
-import sys
-import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# First: environment and sys.path for TensorFlow and keras_seq (see _common).
+from _common import (HERE, PTB_DATA, SHARED_DATA, Stopwatch, argument_parser, environment,
+                     load_average, write_json)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 NUM_CLASSES = 64
 RESERVED = 4  # PAD, UNK, BOS, EOS
@@ -360,11 +352,6 @@ def _warmup_class():
     return WarmupConstant
 
 
-def _load():
-    load = os.getloadavg()
-    return [round(x, 2) for x in load]
-
-
 # ---------------------------------------------------------------- timing
 
 
@@ -415,15 +402,14 @@ def time_vocabulary(vocab_size, args):
     results = {k: {"step_wall": [], "step_cpu": [], "head_wall": [], "head_cpu": []} for k in models}
     for _ in range(args.repeats):
         for name in ("full", "sampled"):
-            start, cpu = time.perf_counter(), time.process_time()
-            train_block(models[name], args.steps)
-            results[name]["step_wall"].append((time.perf_counter() - start) / args.steps)
-            results[name]["step_cpu"].append((time.process_time() - cpu) / args.steps)
-            start, cpu = time.perf_counter(), time.process_time()
-            head_block(name, args.steps)
-            results[name]["head_wall"].append((time.perf_counter() - start) / args.steps)
-            results[name]["head_cpu"].append((time.process_time() - cpu) / args.steps)
-    summary = {"vocab_size": vocab_size, "num_sampled": args.num_sampled, "load": _load()}
+            for part, block in (("step", lambda: train_block(models[name], args.steps)),
+                                ("head", lambda: head_block(name, args.steps))):
+                watch = Stopwatch()
+                block()
+                wall, cpu = watch.elapsed()
+                results[name][f"{part}_wall"].append(wall / args.steps)
+                results[name][f"{part}_cpu"].append(cpu / args.steps)
+    summary = {"vocab_size": vocab_size, "num_sampled": args.num_sampled, "load": load_average()}
     for key in ("step_wall", "step_cpu", "head_wall", "head_cpu"):
         f = float(np.median(results["full"][key]))
         s = float(np.median(results["sampled"][key]))
@@ -462,8 +448,7 @@ def run_perplexity(args):
         if args.train_tokens:
             train_ids = train_ids[: args.train_tokens]
     elif args.data in ("anna", "mix"):
-        shared = os.path.join(ROOT, "..", "shared", "data")
-        vocab_size, train_ids, valid_ids, info = load_real_text(args.data, shared)
+        vocab_size, train_ids, valid_ids, info = load_real_text(args.data, SHARED_DATA)
         if args.train_tokens:
             train_ids = train_ids[: args.train_tokens]
         if args.valid_tokens:
@@ -505,22 +490,23 @@ def run_perplexity(args):
         history = []
         wall = cpu = 0.0
         for epoch in range(args.epochs):
-            start, cpu0 = time.perf_counter(), time.process_time()
+            watch = Stopwatch()
             fit = model.fit(train, epochs=1, shuffle=False, verbose=0, callbacks=[Reset()])
-            wall += time.perf_counter() - start
-            cpu += time.process_time() - cpu0
+            epoch_wall, epoch_cpu = watch.elapsed()
+            wall += epoch_wall
+            cpu += epoch_cpu
             model.reset_states()
             loss = model.evaluate(valid, verbose=0, callbacks=[Reset()])
             loss = loss[0] if isinstance(loss, list) else loss
             history.append({"epoch": epoch + 1, "train_loss": float(fit.history["loss"][0]),
                             "valid_perplexity": math.exp(loss), "train_wall_s": wall,
-                            "train_cpu_s": cpu, "load": _load()})
+                            "train_cpu_s": cpu, "load": load_average()})
             if args.diag_batches:
                 history[-1]["diagnostics"] = diagnose(model, diag_batches, counts)
                 print(f"{name:>7}   {history[-1]['diagnostics']['text']}", flush=True)
             print(f"{name:>7} epoch {epoch + 1}: valid perplexity (full softmax) "
                   f"{math.exp(loss):9.2f}   train wall {wall:7.0f} s  CPU {cpu:7.0f} s  "
-                  f"load {_load()}", flush=True)
+                  f"load {load_average()}", flush=True)
         out["runs"][name] = history
     final = {k: v[-1]["valid_perplexity"] for k, v in out["runs"].items()}
     if len(final) == 2:
@@ -622,12 +608,12 @@ def diagnose(model, batches, counts):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("mode", choices=["timing", "perplexity"])
     parser.add_argument("--vocab", type=int, nargs="+", default=[10_000, 50_000, 100_000])
     parser.add_argument("--num-sampled", type=int, default=512)
     parser.add_argument("--data", choices=["ptb", "zipf", "anna", "mix"], default="zipf")
-    parser.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "ptb"))
+    parser.add_argument("--data-dir", default=PTB_DATA)
     parser.add_argument("--train-tokens", type=int, default=None)
     parser.add_argument("--valid-tokens", type=int, default=30_000)
     parser.add_argument("--epochs", type=int, default=1)
@@ -656,20 +642,15 @@ def main(argv=None):
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
-    import tensorflow as tf
-
     if args.candidates == "batch":
         from keras_seq.layers.sampled_softmax import SampledSoftmax
 
         SampledSoftmax.sampled_token_loss = batch_candidates_token_loss
     result = run_timing(args) if args.mode == "timing" else run_perplexity(args)
     result["settings"] = {k: v for k, v in vars(args).items() if k != "out"}
-    result["environment"] = {"tensorflow": tf.__version__, "cpus": os.cpu_count()}
+    result["environment"] = environment()
     out = args.out or os.path.join(HERE, f"sampled_softmax_{args.mode}.json")
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, out)
+    write_json(out, result)
     print(f"wrote {out}")
 
 

@@ -27,7 +27,6 @@ Everything stays on 127.0.0.1; each cell is bounded by `--duration` and
 `--max-requests`.
 """
 
-import argparse
 import asyncio
 import json
 import os
@@ -39,10 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
+# First: environment and sys.path for TensorFlow and keras_seq (see _common).
+from _common import ROOT, argument_parser, write_json
+
 import httpx
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(ROOT)
 
 
 def _free_port():
@@ -313,7 +315,7 @@ def markdown(rows, memory, notes, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("dir", nargs="?", default=str(REPO / "exported"),
                         help="model base directory (default: exported/)")
     parser.add_argument("--backends", default="savedmodel,onnx",
@@ -344,11 +346,11 @@ def main(argv=None):
     rows, memory, notes = run(args)
     print(markdown(rows, memory, notes, args))
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"rows": [dict(backend=b, model=m, signature=s, clients=c, **st)
-                      for b, m, s, c, st in rows],
-             "memory": [dict(backend=b, rss_mib_start_then_after_each_pass=r) for b, r in memory],
-             "notes": notes}, indent=1))
+        write_json(args.json, {
+            "rows": [dict(backend=b, model=m, signature=s, clients=c, **st)
+                     for b, m, s, c, st in rows],
+            "memory": [dict(backend=b, rss_mib_start_then_after_each_pass=r) for b, r in memory],
+            "notes": notes})
 
 
 if __name__ == "__main__":

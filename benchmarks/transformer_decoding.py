@@ -29,21 +29,12 @@ Usage:
 Writes `benchmarks/transformer_decoding.json`.
 """
 
-import argparse
-import json
 import os
-import sys
-import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# First: environment and sys.path for TensorFlow and keras_seq (see _common).
+from _common import HERE, argument_parser, environment, load_average, time_call, write_json
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def build_model(args):
@@ -107,7 +98,7 @@ def near_tie_check(model, prompts, cached_ids, uncached_ids):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--prompt-length", type=int, default=8)
@@ -143,12 +134,11 @@ def main(argv=None):
             for name, fn in (("cached", cached), ("uncached", uncached)):
                 if name == "uncached" and length >= 512 and r >= args.uncached_repeats_512:
                     continue
-                start, cpu0 = time.perf_counter(), time.process_time()
-                fn(prompts_t).numpy()
-                times[name].append(time.perf_counter() - start)
-                cpu[name].append(time.process_time() - cpu0)
+                wall, cpu_seconds = time_call(fn, prompts_t)
+                times[name].append(wall)
+                cpu[name].append(cpu_seconds)
         tokens = args.batch * length
-        row = {"length": length, "tokens": tokens, "load": [round(x, 2) for x in os.getloadavg()],
+        row = {"length": length, "tokens": tokens, "load": load_average(),
                "mismatched_rows": ties, "raw_seconds": times, "raw_cpu_seconds": cpu}
         for name in times:
             row[name] = {
@@ -162,12 +152,8 @@ def main(argv=None):
               f"{row['uncached']['tokens_per_s']:8.1f} tok/s   x{row['speedup']:.1f} "
               f"(CPU x{row['speedup_cpu']:.1f})   mismatched rows {len(ties)} "
               f"{[round(t['top2_gap'], 5) for t in ties]}   load {row['load']}", flush=True)
-    result = {"rows": rows, "settings": vars(args),
-              "environment": {"tensorflow": tf.__version__, "cpus": os.cpu_count()}}
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, args.out)
+    result = {"rows": rows, "settings": vars(args), "environment": environment()}
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

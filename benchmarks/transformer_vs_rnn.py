@@ -44,30 +44,20 @@ Writes `benchmarks/transformer_vs_rnn.json`; runs go to `runs/bench-*`
 (git-ignored).
 """
 
-import argparse
 import json
 import math
 import os
 import shutil
-import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# First: environment and sys.path for TensorFlow and keras_seq (see _common).
+from _common import (HERE, ROOT, Stopwatch, argument_parser, environment, load_average,
+                     write_json)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 MAX_LENGTH = 50
 HELD_OUT = 2500
-
-
-def _load():
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def prepare_data(args):
@@ -172,10 +162,10 @@ def translate(model, source_tok, target_tok, sentences, beam, batch_size):
         batches.append(np.array([ids + [0] * (width - len(ids)) for ids in chunk], "int32"))
     run(tf.constant(batches[0][:2]))  # trace (excluded from the timing)
     outputs = []
-    wall, cpu = time.perf_counter(), time.process_time()
+    watch = Stopwatch()
     for batch in batches:
         outputs.append(run(tf.constant(batch)).numpy())
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = watch.elapsed()
     texts = []
     for ids in outputs:
         texts.extend(target_tok.decode(ids))
@@ -195,7 +185,7 @@ def score(name, model, entry, data, sources, references, args):
         chrf = sacrebleu.corpus_chrf(texts, [references[:count]])
         entry[label] = {"sentences": count, "bleu": bleu.score, "chrf": chrf.score,
                         "sentences_per_s": count / wall, "sentences_per_cpu_s": count / cpu,
-                        "load": _load(), "examples": list(zip(sources[:3], texts[:3]))}
+                        "load": load_average(), "examples": list(zip(sources[:3], texts[:3]))}
         print(f"{name} {label}: BLEU {bleu.score:.2f} chrF {chrf.score:.2f} on {count} "
               f"sentences, {count / wall:.1f} sentences/s ({count / cpu:.1f} per CPU-s)",
               flush=True)
@@ -203,7 +193,7 @@ def score(name, model, entry, data, sources, references, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--cpu-minutes", type=float, default=8.0)
     parser.add_argument("--max-wall-minutes", type=float, default=45.0)
     parser.add_argument("--models", nargs="+", default=["rnn", "rnn-gru-full", "transformer"])
@@ -220,7 +210,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import sacrebleu
-    import tensorflow as tf
 
     from keras_seq.training import TrainConfig, train
 
@@ -252,12 +241,12 @@ def main(argv=None):
             restore_best=True, verbose=0, **recipe,
         )
         budget = cpu_budget_callback(args.cpu_minutes * 60)
-        start, cpu0 = time.perf_counter(), time.process_time()
+        watch = Stopwatch()
         model, history = train(
             build, data["train"].repeat(), data["valid"], run_dir, config,
             callbacks=[budget], steps_per_epoch=args.steps_per_epoch,
         )
-        train_wall, train_cpu = time.perf_counter() - start, time.process_time() - cpu0
+        train_wall, train_cpu = watch.elapsed()
         val_losses = history.history.get("val_loss", [])
         entry = {
             "parameters": int(model.count_params()),
@@ -268,23 +257,16 @@ def main(argv=None):
             "best_val_loss": float(min(val_losses)) if val_losses else None,
             "best_val_perplexity": math.exp(min(val_losses)) if val_losses else None,
             "stop_reason": history.stop_reason,
-            "load_after_training": _load(),
+            "load_after_training": load_average(),
         }
         print(f"{name}: trained {budget.steps} steps ({entry['epochs_of_data']:.2f} epochs), "
               f"wall {train_wall:.0f} s, CPU {train_cpu:.0f} s, best val perplexity "
-              f"{entry['best_val_perplexity']:.2f}, load {_load()}", flush=True)
-        tmp = info_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(entry, f, indent=1)
-        os.replace(tmp, info_file)
+              f"{entry['best_val_perplexity']:.2f}, load {load_average()}", flush=True)
+        write_json(info_file, entry)
         result["models"][name] = score(name, model, entry, data, sources, references, args)
     result["settings"] = vars(args)
-    result["environment"] = {"tensorflow": tf.__version__, "sacrebleu": sacrebleu.__version__,
-                             "cpus": os.cpu_count()}
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, args.out)
+    result["environment"] = environment(sacrebleu=sacrebleu.__version__)
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -32,18 +32,14 @@ Example:
     python benchmarks/translation.py throughput runs/translator
 """
 
-import argparse
 import json
 import os
-import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# First: environment and sys.path for TensorFlow and keras_seq (see _common).
+from _common import argument_parser, load_average, write_json
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def _load(run_dir):
@@ -51,10 +47,6 @@ def _load(run_dir):
 
     model, src_tok, tgt_tok, config, run = translation.load_run(run_dir)
     return translation, model, src_tok, tgt_tok, config
-
-
-def _load_average():
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 # ----------------------------------------------------------------------------
@@ -76,7 +68,7 @@ def quality(args):
     from nmt_tutorial_baseline import standardize_py
 
     normalized_refs = [standardize_py(t) for t in refs]
-    out = {"run": args.run, "test_pairs": len(pairs), "load_before": _load_average(), "rows": []}
+    out = {"run": args.run, "test_pairs": len(pairs), "load_before": load_average(), "rows": []}
     for unk in (True, False):
         translator = translation.Translator(model, src_tok, tgt_tok, unk_replace=unk)
         settings = [("greedy", dict(greedy=True))]
@@ -97,7 +89,7 @@ def quality(args):
                                 "chrf_normalized": round(normalized.chrf, 2),
                                 "length_ratio": round(ratio, 3), "seconds": round(seconds, 1)})
             print(json.dumps(out["rows"][-1]), flush=True)
-    out["load_after"] = _load_average()
+    out["load_after"] = load_average()
     return out
 
 
@@ -206,7 +198,7 @@ def decode_speed(args):
     width = max(b.shape[1] for b in batches)
     max_length = translator.output_limit(width)
     out = {"run": args.run, "sentences": len(sentences), "batch_size": args.batch_size,
-           "max_length": max_length, "load_before": _load_average(), "rows": []}
+           "max_length": max_length, "load_before": load_average(), "rows": []}
 
     def record(name, seconds, first=None):
         row = {"method": name, "sentences_per_s": round(len(sentences) / seconds, 1),
@@ -242,7 +234,7 @@ def decode_speed(args):
             else:
                 python_beam(model, b, max_length)
         record(f"{name}, Python loop over eager model.step", time.perf_counter() - start)
-    out["load_after"] = _load_average()
+    out["load_after"] = load_average()
     return out
 
 
@@ -267,7 +259,7 @@ def latency(args):
     encoded, _ = translator.prepare(sentences)
     rows = [np.array([e], np.int32) for e in encoded if e is not None]
     out = {"run": args.run, "export": path, "export_seconds": round(export_seconds, 1),
-           "sentences": len(rows), "load_before": _load_average(), "rows": []}
+           "sentences": len(rows), "load_before": load_average(), "rows": []}
 
     loaded = tf.saved_model.load(path)
     ids_fn = loaded.signatures["translate_ids"]
@@ -307,7 +299,7 @@ def latency(args):
               lambda x: session.run(None, {input_name: x}), rows)
     time_each("SavedModel translate (strings, beam 5)",
               lambda s: text_fn(sentences=tf.constant([s])), sentences)
-    out["load_after"] = _load_average()
+    out["load_after"] = load_average()
     return out
 
 
@@ -327,7 +319,7 @@ def throughput(args):
     src, tgt = translation._encode_pairs(src_tok, tgt_tok, pairs)
     max_length = int(config["data"]["max_length"]) + 1
     out = {"run": args.run, "steps": args.steps, "batch_size": args.batch_size,
-           "mixed_precision": args.mixed_precision, "load_before": _load_average(), "rows": []}
+           "mixed_precision": args.mixed_precision, "load_before": load_average(), "rows": []}
     policy = keras.mixed_precision.global_policy()
     for bucket in (True, False):
         if args.mixed_precision:
@@ -353,12 +345,12 @@ def throughput(args):
                "target_tokens_per_s": round(tokens / seconds), "steps_per_s": round(args.steps / seconds, 2)}
         out["rows"].append(row)
         print(json.dumps(row), flush=True)
-    out["load_after"] = _load_average()
+    out["load_after"] = load_average()
     return out
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--json", help="also write the results to this file")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("quality")
@@ -386,8 +378,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     result = args.fn(args)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2, ensure_ascii=False)
+        write_json(args.json, result, indent=2, ensure_ascii=False)
     return result
 
 

@@ -1,6 +1,6 @@
 """keras_seq.export: SavedModel (TF Serving layout) + ONNX exports and parity.
 
-Oracles: the Keras models' own `generate` / `translate_ids` (eager, through
+Oracles: the Keras models' own `generate` (eager, through
 keras_seq.decoding), the reloaded SavedModel in a fresh process where
 keras_seq cannot be imported, onnxruntime, the Python tokenizers, and a
 streaming client that drives `step` by hand.
@@ -13,6 +13,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from export_helpers import (BEAM, SOURCES, assert_generate_ids_matches_model, assert_parity,
+                            assert_translate_matches_model, encode_sources, export_with_beam,
+                            pad, translator_tokenizers)
 
 from keras_seq import export
 from keras_seq import serving
@@ -30,33 +33,9 @@ LM_TEXTS = [
     "the cat saw a dog and a bird !",
     "my sister ate an apple in the garden .",
 ]
-FRENCH = [
-    "je suis un chat .",
-    "il mange une pomme .",
-    "nous sommes ici .",
-    "elle a un chien .",
-    "tu es mon ami !",
-]
-ENGLISH = [
-    "i am a cat .",
-    "he eats an apple .",
-    "we are here .",
-    "she has a dog .",
-    "you are my friend !",
-]
 LM_MAX_LENGTH = 8
 TR_MAX_LENGTH = 7
-BEAM = BeamSearch(3, length_penalty=0.6)
 PROMPTS = ["the cat", "A bird flew over", "my sister ate an", "zebra dog"]
-SOURCES = ["je suis ici .", "Il a un chien !", "tu es un chat", "nous sommes mon ami ."]
-
-
-def _pad(rows):
-    width = max(len(r) for r in rows)
-    out = np.zeros((len(rows), width), np.int32)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = row
-    return out
 
 
 def _randomize(model, output_layer, seed, scale, eos_bias):
@@ -122,19 +101,14 @@ def lm_loaded(lm_setup):
 
 @pytest.fixture(scope="module")
 def translator_setup(exports_dir):
-    source = WordTokenizer().fit(FRENCH)
-    target = WordTokenizer().fit(ENGLISH)
+    source, target = translator_tokenizers()
     # Bidirectional masked LSTM encoder + Bahdanau attention (the defaults).
     model = AttentionSeq2Seq(
         source.vocab_size, target.vocab_size, embedding_dim=8, units=8, max_length=10
     )
     _randomize(model, model.output_projection, seed=0, scale=1.0, eos_bias=1.0)
     to = exports_dir / "fra-eng"
-    path = export.export_translator(
-        model, source, target, to, beam_size=BEAM.beam_size,
-        length_penalty=BEAM.length_penalty, max_length=TR_MAX_LENGTH,
-    )
-    return model, source, target, to, path
+    return export_with_beam(model, source, target, to, TR_MAX_LENGTH)
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +196,7 @@ def test_lm_layout_signatures_and_onnx_graphs(lm_setup, lm_loaded):
 
 def test_lm_parity_keras_saved_model_onnx(lm_setup, monkeypatch):
     model, tokenizer, to, path = lm_setup
-    prompt_ids = _pad(tokenizer.encode(PROMPTS[:3]))
+    prompt_ids = pad(tokenizer.encode(PROMPTS[:3]))
     process = _spy_on_subprocess(monkeypatch)
     report = export.check_parity(
         model, path, prompt_ids, texts=PROMPTS, tokenizers=tokenizer
@@ -230,19 +204,16 @@ def test_lm_parity_keras_saved_model_onnx(lm_setup, monkeypatch):
     # Stock TensorFlow only: keras_seq and Keras were not importable there.
     assert process == [{"keras_seq_importable": False, "keras_needed": False}]
     assert sorted(report) == ["onnx", "saved_model"]
-    for backend in ("saved_model", "onnx"):
-        for key in ("generate_ids/ids", "generate_ids/lengths", "initial_state/start_ids"):
-            assert report[backend][key] == "equal", (backend, key)
-        assert report[backend]["step/logits"] <= 1e-5
-        assert report[backend]["generate_ids/scores"] <= 1e-5
-    assert report["saved_model"]["generate/generated"] == "equal"
+    assert_parity(
+        report,
+        equal=("generate_ids/ids", "generate_ids/lengths", "initial_state/start_ids"),
+        close=("step/logits", "generate_ids/scores"),
+        strings="generate/generated",
+    )
     assert report["onnx"]["serving_default/ids"] == "equal"
 
     # Independent oracle: the model's own generate(), eagerly.
-    expected = model.generate(prompt_ids, max_length=LM_MAX_LENGTH)
-    loaded = tf.saved_model.load(path)
-    got = loaded.signatures["generate_ids"](prompt_ids=tf.constant(prompt_ids))
-    np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])
+    got, expected = assert_generate_ids_matches_model(model, path, prompt_ids, LM_MAX_LENGTH)
     np.testing.assert_array_equal(got["lengths"], expected.lengths[:, 0])
     np.testing.assert_allclose(got["scores"], expected.scores[:, 0], rtol=1e-5, atol=1e-5)
     lengths = got["lengths"].numpy()
@@ -255,7 +226,7 @@ def test_lm_string_signature_round_trip(lm_setup, lm_loaded):
     model, tokenizer, _, _ = lm_setup
     out = lm_loaded.signatures["generate"](prompts=tf.constant(PROMPTS))
     prompt_ids = tokenizer.encode(PROMPTS)  # "zebra" -> <unk>, "A" lower-cased
-    expected = model.generate(_pad(prompt_ids), max_length=LM_MAX_LENGTH)
+    expected = model.generate(pad(prompt_ids), max_length=LM_MAX_LENGTH)
     np.testing.assert_array_equal(out["ids"], expected.ids[:, 0])
     generated = [s.decode() for s in out["generated"].numpy()]
     assert generated == tokenizer.decode(expected.ids[:, 0].numpy())
@@ -276,7 +247,7 @@ def test_lm_streaming_client_over_step_matches_generate_ids(lm_loaded, lm_setup)
     """A client carrying the state: initial_state, then step, feeding
     next_state_* back as state_*, with greedy argmax in NumPy."""
     tokenizer = lm_setup[1]
-    prompt_ids = _pad(tokenizer.encode(PROMPTS[:3]))
+    prompt_ids = pad(tokenizer.encode(PROMPTS[:3]))
     expected = lm_loaded.signatures["generate_ids"](prompt_ids=tf.constant(prompt_ids))
     out = lm_loaded.signatures["initial_state"](prompt_ids=tf.constant(prompt_ids))
     tokens = out.pop("start_ids").numpy()
@@ -432,28 +403,22 @@ def test_translator_layout_and_signatures(translator_setup, translator_loaded):
 
 def test_translator_parity_keras_saved_model_onnx(translator_setup, monkeypatch):
     model, source, target, to, path = translator_setup
-    source_ids = _pad(source.encode(SOURCES, add_eos=True))
+    source_ids = encode_sources(source)
     process = _spy_on_subprocess(monkeypatch)
     report = export.check_parity(
         model, path, source_ids, texts=SOURCES, tokenizers=(source, target)
     )
     assert process == [{"keras_seq_importable": False, "keras_needed": False}]
-    for backend in ("saved_model", "onnx"):
-        for key in ("translate_ids/ids", "translate_ids/lengths", "encode/state_source_mask"):
-            assert report[backend][key] == "equal", (backend, key)
-        for key in ("step/logits", "translate_ids/scores", "encode/state_encoder_outputs"):
-            assert report[backend][key] <= 1e-5, (backend, key)
-    assert report["saved_model"]["translate/translations"] == "equal"
+    assert_parity(
+        report,
+        equal=("translate_ids/ids", "translate_ids/lengths", "encode/state_source_mask"),
+        close=("step/logits", "translate_ids/scores", "encode/state_encoder_outputs"),
+        strings="translate/translations",
+    )
     assert report["onnx"]["serving_default/ids"] == "equal"
 
     # Independent oracle: the model's own beam search, eagerly.
-    expected = model.generate(source_ids, strategy=BEAM, max_length=TR_MAX_LENGTH)
-    loaded = tf.saved_model.load(path)
-    got = loaded.signatures["translate"](sentences=tf.constant(SOURCES))
-    np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])
-    np.testing.assert_array_equal(got["lengths"], expected.lengths[:, 0])
-    translations = [s.decode() for s in got["translations"].numpy()]
-    assert translations == target.decode(expected.ids[:, 0].numpy())
+    got = assert_translate_matches_model(model, path, source_ids, target, TR_MAX_LENGTH)
     assert len({tuple(r) for r in got["ids"].numpy()}) == len(SOURCES)
     lengths = got["lengths"].numpy()
     assert lengths.min() < TR_MAX_LENGTH and lengths.max() == TR_MAX_LENGTH
@@ -492,7 +457,7 @@ def test_keras_seq_serving_reads_both_backends(exports_dir, translator_setup, lm
     out = registry.get("fra-eng").signature("serving_default")(
         {"sentences": np.array([s.encode() for s in SOURCES], object)}
     )
-    source_ids = _pad(source.encode(SOURCES, add_eos=True))
+    source_ids = encode_sources(source)
     onnx_registry = serving.ModelRegistry(exports_dir, onnx=True)
     onnx_registry.poll(initial=True)
     onnx_out = onnx_registry.get("fra-eng").signature("serving_default")(
@@ -512,8 +477,7 @@ def test_keras_seq_serving_reads_both_backends(exports_dir, translator_setup, lm
 def test_transformer_translator_exports_with_kv_cache_state(tmp_path):
     from keras_seq.models.transformer import Transformer
 
-    source = WordTokenizer().fit(FRENCH)
-    target = WordTokenizer().fit(ENGLISH)
+    source, target = translator_tokenizers()
     keras.utils.set_random_seed(5)
     model = Transformer(
         source.vocab_size, target.vocab_size, d_model=16, num_heads=2, ff_dim=32,
@@ -528,7 +492,7 @@ def test_transformer_translator_exports_with_kv_cache_state(tmp_path):
     assert state["state_self_key_1"] == [None, 2, TR_MAX_LENGTH, 8]  # cache = max_length
     assert state["state_cross_value_0"] == [None, 2, None, 8]
     assert state["state_index"] == [None]
-    source_ids = _pad(source.encode(SOURCES, add_eos=True))
+    source_ids = encode_sources(source)
     report = export.check_parity(
         model, path, source_ids, texts=SOURCES, tokenizers=(source, target)
     )
@@ -555,14 +519,10 @@ def test_seeded_sampling_gru_lm_matches_in_every_runtime(tmp_path):
     path = export.export_language_model(
         model, tokenizer, tmp_path / "lm", max_length=LM_MAX_LENGTH, sampler=sampler
     )
-    prompt_ids = _pad(tokenizer.encode(PROMPTS))
+    prompt_ids = pad(tokenizer.encode(PROMPTS))
     report = export.check_parity(model, path, prompt_ids, texts=PROMPTS, tokenizers=tokenizer)
     assert report["onnx"]["generate_ids/ids"] == "equal"
-    expected = model.generate(prompt_ids, max_length=LM_MAX_LENGTH, sampler=sampler)
-    got = tf.saved_model.load(path).signatures["generate_ids"](
-        prompt_ids=tf.constant(prompt_ids)
-    )
-    np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])
+    assert_generate_ids_matches_model(model, path, prompt_ids, LM_MAX_LENGTH, sampler=sampler)
 
 
 @pytest.mark.slow
@@ -576,7 +536,7 @@ def test_transformer_language_model_exports(tmp_path):
         dropout=0.0, max_length=16,
     )
     path = export.export_language_model(model, tokenizer, tmp_path / "tlm", max_length=6)
-    prompt_ids = _pad(tokenizer.encode(PROMPTS))
+    prompt_ids = pad(tokenizer.encode(PROMPTS))
     report = export.check_parity(model, path, prompt_ids)
     assert report["onnx"]["generate_ids/ids"] == "equal"
     loaded = tf.saved_model.load(path)

@@ -2,7 +2,7 @@
 
 Oracles: `keras_seq.export.check_parity` (Keras eager vs the SavedModel in a
 fresh process where `import keras_seq` raises vs onnxruntime), the models'
-own `translate_ids`/`generate`, and the teacher-forced full decoder: a client
+own `generate`, and the teacher-forced full decoder: a client
 that chains the exported `step` (SavedModel and ONNX), feeding each
 `next_state_*` back as `state_*`, must reproduce the logits of the Keras model
 run over the whole prefix, i.e. the key/value cache that travels through the
@@ -17,30 +17,18 @@ import numpy as np
 import onnxruntime
 import pytest
 import tensorflow as tf
+from export_helpers import (ENGLISH, FRENCH, SOURCES, assert_generate_ids_matches_model,
+                            assert_parity, assert_translate_matches_model, encode_sources,
+                            export_with_beam, pad, translator_tokenizers)
 
 from keras_seq import export
-from keras_seq.decoding import BeamSearch
 from keras_seq.models import Transformer, TransformerLanguageModel
 from keras_seq.text import BOS_ID, EOS_ID, WordTokenizer
 
-FRENCH = ["je suis un chat .", "il mange une pomme .", "nous sommes ici .",
-          "elle a un chien .", "tu es mon ami !"]
-ENGLISH = ["i am a cat .", "he eats an apple .", "we are here .", "she has a dog .",
-           "you are my friend !"]
-SOURCES = ["je suis ici .", "Il a un chien !", "tu es un chat", "nous sommes mon ami ."]
 LM_TEXTS = ["the cat sat on the mat .", "the dog ate the bone .",
             "a bird flew over the old house .", "my sister ate an apple ."]
 PROMPTS = ["the cat", "A bird flew over", "my sister", "zebra dog"]
 MAX_LENGTH = 6
-BEAM = BeamSearch(3, length_penalty=0.6)
-
-
-def _pad(rows):
-    width = max(len(r) for r in rows)
-    out = np.zeros((len(rows), width), np.int32)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = row
-    return out
 
 
 def _spread(model, seed, eos_bias):
@@ -87,8 +75,7 @@ def _chain_steps(run_step, start, tokens_per_step):
 
 @pytest.fixture(scope="module")
 def translator(tmp_path_factory):
-    source = WordTokenizer().fit(FRENCH)
-    target = WordTokenizer().fit(ENGLISH)
+    source, target = translator_tokenizers()
     keras.utils.set_random_seed(7)
     # Trained briefly with a sampled softmax (so that the outputs depend on the
     # source and end at various lengths); exports and decodes full logits.
@@ -98,17 +85,13 @@ def translator(tmp_path_factory):
     )
     model.compile(keras.optimizers.Adam(0.02))
     model.fit(
-        {"source": _pad(source.encode(FRENCH, add_eos=True)),
-         "target_in": _pad(target.encode(ENGLISH, add_bos=True))},
-        _pad(target.encode(ENGLISH, add_eos=True)),
+        {"source": pad(source.encode(FRENCH, add_eos=True)),
+         "target_in": pad(target.encode(ENGLISH, add_bos=True))},
+        pad(target.encode(ENGLISH, add_eos=True)),
         epochs=20, batch_size=5, verbose=0,
     )
     to = tmp_path_factory.mktemp("exported") / "transformer"
-    path = export.export_translator(
-        model, source, target, to, beam_size=BEAM.beam_size,
-        length_penalty=BEAM.length_penalty, max_length=MAX_LENGTH,
-    )
-    return model, source, target, to, path
+    return export_with_beam(model, source, target, to, MAX_LENGTH)
 
 
 @pytest.fixture(scope="module")
@@ -127,28 +110,21 @@ def language_model(tmp_path_factory):
 
 def test_translator_parity_keras_saved_model_onnx(translator):
     model, source, target, to, path = translator
-    source_ids = _pad(source.encode(SOURCES, add_eos=True))
+    source_ids = encode_sources(source)
     report = export.check_parity(
         model, path, source_ids, texts=SOURCES, tokenizers=(source, target)
     )
-    for backend in ("saved_model", "onnx"):
-        for key in ("translate_ids/ids", "translate_ids/lengths", "encode/state_index",
-                    "step/next_state_index"):
-            assert report[backend][key] == "equal", (backend, key)
-        for key in ("step/logits", "translate_ids/scores", "encode/state_cross_key_0",
-                    "step/next_state_self_value_0"):
-            assert report[backend][key] <= 1e-5, (backend, key)
-    assert report["saved_model"]["translate/translations"] == "equal"
+    assert_parity(
+        report,
+        equal=("translate_ids/ids", "translate_ids/lengths", "encode/state_index",
+               "step/next_state_index"),
+        close=("step/logits", "translate_ids/scores", "encode/state_cross_key_0",
+               "step/next_state_self_value_0"),
+        strings="translate/translations",
+    )
 
     # The model's own beam search, eagerly, and the state layout on disk.
-    expected = model.generate(source_ids, strategy=BEAM, max_length=MAX_LENGTH)
-    loaded = tf.saved_model.load(path)
-    got = loaded.signatures["translate"](sentences=tf.constant(SOURCES))
-    np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])
-    np.testing.assert_array_equal(got["lengths"], expected.lengths[:, 0])
-    assert [s.decode() for s in got["translations"].numpy()] == target.decode(
-        expected.ids[:, 0].numpy()
-    )
+    got = assert_translate_matches_model(model, path, source_ids, target, MAX_LENGTH)
     lengths = got["lengths"].numpy()
     assert len({tuple(r) for r in got["ids"].numpy()}) > 1
     assert lengths.min() < MAX_LENGTH  # some hypotheses end with EOS
@@ -164,7 +140,7 @@ def test_translator_parity_keras_saved_model_onnx(translator):
 
 def test_translator_exported_step_with_cache_equals_full_decoder(translator):
     model, source, _, to, path = translator
-    source_ids = _pad(source.encode(SOURCES, add_eos=True))
+    source_ids = encode_sources(source)
     target_in = np.array(
         [[BOS_ID, 5, 6, 7, 8, 4], [BOS_ID, 9, 4, 0, 0, 0], [BOS_ID, 7, 7, 7, 0, 0],
          [BOS_ID, 10, 11, 0, 0, 0]], np.int32,
@@ -195,20 +171,18 @@ def test_translator_exported_step_with_cache_equals_full_decoder(translator):
 @pytest.mark.slow  # a second full export (SavedModel + 4 ONNX graphs): ~30 s CPU
 def test_language_model_parity_and_streaming_step(language_model):
     model, tokenizer, to, path = language_model
-    prompt_ids = _pad(tokenizer.encode(PROMPTS))
+    prompt_ids = pad(tokenizer.encode(PROMPTS))
     report = export.check_parity(
         model, path, prompt_ids, texts=PROMPTS, tokenizers=tokenizer
     )
-    for backend in ("saved_model", "onnx"):
-        for key in ("generate_ids/ids", "generate_ids/lengths", "initial_state/start_ids",
-                    "initial_state/state_index"):
-            assert report[backend][key] == "equal", (backend, key)
-        for key in ("step/logits", "generate_ids/scores", "initial_state/state_self_key_0"):
-            assert report[backend][key] <= 1e-5, (backend, key)
-    assert report["saved_model"]["generate/generated"] == "equal"
-    expected = model.generate(prompt_ids, max_length=MAX_LENGTH)
-    got = tf.saved_model.load(path).signatures["generate_ids"](prompt_ids=tf.constant(prompt_ids))
-    np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])
+    assert_parity(
+        report,
+        equal=("generate_ids/ids", "generate_ids/lengths", "initial_state/start_ids",
+               "initial_state/state_index"),
+        close=("step/logits", "generate_ids/scores", "initial_state/state_self_key_0"),
+        strings="generate/generated",
+    )
+    assert_generate_ids_matches_model(model, path, prompt_ids, MAX_LENGTH)
 
     # A streaming client over the ONNX graphs: prefill, then greedy steps,
     # each step's logits equal to the full decoder over the prefix so far.

@@ -1,0 +1,102 @@
+"""What the export tests share (tests/test_export.py, tests/test_transformer_export.py).
+
+The translator corpus and the sentences it is asked to translate, the beam
+search the translators are exported with, padding of id rows, and the parity
+checks every exported model goes through:
+
+- `assert_parity`: the report of `keras_seq.export.check_parity` (Keras eager
+  vs the SavedModel in a fresh process vs onnxruntime) says "equal" for the
+  discrete outputs and a difference of at most 1e-5 for the floating ones;
+- `assert_translate_matches_model` / `assert_generate_ids_matches_model`:
+  the reloaded SavedModel gives what the Keras model's own (eager) beam search
+  or `generate` gives, an oracle independent of `check_parity`.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_seq import export
+from keras_seq.decoding import BeamSearch
+from keras_seq.text import WordTokenizer
+
+FRENCH = [
+    "je suis un chat .",
+    "il mange une pomme .",
+    "nous sommes ici .",
+    "elle a un chien .",
+    "tu es mon ami !",
+]
+ENGLISH = [
+    "i am a cat .",
+    "he eats an apple .",
+    "we are here .",
+    "she has a dog .",
+    "you are my friend !",
+]
+SOURCES = ["je suis ici .", "Il a un chien !", "tu es un chat", "nous sommes mon ami ."]
+BEAM = BeamSearch(3, length_penalty=0.6)
+TOLERANCE = 1e-5  # largest difference of a floating output that parity accepts
+
+
+def pad(rows):
+    """Right-padded int32 matrix of the id lists `rows`."""
+    width = max(len(r) for r in rows)
+    out = np.zeros((len(rows), width), np.int32)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def encode_sources(source):
+    """SOURCES as source ids (EOS appended, right-padded)."""
+    return pad(source.encode(SOURCES, add_eos=True))
+
+
+def translator_tokenizers():
+    """(source, target) word tokenizers fitted on FRENCH -> ENGLISH."""
+    return WordTokenizer().fit(FRENCH), WordTokenizer().fit(ENGLISH)
+
+
+def export_with_beam(model, source, target, to, max_length):
+    """Exports `model` to `to` (decoding with BEAM) as the translator fixtures
+    do; returns what they return: (model, source, target, to, version path)."""
+    path = export.export_translator(
+        model, source, target, to, beam_size=BEAM.beam_size,
+        length_penalty=BEAM.length_penalty, max_length=max_length,
+    )
+    return model, source, target, to, path
+
+
+def assert_parity(report, equal, close, strings):
+    """Checks a `check_parity` report: for both the SavedModel and ONNX, the
+    outputs `equal` ("signature/output") are identical and those in `close`
+    differ by at most TOLERANCE; the string output `strings` (a signature of
+    the SavedModel only) is identical."""
+    for backend in ("saved_model", "onnx"):
+        for key in equal:
+            assert report[backend][key] == "equal", (backend, key)
+        for key in close:
+            assert report[backend][key] <= TOLERANCE, (backend, key)
+    assert report["saved_model"][strings] == "equal"
+
+
+def assert_translate_matches_model(model, path, source_ids, target, max_length):
+    """The exported `translate` signature, given SOURCES as strings, returns
+    the ids, lengths and text of the model's own beam search (BEAM, eager) over
+    `source_ids` (SOURCES encoded). Returns the signature's outputs."""
+    expected = model.generate(source_ids, strategy=BEAM, max_length=max_length)
+    got = tf.saved_model.load(path).signatures["translate"](sentences=tf.constant(SOURCES))
+    np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])
+    np.testing.assert_array_equal(got["lengths"], expected.lengths[:, 0])
+    translations = [s.decode() for s in got["translations"].numpy()]
+    assert translations == target.decode(expected.ids[:, 0].numpy())
+    return got
+
+
+def assert_generate_ids_matches_model(model, path, prompt_ids, max_length, **generate_kwargs):
+    """The exported `generate_ids` signature returns the ids of the model's own
+    `generate` (eager) over `prompt_ids`. Returns (outputs, expected)."""
+    expected = model.generate(prompt_ids, max_length=max_length, **generate_kwargs)
+    got = tf.saved_model.load(path).signatures["generate_ids"](prompt_ids=tf.constant(prompt_ids))
+    np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])
+    return got, expected
