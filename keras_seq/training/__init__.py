@@ -95,8 +95,31 @@ _LAZY = {
     ),
 }
 
+__all__ = [
+    "DEFAULT_LEARNING_RATES",
+    "LR_SCHEDULES",
+    "OPTIMIZERS",
+    "STATE_ATTR",
+    "STOP_COMPLETED",
+    "STOP_EARLY",
+    "STOP_TIME",
+    "STRATEGIES",
+    "EpochSummaries",
+    "LearningRateController",
+    "RunCheckpoint",
+    "TimeBudget",
+    "TrainConfig",
+    "get_strategy",
+    "make_optimizer",
+    "read_checkpoint_state",
+    "resolve_jit_compile",
+    "train",
+    "use_logical_cpus",
+]
+
 
 def __getattr__(name):
+    """Import `callbacks` or `trainer` when one of their names is first used."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -56,8 +56,19 @@ def _save_checkpoint(model, path, state):
 def read_checkpoint_state(path):
     """The training state stored in a `last.weights.h5` checkpoint.
 
+    Args:
+        path: the checkpoint file.
+
+    Returns:
+        The state dict (epoch, elapsed_seconds, best, history, config, ...).
+
     Raises:
         RunDirError: the file is missing, unreadable or carries no state.
+
+    Example:
+
+    >>> read_checkpoint_state("runs/tiny/checkpoints/last.weights.h5")["epoch"]  # doctest: +SKIP
+    2
     """
     import h5py
 

@@ -65,6 +65,17 @@ class TrainConfig:
         resume: continue the run in `run_dir` from its `last` checkpoint.
         verbose: Keras progress output; "auto" is a progress bar on a TTY and
             one line per epoch otherwise.
+
+    Raises:
+        ValueError: a field is out of range (the message names it).
+
+    Example:
+
+    >>> config = TrainConfig(epochs=13, optimizer="sgd", lr_schedule="step")
+    >>> config.peak_learning_rate
+    1.0
+    >>> TrainConfig.from_dict(config.to_dict()) == config
+    True
     """
 
     epochs: int = 10

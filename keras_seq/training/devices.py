@@ -60,6 +60,12 @@ def get_strategy(name="auto"):
 
     Returns:
         A `tf.distribute.Strategy`.
+
+    Example:
+
+    >>> strategy = get_strategy("default")                 # doctest: +SKIP
+    >>> strategy.num_replicas_in_sync                      # doctest: +SKIP
+    1
     """
     import tensorflow as tf
 
@@ -94,8 +100,16 @@ def resolve_jit_compile(jit_compile, strategy=None):
         jit_compile: "auto", True or False.
         strategy: the `tf.distribute.Strategy` in use, or None.
 
+    Returns:
+        "auto", True or False, for `Model.compile(jit_compile=...)`.
+
     Raises:
         ValueError: `jit_compile=True` with more than one replica.
+
+    Example:
+
+    >>> resolve_jit_compile(True)
+    True
     """
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     if jit_compile == "auto":
