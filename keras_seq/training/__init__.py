@@ -1,0 +1,132 @@
+"""Compiled training with checkpoints, resume, time budget and tf.distribute.
+
+`train` wraps Keras `fit` with what a long sequence-model run needs:
+
+- a compiled step (`tf.function`, optionally XLA via `jit_compile`), global-norm
+  gradient clipping, learning-rate schedules (constant, cosine, step decay,
+  halve-on-plateau, linear warmup) and mixed precision;
+- a `tf.distribute` strategy around model building and `compile`;
+- atomic checkpoints after every epoch in `run_dir/checkpoints/`:
+  `last.weights.h5` (model + optimizer, the training state in its HDF5
+  attributes), `best.weights.h5` (model weights with the lowest validation
+  loss) and `state.json` (a readable copy of the state);
+- early stopping on the validation loss, a wall-clock budget that stops after
+  the current batch, TensorBoard logs and a CSV history in `run_dir/logs/`;
+- `resume=True`: model and optimizer come back from `last` and training goes on
+  at the next epoch, carrying the elapsed time, the best validation loss, the
+  early-stopping and plateau counters and the history.
+
+A checkpoint is written to a temporary file in the same directory and moved
+into place with `os.replace`, the state travelling inside the weights file, so
+a run killed at any instant leaves the previous checkpoint whole and
+consistent.
+
+Example:
+
+>>> import keras, numpy as np, tensorflow as tf
+>>> def build():
+...     return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+>>> x = np.ones((32, 4), "float32"); y = np.ones((32, 1), "float32")
+>>> ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+>>> model, history = train(build, ds, ds, "runs/tiny",
+...                        TrainConfig(epochs=2), loss="mse")    # doctest: +SKIP
+>>> # killed, or more epochs wanted: continue from checkpoints/last
+>>> model, history = train(build, ds, ds, "runs/tiny",
+...                        TrainConfig(epochs=4, resume=True), loss="mse")  # doctest: +SKIP
+>>> history.initial_epoch, history.stop_reason                   # doctest: +SKIP
+(2, 'completed')
+
+Modules: `config` (TrainConfig), `devices` (strategies, XLA), `optimizers`,
+`state` (the state carried across sessions), `checkpoints` (checkpoint files),
+`callbacks` (the callbacks `train` adds) and `trainer` (`train`). Importing
+this package stays light: `callbacks` and `trainer` (which import Keras and
+TensorFlow) load when one of their names is first used.
+"""
+
+import importlib
+
+from keras_seq.training.checkpoints import STATE_ATTR
+from keras_seq.training.checkpoints import _load_model_weights
+from keras_seq.training.checkpoints import _remove_stale_temporaries
+from keras_seq.training.checkpoints import _save_checkpoint
+from keras_seq.training.checkpoints import read_checkpoint_state
+from keras_seq.training.config import DEFAULT_LEARNING_RATES
+from keras_seq.training.config import LR_SCHEDULES
+from keras_seq.training.config import OPTIMIZERS
+from keras_seq.training.config import STRATEGIES
+from keras_seq.training.config import TrainConfig
+from keras_seq.training.config import _is_number
+from keras_seq.training.devices import _has_gpu
+from keras_seq.training.devices import get_strategy
+from keras_seq.training.devices import resolve_jit_compile
+from keras_seq.training.devices import use_logical_cpus
+from keras_seq.training.optimizers import _OPTIMIZER_CLASSES
+from keras_seq.training.optimizers import _ClipAfterAllReduce
+from keras_seq.training.optimizers import _in_multi_replica_context
+from keras_seq.training.optimizers import _optimizer_class
+from keras_seq.training.optimizers import make_optimizer
+from keras_seq.training.state import STOP_COMPLETED
+from keras_seq.training.state import STOP_EARLY
+from keras_seq.training.state import STOP_TIME
+from keras_seq.training.state import _finished_reason
+from keras_seq.training.state import _history
+from keras_seq.training.state import _public_state
+from keras_seq.training.state import _RunState
+from keras_seq.training.state import _write_history_csv
+
+# Names of the submodules that import Keras/TensorFlow, loaded on first use.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "EpochSummaries",
+            "LearningRateController",
+            "RunCheckpoint",
+            "TimeBudget",
+            "_current_lr",
+            "_make_callbacks",
+            "_scalars_metadata",
+            "_to_float",
+        ),
+        "callbacks",
+    ),
+    **dict.fromkeys(
+        ("train", "_train", "_count_steps", "_ensure_built", "_is_tf_dataset", "_log"),
+        "trainer",
+    ),
+}
+
+__all__ = [
+    "DEFAULT_LEARNING_RATES",
+    "LR_SCHEDULES",
+    "OPTIMIZERS",
+    "STATE_ATTR",
+    "STOP_COMPLETED",
+    "STOP_EARLY",
+    "STOP_TIME",
+    "STRATEGIES",
+    "EpochSummaries",
+    "LearningRateController",
+    "RunCheckpoint",
+    "TimeBudget",
+    "TrainConfig",
+    "get_strategy",
+    "make_optimizer",
+    "read_checkpoint_state",
+    "resolve_jit_compile",
+    "train",
+    "use_logical_cpus",
+]
+
+
+def __getattr__(name):
+    """Import `callbacks` or `trainer` when one of their names is first used."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,103 @@
+"""Checkpoint files: atomic save, the training state inside them, leftovers.
+
+A checkpoint is written to a temporary file in the same directory and moved
+into place with `os.replace`, the state travelling inside the weights file (an
+HDF5 root attribute), so a run killed at any instant leaves the previous
+checkpoint whole and consistent.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from keras_seq import runs
+from keras_seq.errors import RunDirError
+
+STATE_ATTR = "keras_seq_training_state"
+
+
+def _save_checkpoint(model, path, state):
+    """Save weights atomically; with `state`, also the optimizer and the state.
+
+    `state` (a JSON-serializable dict) goes into the HDF5 root attributes of the
+    same file, so weights, optimizer variables and training state are replaced
+    together by one `os.replace`.
+    """
+    import h5py
+    import keras as _keras
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=path.parent)
+    os.close(fd)
+    try:
+        skip = [model.optimizer] if state is None and model.optimizer is not None else None
+        if skip:
+            _keras.saving.save_weights(model, tmp, overwrite=True, objects_to_skip=skip)
+        else:
+            _keras.saving.save_weights(model, tmp, overwrite=True)
+        with h5py.File(tmp, "a") as f:
+            if state is not None:
+                f.attrs[STATE_ATTR] = json.dumps(state)
+            f.flush()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        runs.fsync_dir(path.parent)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_checkpoint_state(path):
+    """The training state stored in a `last.weights.h5` checkpoint.
+
+    Args:
+        path: the checkpoint file.
+
+    Returns:
+        The state dict (epoch, elapsed_seconds, best, history, config, ...).
+
+    Raises:
+        RunDirError: the file is missing, unreadable or carries no state.
+
+    Example:
+
+    >>> read_checkpoint_state("runs/tiny/checkpoints/last.weights.h5")["epoch"]  # doctest: +SKIP
+    2
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunDirError(f"no checkpoint at {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get(STATE_ATTR)
+    except OSError as e:
+        raise RunDirError(f"checkpoint {path} is unreadable: {str(e).splitlines()[0]}") from e
+    if raw is None:
+        raise RunDirError(f"checkpoint {path} carries no training state (not written by keras_seq.training)")
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    return json.loads(raw)
+
+
+def _remove_stale_temporaries(directory):
+    directory = Path(directory)
+    if directory.is_dir():
+        for tmp in directory.glob(".tmp-*"):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
+def _load_model_weights(model, path):
+    """Load model weights only (a `best` checkpoint carries no optimizer)."""
+    skip = [model.optimizer] if model.optimizer is not None else None
+    model.load_weights(path, objects_to_skip=skip)

@@ -1,0 +1,113 @@
+"""The optimizer of a run: learning rate or schedule, clipping, weight decay.
+
+Keras 3's TensorFlow optimizers clip each replica's gradient before the
+cross-replica sum; `_ClipAfterAllReduce` restores clip-after-sum so training
+under `MirroredStrategy` matches one device.
+"""
+
+
+def _in_multi_replica_context():
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return False
+    return tf.distribute.get_replica_context().num_replicas_in_sync > 1
+
+
+class _ClipAfterAllReduce:
+    """Optimizer mixin: under tf.distribute, clip the *summed* gradient.
+
+    Keras 3's TensorFlow optimizer clips each replica's partial gradient
+    before the cross-replica sum, so `global_clipnorm` bounds the wrong
+    vector and training under MirroredStrategy differs from one device. Here
+    the sum comes first, then the clipping, then the update.
+    """
+
+    def _clip_gradients(self, grads):
+        if self.global_clipnorm and _in_multi_replica_context():
+            return grads  # clipped after the all-reduce, below
+        return super()._clip_gradients(grads)
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if not (self.global_clipnorm and _in_multi_replica_context()):
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        import keras
+        import tensorflow as tf
+
+        trainable_variables = [v.value if isinstance(v, keras.Variable) else v for v in trainable_variables]
+        grads_and_vars = self._all_reduce_sum_gradients(list(zip(grads, trainable_variables)))
+        summed = [g for g, _ in grads_and_vars]
+        clipped, _ = tf.clip_by_global_norm(summed, self.global_clipnorm)
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            self._distributed_tf_update_step,
+            self._distribution_strategy,
+            list(zip(clipped, trainable_variables)),
+            learning_rate,
+        )
+
+
+_OPTIMIZER_CLASSES = {}
+
+
+def _optimizer_class(name):
+    """The Keras optimizer class for `name`, with `_ClipAfterAllReduce` mixed in."""
+    if name in _OPTIMIZER_CLASSES:
+        return _OPTIMIZER_CLASSES[name]
+    import keras
+
+    base = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }[name]
+    cls = type(base.__name__, (_ClipAfterAllReduce, base), {"__doc__": base.__doc__})
+    # The module these classes have always reported (serialized configs record it).
+    cls.__module__ = "keras_seq.training"
+    cls = keras.saving.register_keras_serializable(package="keras_seq")(cls)
+    _OPTIMIZER_CLASSES[name] = cls
+    return cls
+
+
+def make_optimizer(config, total_steps=None):
+    """The optimizer of `config`: learning rate / schedule, clipping, decay.
+
+    Args:
+        config: a `TrainConfig`.
+        total_steps: optimizer steps of the whole run; required by "cosine".
+
+    Returns:
+        A Keras optimizer. Its `global_clipnorm` is `config.clipnorm`. The
+        "cosine" schedule is a `keras.optimizers.schedules.CosineDecay`
+        (warmup included); the other schedules use a learning-rate variable
+        driven per epoch (and per step during warmup) by `train`.
+
+    Example:
+
+    >>> optimizer = make_optimizer(TrainConfig(optimizer="sgd", clipnorm=5.0))
+    >>> float(optimizer.global_clipnorm)                  # doctest: +SKIP
+    5.0
+    """
+    import keras
+
+    lr = config.peak_learning_rate
+    if config.lr_schedule == "cosine":
+        if not total_steps:
+            raise ValueError("the cosine schedule needs the number of training steps")
+        warmup = min(config.warmup_steps, max(total_steps - 1, 0))
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else lr,
+            decay_steps=max(total_steps - warmup, 1),
+            alpha=min(config.min_learning_rate / lr, 1.0),
+            warmup_target=lr if warmup else None,
+            warmup_steps=warmup,
+        )
+    else:
+        learning_rate = 0.0 if config.warmup_steps else lr
+    kwargs = {"learning_rate": learning_rate}
+    if config.clipnorm:
+        kwargs["global_clipnorm"] = float(config.clipnorm)
+    if config.weight_decay is not None:
+        kwargs["weight_decay"] = float(config.weight_decay)
+    return _optimizer_class(config.optimizer)(**kwargs)
+

@@ -1,0 +1,278 @@
+"""`train`: Keras `fit` with checkpoints, resume, a time budget and a strategy."""
+
+import sys
+import time
+
+import keras
+import tensorflow as tf
+
+from keras_seq import runs
+from keras_seq.errors import RunDirError
+from keras_seq.training.callbacks import EpochSummaries
+from keras_seq.training.callbacks import _make_callbacks
+from keras_seq.training.checkpoints import _load_model_weights
+from keras_seq.training.checkpoints import _remove_stale_temporaries
+from keras_seq.training.checkpoints import read_checkpoint_state
+from keras_seq.training.config import TrainConfig
+from keras_seq.training.devices import _has_gpu
+from keras_seq.training.devices import get_strategy
+from keras_seq.training.devices import resolve_jit_compile
+from keras_seq.training.optimizers import make_optimizer
+from keras_seq.training.state import STOP_EARLY
+from keras_seq.training.state import STOP_TIME
+from keras_seq.training.state import _finished_reason
+from keras_seq.training.state import _history
+from keras_seq.training.state import _RunState
+
+
+def train(
+    build_model,
+    train_data,
+    val_data,
+    run_dir,
+    config,
+    *,
+    loss=None,
+    metrics=None,
+    callbacks=(),
+    steps_per_epoch=None,
+    validation_steps=None,
+    resume=None,
+):
+    """Train a model with checkpoints, resume, a time budget and a strategy.
+
+    Args:
+        build_model: a function with no arguments returning an uncompiled Keras
+            model; called inside the strategy scope and the mixed-precision
+            policy. A model with an overridden `compile` or `train_step` is
+            fine (`compile` receives `optimizer`, `loss`, `metrics`,
+            `jit_compile`, `steps_per_execution`).
+        train_data: a batched `tf.data.Dataset` (or anything `fit` takes) of
+            `(inputs, targets)`.
+        val_data: the validation data, or None (the monitored value is then
+            the training loss).
+        run_dir: a run directory path or `keras_seq.runs.RunDir`;
+            `checkpoints/` and `logs/` are created in it.
+        config: a `TrainConfig`.
+        loss: the Keras loss (None when the model computes its own).
+        metrics: Keras metrics.
+        callbacks: extra Keras callbacks.
+        steps_per_epoch: batches per epoch (needed for infinite datasets).
+        validation_steps: validation batches per epoch.
+        resume: overrides `config.resume`: continue from `checkpoints/last`.
+
+    Returns:
+        `(model, history)`. `history` is a `keras.callbacks.History` over the
+        whole run (earlier sessions included), with `history.epoch` 0-based,
+        `history.stop_reason` ("completed" | "early_stopping" |
+        "time_budget" | "stopped" | None), `history.initial_epoch` (the epoch
+        this call started at) and `history.state`. With
+        `config.restore_best`, the model holds the best weights.
+
+    Raises:
+        RunDirError: resuming with no checkpoint.
+        ValueError: a bad config.
+
+    Example:
+
+    >>> model, history = train(build, ds, ds, "runs/tiny",
+    ...                        TrainConfig(epochs=2), loss="mse")  # doctest: +SKIP
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    resume = config.resume if resume is None else bool(resume)
+    session_start = time.monotonic()
+    run, state, monitor = _open_run(run_dir, config, val_data, resume)
+    initial_epoch = int(state["epoch"])
+    state["carried_seconds"] = float(state["elapsed_seconds"])
+
+    # Seeds: a resumed session gets a different (still deterministic) stream so
+    # it does not replay the data order and dropout masks of epoch 1.
+    keras.utils.set_random_seed((config.seed + 1_000_003 * initial_epoch) % (2**31))
+
+    # The policy stays set while the model is built and trained (layers that a
+    # model creates lazily in `build` pick it up too), then is restored.
+    previous_policy = keras.mixed_precision.global_policy()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16" if _has_gpu() else "mixed_bfloat16")
+    try:
+        return _train(
+            build_model,
+            train_data,
+            val_data,
+            run,
+            config,
+            state,
+            monitor,
+            session_start,
+            resume=resume,
+            loss=loss,
+            metrics=metrics,
+            callbacks=callbacks,
+            steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _open_run(run_dir, config, val_data, resume):
+    """Prepare the run directory; returns `(run, state, monitor)`.
+
+    The state is fresh, or that of `checkpoints/last` when resuming.
+    """
+    run = run_dir if isinstance(run_dir, runs.RunDir) else runs.RunDir(run_dir)
+    run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    run.logs_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(run.checkpoints_dir)
+    _remove_stale_temporaries(run.logs_dir)
+    monitor = "val_loss" if val_data is not None else "loss"
+    if not resume:
+        return run, _RunState.fresh(config, monitor), monitor
+    if not run.last_weights.is_file():
+        raise RunDirError(
+            f"nothing to resume in {run.path}: no checkpoints/{runs.LAST_WEIGHTS} "
+            "(the run stopped before its first epoch ended); train without --resume"
+        )
+    state = _RunState(read_checkpoint_state(run.last_weights))
+    saved = state.get("config") or {}
+    if saved.get("optimizer", config.optimizer) != config.optimizer:
+        _log(
+            f"the optimizer changed from {saved['optimizer']} to {config.optimizer} since the "
+            "checkpoint; its state (moments) does not carry over"
+        )
+    state["config"] = config.to_dict()
+    state.setdefault("monitor", monitor)
+    return run, state, monitor
+
+
+def _train(
+    build_model,
+    train_data,
+    val_data,
+    run,
+    config,
+    state,
+    monitor,
+    session_start,
+    *,
+    resume,
+    loss,
+    metrics,
+    callbacks,
+    steps_per_epoch,
+    validation_steps,
+):
+    """`train` once the state is known and the precision policy set."""
+    initial_epoch = int(state["epoch"])
+    strategy = get_strategy(config.strategy)
+    total_steps = _total_steps(config, train_data, steps_per_epoch)
+    model = _build_and_compile(
+        build_model, strategy, train_data, run, config, total_steps, loss, metrics, resume
+    )
+
+    if resume:
+        reason = _finished_reason(state, config)
+        if reason:
+            _log(f"{run.path}: {reason}; nothing to resume")
+            if config.restore_best and run.best_weights.is_file():
+                _load_model_weights(model, run.best_weights)
+            return model, _history(state, state.get("stop_reason"), initial_epoch)
+        _log(f"{run.path}: resuming at epoch {initial_epoch + 1}/{config.epochs}")
+        state["stop_reason"] = None
+
+    own, checkpoint = _make_callbacks(config, run, state, monitor, session_start)
+    all_callbacks = [*own, *callbacks, checkpoint, EpochSummaries(run.logs_dir)]
+    verbose = config.verbose
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch,
+        validation_steps=validation_steps,
+        callbacks=all_callbacks,
+        verbose=verbose,
+        # A tf.data pipeline shuffles itself (Keras ignores `shuffle` for one, with a warning).
+        shuffle=not _is_tf_dataset(train_data),
+    )
+    if config.restore_best and run.best_weights.is_file() and state.get("best_epoch") != state["epoch"]:
+        _load_model_weights(model, run.best_weights)
+    _log_stop(state, config, monitor)
+    return model, _history(state, state.get("stop_reason"), initial_epoch)
+
+
+def _total_steps(config, train_data, steps_per_epoch):
+    """Optimizer steps of the whole run for the "cosine" schedule, else None."""
+    if config.lr_schedule != "cosine":
+        return None
+    per_epoch = steps_per_epoch or _count_steps(train_data)
+    if not per_epoch:
+        raise ValueError("the cosine schedule needs steps_per_epoch for an infinite dataset")
+    return per_epoch * config.epochs
+
+
+def _build_and_compile(build_model, strategy, train_data, run, config, total_steps, loss, metrics, resume):
+    """Build and compile the model in the strategy scope; load `last` when resuming."""
+    with strategy.scope():
+        model = build_model()
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"build_model must return a keras.Model, got {type(model).__name__}")
+        model.compile(
+            optimizer=make_optimizer(config, total_steps),
+            loss=loss,
+            metrics=metrics,
+            jit_compile=resolve_jit_compile(config.jit_compile, strategy),
+            steps_per_execution=config.steps_per_execution,
+        )
+        if resume:
+            _ensure_built(model, train_data)
+            try:
+                model.load_weights(run.last_weights)
+            except ValueError as e:
+                raise RunDirError(
+                    f"checkpoint {run.last_weights} does not fit the model built for this run: "
+                    f"{str(e).strip().splitlines()[0]}"
+                ) from e
+    return model
+
+
+def _log_stop(state, config, monitor):
+    """Say why training stopped early (early stopping or the time budget)."""
+    if state.get("stop_reason") == STOP_EARLY:
+        best = "none" if state["best"] is None else f"{state['best']:.4f}"
+        _log(
+            f"early stopping after epoch {state['epoch']}: best {monitor} {best} at epoch {state['best_epoch']}"
+        )
+    elif state.get("stop_reason") == STOP_TIME:
+        _log(f"time budget of {config.max_minutes:g} min spent after epoch {state['epoch']}")
+
+
+def _is_tf_dataset(data):
+    return isinstance(data, tf.data.Dataset)
+
+
+def _count_steps(dataset):
+    cardinality = int(dataset.cardinality()) if isinstance(dataset, tf.data.Dataset) else -2
+    if cardinality >= 0:
+        return cardinality
+    if cardinality == tf.data.INFINITE_CARDINALITY:
+        return None
+    return sum(1 for _ in dataset)
+
+
+def _ensure_built(model, train_data):
+    """Create the model's and optimizer's variables so a checkpoint can load."""
+    if not model.built or not model.variables:
+        if isinstance(train_data, tf.data.Dataset):
+            x = next(iter(train_data))[0]
+        else:  # (x, y[, sample_weight]) arrays
+            x = train_data[0]
+        model(x, training=False)
+    model.optimizer.build(model.trainable_variables)
+
+
+def _log(message):
+    print(f"keras-seq: {message}", file=sys.stderr, flush=True)
