@@ -11,8 +11,9 @@ SavedModel export need. The rest comes with an extra:
     all          every extra above              (`test` adds pytest and httpx)
 
 Code that needs an optional module imports it with `require`, which raises a
-`MissingExtraError` whose message is one line with the command to run, or
-asks `missing_message` first to skip an optional step with a note.
+`MissingExtraError` whose message is one line with the command to run; `check`
+raises the same before any work starts, and `missing_message` lets an
+optional step be skipped with a note.
 Nothing here imports TensorFlow.
 
 Example:
@@ -28,7 +29,7 @@ import importlib.util
 
 from keras_seq import errors
 
-__all__ = ["EXTRAS", "hint", "install_command", "message", "missing_message", "require"]
+__all__ = ["EXTRAS", "check", "hint", "install_command", "message", "missing_message", "require"]
 
 # extra -> the top-level modules it provides (kept equal to pyproject.toml's
 # [project.optional-dependencies] by tests/test_extras.py).
@@ -97,6 +98,24 @@ def missing_message(extra, feature):
         if _find_spec(module) is None:
             return message(module, extra, feature)
     return None
+
+
+def check(extra, feature):
+    """Raises `MissingExtraError` unless every module of `extra` is installed.
+
+    For a check before any work is done (e.g. `serve --onnx` before loading
+    models); nothing is imported.
+
+    Args:
+        extra: str, a key of `EXTRAS`.
+        feature: str, what needs the extra (the subject of the message).
+
+    Raises:
+        MissingExtraError: with `missing_message(extra, feature)`.
+    """
+    note = missing_message(extra, feature)
+    if note is not None:
+        raise errors.MissingExtraError(note)
 
 
 def hint(error, feature="this command"):

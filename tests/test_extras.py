@@ -53,6 +53,15 @@ def test_missing_message_without_importing(monkeypatch):
     assert extras.missing_message("plot", "plots") is None
 
 
+def test_check_raises_before_importing(monkeypatch):
+    _block(monkeypatch, "uvicorn")
+    with pytest.raises(errors.MissingExtraError) as info:
+        extras.check("serve", "`keras-seq serve`")
+    assert str(info.value) == '`keras-seq serve` needs uvicorn: pip install "keras-seq[serve]"'
+    monkeypatch.setattr(extras, "EXTRAS", dict(extras.EXTRAS, serve=("json",)))
+    extras.check("serve", "`keras-seq serve`")
+
+
 def test_hint_maps_a_module_to_its_extra():
     error = ModuleNotFoundError("No module named 'uvicorn'", name="uvicorn")
     assert extras.hint(error) == 'this command needs uvicorn: pip install "keras-seq[serve]"'
