@@ -22,13 +22,17 @@ Steps:
    saves its attention map as a PNG (`--plot`).
 4. `keras_seq.export.export_translator`: SavedModel (TF Serving layout) and
    ONNX in `--export-dir`, checked against the Keras model.
+
+The attention map needs the `plot` extra and ONNX the `onnx` extra
+(`pip install "keras-seq[all]"`); without them those steps are skipped with
+a note saying what to install.
 """
 
 import argparse
 import os
 import sys
 
-from keras_seq import errors
+from keras_seq import errors, extras
 
 DEFAULT_SENTENCES = ["I am cold.", "Where is the train station?", "Tom doesn't like cheese."]
 
@@ -61,6 +65,14 @@ def main(argv=None):
     from keras_seq.tasks import translation
 
     args = parse_args(argv)
+    # Optional steps whose extra is missing are skipped now, not after training.
+    plot_note = extras.missing_message("plot", "the attention map")
+    if args.plot and plot_note:
+        print(f"skipped: {plot_note}")
+        args.plot = None
+    onnx_note = extras.missing_message("onnx", "ONNX export")
+    if onnx_note and not args.no_export:
+        print(f"skipped: {onnx_note}")
 
     # 1. Train.
     if not args.skip_training:
@@ -98,7 +110,7 @@ def main(argv=None):
         path = export_lib.export_translator(
             translator.model, translator.source_tokenizer, translator.target_tokenizer,
             args.export_dir, beam_size=5, length_penalty=0.6,
-            max_length=min(int(translator.model.max_length), 64))
+            max_length=min(int(translator.model.max_length), 64), onnx=onnx_note is None)
         encoded, _ = translator.prepare(args.sentences)
         encoded = [e for e in encoded if e is not None]
         batch = np.zeros((len(encoded), max(len(e) for e in encoded)), np.int32)

@@ -806,6 +806,11 @@ def _one_line(error):
 
 
 def _describe(error):
+    from keras_seq import extras
+
+    hint = extras.hint(error)  # a module of an optional extra: how to install it
+    if hint is not None:
+        return hint
     if isinstance(error, ModuleNotFoundError):
         return f"missing dependency: {error} (install it, or reinstall keras-seq)"
     if isinstance(error, OSError) and error.filename is not None and error.strerror:

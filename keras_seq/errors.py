@@ -52,3 +52,14 @@ class InputError(KerasSeqError, ValueError):
 
     Also raised when a tokenizer is used before it has a vocabulary.
     """
+
+
+class MissingExtraError(KerasSeqError, ImportError):
+    """A feature needs an optional dependency that is not installed.
+
+    The message names the feature, the missing module and the exact command
+    that installs it, on one line, e.g. `attention plotting needs matplotlib:
+    pip install "keras-seq[plot]"`. Raised by `keras_seq.extras.require`. It is also an
+    `ImportError`, so code that treats a missing optional import as "feature
+    off" keeps working.
+    """

@@ -1,5 +1,8 @@
 """Attention heat maps (matplotlib, Agg backend: no display needed).
 
+matplotlib comes with the `plot` extra (`pip install "keras-seq[plot]"`);
+without it the functions here raise a one-line `MissingExtraError`.
+
 Example:
 
 >>> weights = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1]])
@@ -11,6 +14,8 @@ import os
 import tempfile
 
 import numpy as np
+
+from keras_seq import extras
 
 __all__ = ["attention_figure", "plot_attention"]
 
@@ -55,15 +60,18 @@ def attention_figure(weights, source_tokens, output_tokens, title=None):
     Returns:
         A `matplotlib.figure.Figure` (not attached to pyplot; nothing is shown).
 
+    Raises:
+        ValueError: bad shapes or tokens.
+        MissingExtraError: matplotlib is not installed (the `plot` extra).
+
     Example:
 
     >>> fig = attention_figure(np.eye(2), ["a", "b"], ["x", "y"])
     >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
     ['a', 'b']
     """
-    from matplotlib.figure import Figure
-
     weights, source_tokens, output_tokens = _check_inputs(weights, source_tokens, output_tokens)
+    Figure = extras.require("matplotlib.figure", "plot", "attention plotting").Figure
     rows, cols = weights.shape
     width = min(2.0 + 0.45 * cols, 30.0)
     height = min(1.5 + 0.4 * rows, 30.0)
@@ -102,6 +110,7 @@ def plot_attention(weights, source_tokens, output_tokens, path, *, title=None, d
 
     Raises:
         ValueError: bad shapes or tokens; `path` in a missing directory.
+        MissingExtraError: matplotlib is not installed (the `plot` extra).
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
