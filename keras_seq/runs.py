@@ -17,6 +17,10 @@ one trained model:
 Every file is written atomically (a temporary file in the same directory, then
 `os.replace`), so a run killed at any moment leaves the previous version intact.
 
+Under multi-worker training only the chief writes the run directory; another
+worker uses `RunDir(path, scratch=tmp)` (or `prepare_run_dir(..., scratch=tmp)`):
+it reads the chief's files under `path` and writes its own into `tmp`.
+
 This module imports no TensorFlow: the `keras-seq` command validates a run
 directory before it loads anything heavy.
 
@@ -169,6 +173,12 @@ class RunDir:
         path: the directory. `RunDir(path)` validates nothing; use
             `RunDir.create` to make one and `RunDir.open` to open an existing
             one with validation.
+        scratch: None for the process that owns the run directory (the chief
+            of a multi-worker run, or the only process). A directory for any
+            other worker of a multi-worker run: the layout paths (config,
+            vocab, checkpoints, logs) then point into `scratch`, so whatever
+            this worker writes lands there; `config` and `chief` still read
+            the run directory itself.
 
     Example:
 
@@ -177,10 +187,13 @@ class RunDir:
     PosixPath('runs/lm/checkpoints')
     """
 
-    def __init__(self, path):
+    def __init__(self, path, *, scratch=None):
         self.path = Path(path)
+        self.scratch = None if scratch is None else Path(scratch)
 
     def __repr__(self):
+        if self.scratch is not None:
+            return f"RunDir({str(self.path)!r}, scratch={str(self.scratch)!r})"
         return f"RunDir({str(self.path)!r})"
 
     def __fspath__(self):
@@ -188,20 +201,35 @@ class RunDir:
 
     # Layout -----------------------------------------------------------------
     @property
+    def root(self):
+        """Where this process writes: `path`, or `scratch` for a non-chief worker."""
+        return self.path if self.scratch is None else self.scratch
+
+    @property
+    def is_chief(self):
+        """Whether this process writes the run directory itself."""
+        return self.scratch is None
+
+    @property
+    def chief(self):
+        """The run directory as the chief sees it (for reading its files)."""
+        return self if self.scratch is None else RunDir(self.path)
+
+    @property
     def config_path(self):
-        return self.path / CONFIG_FILE
+        return self.root / CONFIG_FILE
 
     @property
     def vocab_dir(self):
-        return self.path / VOCAB_DIR
+        return self.root / VOCAB_DIR
 
     @property
     def checkpoints_dir(self):
-        return self.path / CHECKPOINTS_DIR
+        return self.root / CHECKPOINTS_DIR
 
     @property
     def logs_dir(self):
-        return self.path / LOGS_DIR
+        return self.root / LOGS_DIR
 
     @property
     def last_weights(self):
@@ -217,7 +245,7 @@ class RunDir:
 
     # Construction -----------------------------------------------------------
     @classmethod
-    def create(cls, path, config, *, overwrite=False):
+    def create(cls, path, config, *, overwrite=False, scratch=None):
         """Create (or reuse) a run directory and write its config.json.
 
         Args:
@@ -225,6 +253,9 @@ class RunDir:
             config: a JSON-serializable dict with "task" ("lm" | "translator").
             overwrite: an existing run with checkpoints is refused unless this
                 is True, in which case its checkpoints and logs are removed.
+            scratch: a non-chief worker's scratch directory: the same checks
+                against `path` (so every worker refuses alike), but the files
+                are written under `scratch` and `path` is left alone.
 
         Returns:
             The `RunDir`.
@@ -234,7 +265,7 @@ class RunDir:
                 `overwrite` is False.
             ValueError: `config` has no valid "task".
         """
-        run = cls(path)
+        run = cls(path, scratch=scratch)
         if not isinstance(config, dict) or config.get("task") not in TASKS:
             raise ValueError(
                 f"a run config needs 'task' in {TASKS}; got "
@@ -251,7 +282,7 @@ class RunDir:
                 )
             shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
             shutil.rmtree(run.logs_dir, ignore_errors=True)
-        for d in (run.path, run.vocab_dir, run.checkpoints_dir, run.logs_dir):
+        for d in (run.root, run.vocab_dir, run.checkpoints_dir, run.logs_dir):
             d.mkdir(parents=True, exist_ok=True)
         run.write_config(config)
         return run
@@ -286,14 +317,18 @@ class RunDir:
 
     def write_config(self, config):
         """Write config.json atomically."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.config_path, config)
 
     def has_checkpoint(self):
-        return self.best_weights.is_file() or self.last_weights.is_file()
+        """Whether the run directory (the chief's) holds weights."""
+        chief = self.chief
+        return chief.best_weights.is_file() or chief.last_weights.is_file()
 
     def checkpoint(self, which="best"):
         """Path of a weights checkpoint, falling back to the other one.
+
+        Reads the run directory itself (the chief's files) on every worker.
 
         Args:
             which: "best" (lowest validation loss; for decoding and export) or
@@ -304,10 +339,11 @@ class RunDir:
         """
         if which not in ("best", "last"):
             raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+        chief = self.chief
         order = (
-            (self.best_weights, self.last_weights)
+            (chief.best_weights, chief.last_weights)
             if which == "best"
-            else (self.last_weights, self.best_weights)
+            else (chief.last_weights, chief.best_weights)
         )
         for candidate in order:
             if candidate.is_file():
@@ -320,15 +356,16 @@ class RunDir:
 
     def training_state(self):
         """The training state of the last checkpoint (state.json), or None."""
-        if not self.state_path.is_file():
+        path = self.chief.state_path
+        if not path.is_file():
             return None
         try:
-            return json.loads(self.state_path.read_text(encoding="utf-8"))
+            return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RunDirError(f"{self.state_path} is corrupt: {_one_line(e)}") from e
+            raise RunDirError(f"{path} is corrupt: {_one_line(e)}") from e
 
 
-def prepare_run_dir(path, config, *, resume=False, overwrite=False):
+def prepare_run_dir(path, config, *, resume=False, overwrite=False, scratch=None):
     """The run directory a training command should use.
 
     Args:
@@ -337,6 +374,9 @@ def prepare_run_dir(path, config, *, resume=False, overwrite=False):
         resume: continue an existing run: its config.json is validated and
             kept, and it must have a `last` checkpoint.
         overwrite: see `RunDir.create`.
+        scratch: for a non-chief worker of a multi-worker run, its scratch
+            directory (`keras_seq.training.worker_scratch_dir()`): the checks
+            read `path`, anything written goes to `scratch`. None: write `path`.
 
     Returns:
         `(run, config)`: the `RunDir` and the config that the run uses (the
@@ -353,6 +393,6 @@ def prepare_run_dir(path, config, *, resume=False, overwrite=False):
                 f"nothing to resume in {run.path}: no {CHECKPOINTS_DIR}/{LAST_WEIGHTS} "
                 "(the run stopped before its first epoch ended); train without --resume"
             )
-        return run, run.config
-    run = RunDir.create(path, config, overwrite=overwrite)
+        return RunDir(path, scratch=scratch), run.config
+    run = RunDir.create(path, config, overwrite=overwrite, scratch=scratch)
     return run, config

@@ -36,7 +36,31 @@ Example:
 >>> history.initial_epoch, history.stop_reason                   # doctest: +SKIP
 (2, 'completed')
 
-Modules: `config` (TrainConfig), `devices` (strategies, XLA), `optimizers`,
+Multi-worker training (`TrainConfig(strategy="multi-worker")`) runs
+`tf.distribute.MultiWorkerMirroredStrategy` over the workers named in
+`TF_CONFIG`; every worker runs the same program. The batch of the dataset is
+the global batch (per replica: global / workers) and the learning rate is not
+scaled; only the chief (worker 0) writes `run_dir`, the others a scratch
+directory removed on return; a killed worker: restart all of them with
+`resume=True` and they continue from the chief's last checkpoint (the run
+directory must be at the same path on every worker, e.g. a shared
+filesystem). Two machines, the same script on both, only the index differs:
+
+>>> # on 10.0.0.1:  index=0 (the chief);  on 10.0.0.2:  index=1
+>>> strategy = multi_worker_strategy(["10.0.0.1:12345", "10.0.0.2:12345"],
+...                                  index=0)     # first thing in the program  # doctest: +SKIP
+>>> model, history = train(build, ds, None, "/shared/runs/tiny",
+...     TrainConfig(epochs=4, strategy="multi-worker"), loss="mse")  # doctest: +SKIP
+
+or, equivalently, set on each machine before starting the same command
+
+    TF_CONFIG='{"cluster": {"worker": ["10.0.0.1:12345", "10.0.0.2:12345"]},
+                "task": {"type": "worker", "index": 0}}'      # 1 on the second machine
+
+(`write_tf_config(workers, index)` writes it). See `multi_worker` for details.
+
+Modules: `config` (TrainConfig), `devices` (strategies, XLA), `multi_worker`
+(TF_CONFIG, the multi-worker strategy, chief and scratch dirs), `optimizers`,
 `state` (the state carried across sessions), `checkpoints` (checkpoint files),
 `callbacks` (the callbacks `train` adds) and `trainer` (`train`). Importing
 this package stays light: `callbacks` and `trainer` (which import Keras and
@@ -60,6 +84,12 @@ from keras_seq.training.devices import _has_gpu
 from keras_seq.training.devices import get_strategy
 from keras_seq.training.devices import resolve_jit_compile
 from keras_seq.training.devices import use_logical_cpus
+from keras_seq.training.multi_worker import is_chief
+from keras_seq.training.multi_worker import multi_worker_config
+from keras_seq.training.multi_worker import multi_worker_strategy
+from keras_seq.training.multi_worker import per_replica_batch_size
+from keras_seq.training.multi_worker import worker_scratch_dir
+from keras_seq.training.multi_worker import write_tf_config
 from keras_seq.training.optimizers import _OPTIMIZER_CLASSES
 from keras_seq.training.optimizers import _ClipAfterAllReduce
 from keras_seq.training.optimizers import _in_multi_replica_context
@@ -110,11 +140,17 @@ __all__ = [
     "TimeBudget",
     "TrainConfig",
     "get_strategy",
+    "is_chief",
     "make_optimizer",
+    "multi_worker_config",
+    "multi_worker_strategy",
+    "per_replica_batch_size",
     "read_checkpoint_state",
     "resolve_jit_compile",
     "train",
     "use_logical_cpus",
+    "worker_scratch_dir",
+    "write_tf_config",
 ]
 
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from keras_seq import runs
+from keras_seq.training import multi_worker
 from keras_seq.training.checkpoints import _save_checkpoint
 from keras_seq.training.state import STOP_COMPLETED
 from keras_seq.training.state import STOP_EARLY
@@ -146,10 +147,23 @@ class TimeBudget(keras.callbacks.Callback):
         self.session_start = session_start
         self.stopped = False
 
+    # Under a multi-worker strategy the workers must stop at the same batch:
+    # the decision is all-reduced (one small collective every this many batches).
+    multi_worker_check_every = 10
+
     def _spent(self):
-        return _elapsed_seconds(self.state, self.session_start) >= self.config.max_minutes * 60.0
+        spent = _elapsed_seconds(self.state, self.session_start) >= self.config.max_minutes * 60.0
+        strategy = self.model.distribute_strategy
+        if multi_worker.is_multi_worker(strategy):
+            spent = multi_worker.any_worker(strategy, spent)
+        return spent
 
     def on_train_batch_end(self, batch, logs=None):
+        if (
+            multi_worker.is_multi_worker(self.model.distribute_strategy)
+            and (batch + 1) % self.multi_worker_check_every
+        ):
+            return
         if not self.stopped and self._spent():
             self.stopped = True
             self.model.stop_training = True

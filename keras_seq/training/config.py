@@ -5,7 +5,7 @@ import math
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine", "plateau", "step")
-STRATEGIES = ("auto", "default", "mirrored")
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 # Learning rate used when `TrainConfig.learning_rate` is None. SGD's 1.0 is the
 # classic recurrent-LM recipe (Zaremba et al. 2014), which relies on clipping.
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "sgd": 1.0}
@@ -52,8 +52,11 @@ class TrainConfig:
             should keep their logits in float32 (`dtype="float32"` on the last
             layer); Keras losses compute in float32.
         strategy: "auto" (mirrored over all GPUs when there are several, else
-            default), "default" (one device) or "mirrored" (all GPUs, or all
-            logical CPU devices when there is no GPU; see `use_logical_cpus`).
+            default), "default" (one device), "mirrored" (all GPUs, or all
+            logical CPU devices when there is no GPU; see `use_logical_cpus`)
+            or "multi-worker" (`MultiWorkerMirroredStrategy` over the workers
+            of `TF_CONFIG`; `batch_size` stays the global batch, the learning
+            rate is not scaled; see `keras_seq.training.multi_worker`).
         jit_compile: "auto" (XLA on GPU when every layer supports it, off on
             CPU), True or False.
         patience: early stopping after this many epochs without improvement of

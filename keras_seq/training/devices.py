@@ -55,8 +55,10 @@ def get_strategy(name="auto"):
     Args:
         name: "default": the default strategy (one local device); "mirrored":
             `MirroredStrategy` over all GPUs, or over all logical CPU devices
-            when there is no GPU; "auto": mirrored when there is more than one
-            GPU, else default.
+            when there is no GPU; "multi-worker": the process's
+            `MultiWorkerMirroredStrategy` over the workers of `TF_CONFIG` (see
+            `multi_worker_strategy`); "auto": mirrored when there is more than
+            one GPU, else default.
 
     Returns:
         A `tf.distribute.Strategy`.
@@ -71,6 +73,10 @@ def get_strategy(name="auto"):
 
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+    if name == "multi-worker":
+        from keras_seq.training.multi_worker import multi_worker_strategy
+
+        return multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "default"

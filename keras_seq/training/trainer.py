@@ -17,6 +17,7 @@ from keras_seq.training.config import TrainConfig
 from keras_seq.training.devices import _has_gpu
 from keras_seq.training.devices import get_strategy
 from keras_seq.training.devices import resolve_jit_compile
+from keras_seq.training import multi_worker
 from keras_seq.training.optimizers import make_optimizer
 from keras_seq.training.state import STOP_EARLY
 from keras_seq.training.state import STOP_TIME
@@ -61,6 +62,12 @@ def train(
         validation_steps: validation batches per epoch.
         resume: overrides `config.resume`: continue from `checkpoints/last`.
 
+    With `config.strategy="multi-worker"` every worker calls `train` with the
+    same arguments (see `keras_seq.training.multi_worker`): the dataset's batch
+    is the global batch, only the chief writes `run_dir`, the other workers
+    write a scratch directory removed on return, and a resume reads the
+    chief's `checkpoints/last` on every worker.
+
     Returns:
         `(model, history)`. `history` is a `keras.callbacks.History` over the
         whole run (earlier sessions included), with `history.epoch` 0-based,
@@ -82,7 +89,33 @@ def train(
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     resume = config.resume if resume is None else bool(resume)
     session_start = time.monotonic()
-    run, state, monitor = _open_run(run_dir, config, val_data, resume)
+    # A multi-worker strategy must exist before the first TensorFlow op.
+    strategy = get_strategy(config.strategy) if config.strategy == "multi-worker" else None
+    run = _worker_run_dir(run_dir, strategy)
+    try:
+        return _train_session(
+            build_model, train_data, val_data, run, config, session_start,
+            resume=resume, loss=loss, metrics=metrics, callbacks=callbacks,
+            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+        )
+    finally:
+        if not run.is_chief:
+            multi_worker.remove_scratch_dir(run.scratch)
+
+
+def _worker_run_dir(run_dir, strategy):
+    """The `RunDir` this process writes: the run itself, or a worker's scratch."""
+    run = run_dir if isinstance(run_dir, runs.RunDir) else runs.RunDir(run_dir)
+    if strategy is None or multi_worker.strategy_is_chief(strategy):
+        return runs.RunDir(run.path)
+    if run.scratch is None:
+        run = runs.RunDir(run.path, scratch=multi_worker.worker_scratch_dir())
+    return run
+
+
+def _train_session(build_model, train_data, val_data, run, config, session_start, *, resume, **kwargs):
+    """`train` once the run directory (or a worker's scratch) is known."""
+    run, state, monitor = _open_run(run, config, val_data, resume)
     initial_epoch = int(state["epoch"])
     state["carried_seconds"] = float(state["elapsed_seconds"])
 
@@ -97,20 +130,8 @@ def train(
         keras.mixed_precision.set_global_policy("mixed_float16" if _has_gpu() else "mixed_bfloat16")
     try:
         return _train(
-            build_model,
-            train_data,
-            val_data,
-            run,
-            config,
-            state,
-            monitor,
-            session_start,
-            resume=resume,
-            loss=loss,
-            metrics=metrics,
-            callbacks=callbacks,
-            steps_per_epoch=steps_per_epoch,
-            validation_steps=validation_steps,
+            build_model, train_data, val_data, run, config, state, monitor, session_start,
+            resume=resume, **kwargs,
         )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -119,7 +140,8 @@ def train(
 def _open_run(run_dir, config, val_data, resume):
     """Prepare the run directory; returns `(run, state, monitor)`.
 
-    The state is fresh, or that of `checkpoints/last` when resuming.
+    The state is fresh, or that of `checkpoints/last` when resuming (the
+    chief's, on every worker of a multi-worker run).
     """
     run = run_dir if isinstance(run_dir, runs.RunDir) else runs.RunDir(run_dir)
     run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
@@ -129,12 +151,12 @@ def _open_run(run_dir, config, val_data, resume):
     monitor = "val_loss" if val_data is not None else "loss"
     if not resume:
         return run, _RunState.fresh(config, monitor), monitor
-    if not run.last_weights.is_file():
+    if not run.chief.last_weights.is_file():
         raise RunDirError(
             f"nothing to resume in {run.path}: no checkpoints/{runs.LAST_WEIGHTS} "
             "(the run stopped before its first epoch ended); train without --resume"
         )
-    state = _RunState(read_checkpoint_state(run.last_weights))
+    state = _RunState(read_checkpoint_state(run.chief.last_weights))
     saved = state.get("config") or {}
     if saved.get("optimizer", config.optimizer) != config.optimizer:
         _log(
@@ -166,6 +188,9 @@ def _train(
     """`train` once the state is known and the precision policy set."""
     initial_epoch = int(state["epoch"])
     strategy = get_strategy(config.strategy)
+    if multi_worker.is_multi_worker(strategy):
+        multi_worker.check_workers_agree(strategy, initial_epoch, "epoch to start at")
+        train_data, val_data = _shard_by_data(train_data), _shard_by_data(val_data)
     total_steps = _total_steps(config, train_data, steps_per_epoch)
     model = _build_and_compile(
         build_model, strategy, train_data, run, config, total_steps, loss, metrics, resume
@@ -230,10 +255,10 @@ def _build_and_compile(build_model, strategy, train_data, run, config, total_ste
         if resume:
             _ensure_built(model, train_data)
             try:
-                model.load_weights(run.last_weights)
+                model.load_weights(run.chief.last_weights)
             except ValueError as e:
                 raise RunDirError(
-                    f"checkpoint {run.last_weights} does not fit the model built for this run: "
+                    f"checkpoint {run.chief.last_weights} does not fit the model built for this run: "
                     f"{str(e).strip().splitlines()[0]}"
                 ) from e
     return model
@@ -248,6 +273,19 @@ def _log_stop(state, config, monitor):
         )
     elif state.get("stop_reason") == STOP_TIME:
         _log(f"time budget of {config.max_minutes:g} min spent after epoch {state['epoch']}")
+
+
+def _shard_by_data(data):
+    """Multi-worker: each worker takes its slice of every global batch (DATA sharding).
+
+    The default (AUTO) tries to shard by input file first and warns when the
+    pipeline has none; keras_seq pipelines are built from tensors in memory.
+    """
+    if not isinstance(data, tf.data.Dataset):
+        return data
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return data.with_options(options)
 
 
 def _is_tf_dataset(data):
