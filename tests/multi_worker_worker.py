@@ -25,7 +25,7 @@ def _args():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--batch-sleep", type=float, default=0.0)
-    parser.add_argument("--model", choices=("dense", "translator"), default="dense")
+    parser.add_argument("--model", choices=("dense", "lm", "translator", "transformer"), default="dense")
     return parser.parse_args()
 
 
@@ -74,7 +74,14 @@ def main():
         learning_rate=0.1, clipnorm=1.0, resume=args.resume,
     )
     started = time.monotonic()
-    model, history = training.train(build, data, None, args.run_dir, config, loss=loss, callbacks=[Watch()])
+    callbacks = [Watch()]
+    if args.model == "lm":
+        class ResetStates(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.model.reset_states()
+
+        callbacks.append(ResetStates())
+    model, history = training.train(build, data, None, args.run_dir, config, loss=loss, callbacks=callbacks)
     out = {
         "index": args.index,
         "pid": os.getpid(),
@@ -112,17 +119,32 @@ def _problem(kind):
         return build, ds, "mse"
     from keras_seq import models
 
-    src = rng.integers(3, 20, size=(32, 6)).astype("int32")
-    tgt_in = rng.integers(3, 20, size=(32, 5)).astype("int32")
-    tgt_out = np.roll(tgt_in, -1, axis=1)
-    ds = tf.data.Dataset.from_tensor_slices(((src, tgt_in), tgt_out)).batch(8)
+    if kind == "lm":  # the stateful truncated-BPTT language model
+        from keras_seq.data import make_lm_dataset
+        from keras_seq.training import per_replica_batch_size
+
+        stream = rng.integers(3, 20, size=(8 * 5 * 4 + 1,)).astype("int32")
+        ds = make_lm_dataset(stream, 8, 5)
+
+        def build():
+            return models.RNNLanguageModel(
+                20, embedding_dim=8, units=8, num_layers=1, stateful=True,
+                batch_size=per_replica_batch_size(8),  # rows of state per replica
+            )
+
+        return build, ds, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    source = rng.integers(3, 20, size=(32, 6)).astype("int32")
+    target_in = rng.integers(3, 20, size=(32, 5)).astype("int32")
+    target_out = np.roll(target_in, -1, axis=1)
+    inputs = {"source": source, "target_in": target_in}
+    ds = tf.data.Dataset.from_tensor_slices((inputs, target_out)).batch(8)
 
     def build():
-        return models.AttentionSeq2Seq(
-            source_vocab_size=20, target_vocab_size=20, embedding_dim=8, units=8
-        )
+        if kind == "transformer":
+            return models.Transformer(20, 20, num_layers=1, d_model=8, num_heads=2, ff_dim=16)
+        return models.AttentionSeq2Seq(20, 20, embedding_dim=8, units=8)
 
-    return build, ds, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return build, ds, None  # the translators compute their own masked loss
 
 
 if __name__ == "__main__":

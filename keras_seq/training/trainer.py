@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 
 from keras_seq import runs
+from keras_seq.errors import KerasSeqError
 from keras_seq.errors import RunDirError
 from keras_seq.training.callbacks import EpochSummaries
 from keras_seq.training.callbacks import _make_callbacks
@@ -211,7 +212,9 @@ def _train(
     verbose = config.verbose
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(
+    fit = _fit_multi_worker if multi_worker.is_multi_worker(strategy) else _fit
+    fit(
+        model,
         train_data,
         validation_data=val_data,
         epochs=config.epochs,
@@ -227,6 +230,22 @@ def _train(
         _load_model_weights(model, run.best_weights)
     _log_stop(state, config, monitor)
     return model, _history(state, state.get("stop_reason"), initial_epoch)
+
+
+def _fit(model, *args, **kwargs):
+    return model.fit(*args, **kwargs)
+
+
+def _fit_multi_worker(model, *args, **kwargs):
+    """`fit`, with a lost worker reported as what to do about it."""
+    try:
+        return model.fit(*args, **kwargs)
+    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as e:
+        raise KerasSeqError(
+            "a worker of this multi-worker run stopped or cannot be reached "
+            f"({str(e).strip().splitlines()[0][:200]}); restart every worker with resume (--resume): "
+            "they continue from the chief's last checkpoint"
+        ) from e
 
 
 def _total_steps(config, train_data, steps_per_epoch):
