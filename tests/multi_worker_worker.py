@@ -25,6 +25,9 @@ def _args():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--batch-sleep", type=float, default=0.0)
+    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--anneal", action="store_true", help="anneal_to_budget")
+    parser.add_argument("--sleep-index", type=int, default=None, help="only this worker sleeps")
     parser.add_argument("--model", choices=("dense", "lm", "translator", "transformer"), default="dense")
     return parser.parse_args()
 
@@ -60,7 +63,7 @@ def main():
         scratch = []
 
         def on_train_batch_end(self, batch, logs=None):
-            if args.batch_sleep:
+            if args.batch_sleep and args.sleep_index in (None, args.index):
                 time.sleep(args.batch_sleep)
 
         def on_epoch_end(self, epoch, logs=None):
@@ -72,6 +75,7 @@ def main():
     config = training.TrainConfig(
         epochs=args.epochs, verbose=0, strategy=strategy_name, optimizer="sgd",
         learning_rate=0.1, clipnorm=1.0, resume=args.resume,
+        max_minutes=args.max_minutes, anneal_to_budget=args.anneal,
     )
     started = time.monotonic()
     callbacks = [Watch()]
@@ -89,6 +93,7 @@ def main():
         "seconds": time.monotonic() - started,
         "initial_epoch": history.initial_epoch,
         "epochs": [e + 1 for e in history.epoch],
+        "stop_reason": history.stop_reason,
         "loss": history.history["loss"],
         "weights": [np.asarray(w).tolist() for w in model.get_weights()],
         "replicas": model.distribute_strategy.num_replicas_in_sync,

@@ -190,3 +190,14 @@ def test_model_families_train_on_two_workers(tmp_path, model):
     procs = _cluster(tmp_path, "t", tmp_path / "run", "--epochs", "2", "--model", model)
     chief, worker = _finish(procs)
     assert chief["weights"] == worker["weights"] and np.isfinite(chief["loss"]).all()
+
+
+@pytest.mark.slow
+def test_time_budget_stops_every_worker_at_the_same_batch(tmp_path):
+    # Only worker 1 is slow, and the rate anneals over the budget: the workers
+    # must still agree on when to stop and on every learning rate they set.
+    procs = _cluster(tmp_path, "budget", tmp_path / "run", "--epochs", "1000", "--max-minutes", "0.1",
+                     "--anneal", "--batch-sleep", "0.05", "--sleep-index", "1")
+    chief, worker = _finish(procs)
+    assert chief["stop_reason"] == worker["stop_reason"] == "time_budget"
+    assert chief["epochs"] == worker["epochs"] and chief["weights"] == worker["weights"]

@@ -79,6 +79,9 @@ class LearningRateController(keras.callbacks.Callback):
             return 1.0
         config = self.config
         elapsed = _elapsed_seconds(self.state, self.session_start)
+        strategy = self.model.distribute_strategy
+        if multi_worker.is_multi_worker(strategy):  # every worker must set the same rate
+            elapsed = multi_worker.mean_over_workers(strategy, elapsed)
         spent = min(1.0, elapsed / (config.max_minutes * 60.0))
         floor = config.min_learning_rate / config.peak_learning_rate
         return max(0.5 * (1.0 + math.cos(math.pi * spent)), floor)

@@ -60,6 +60,7 @@ on from the chief's last checkpoint.
 """
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -318,9 +319,37 @@ def check_workers_agree(strategy, value, what):
         )
 
 
+@contextlib.contextmanager
+def lost_worker_errors(strategy):
+    """Report a lost worker (a failed collective) as what to do about it.
+
+    TensorFlow aborts the collective ops of every worker when one stops
+    sending heartbeats; this turns that error into a one-line KerasSeqError.
+    Off multi-worker it does nothing.
+    """
+    if not is_multi_worker(strategy):
+        yield
+        return
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as e:
+        raise KerasSeqError(
+            "a worker of this multi-worker run stopped or cannot be reached "
+            f"({str(e).strip().splitlines()[0][:200]}); restart every worker with resume "
+            "(--resume): they continue from the chief's last checkpoint"
+        ) from e
+
+
 def any_worker(strategy, flag):
     """Whether `flag` is true on any worker (one all-reduce; every worker must call it)."""
     return float(_sum_over_replicas(strategy, [1.0 if flag else 0.0])[0]) > 0.0
+
+
+def mean_over_workers(strategy, value):
+    """The mean of `value` over all replicas (one all-reduce; every worker must call it)."""
+    return float(_sum_over_replicas(strategy, [float(value)])[0]) / strategy.num_replicas_in_sync
 
 
 def _sum_over_replicas(strategy, values):

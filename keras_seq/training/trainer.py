@@ -7,7 +7,6 @@ import keras
 import tensorflow as tf
 
 from keras_seq import runs
-from keras_seq.errors import KerasSeqError
 from keras_seq.errors import RunDirError
 from keras_seq.training.callbacks import EpochSummaries
 from keras_seq.training.callbacks import _make_callbacks
@@ -190,7 +189,8 @@ def _train(
     initial_epoch = int(state["epoch"])
     strategy = get_strategy(config.strategy)
     if multi_worker.is_multi_worker(strategy):
-        multi_worker.check_workers_agree(strategy, initial_epoch, "epoch to start at")
+        with multi_worker.lost_worker_errors(strategy):
+            multi_worker.check_workers_agree(strategy, initial_epoch, "epoch to start at")
         train_data, val_data = _shard_by_data(train_data), _shard_by_data(val_data)
     total_steps = _total_steps(config, train_data, steps_per_epoch)
     model = _build_and_compile(
@@ -212,40 +212,25 @@ def _train(
     verbose = config.verbose
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    fit = _fit_multi_worker if multi_worker.is_multi_worker(strategy) else _fit
-    fit(
-        model,
-        train_data,
-        validation_data=val_data,
-        epochs=config.epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_epoch,
-        validation_steps=validation_steps,
-        callbacks=all_callbacks,
-        verbose=verbose,
-        # A tf.data pipeline shuffles itself (Keras ignores `shuffle` for one, with a warning).
-        shuffle=not _is_tf_dataset(train_data),
-    )
+    with multi_worker.lost_worker_errors(strategy):
+        model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps,
+            callbacks=all_callbacks,
+            verbose=verbose,
+            # A tf.data pipeline shuffles itself (Keras ignores `shuffle` for one, with a warning).
+            shuffle=not _is_tf_dataset(train_data),
+        )
+        if multi_worker.is_multi_worker(strategy):  # a barrier: no worker leaves early
+            multi_worker.check_workers_agree(strategy, state["epoch"], "last epoch trained")
     if config.restore_best and run.best_weights.is_file() and state.get("best_epoch") != state["epoch"]:
         _load_model_weights(model, run.best_weights)
     _log_stop(state, config, monitor)
     return model, _history(state, state.get("stop_reason"), initial_epoch)
-
-
-def _fit(model, *args, **kwargs):
-    return model.fit(*args, **kwargs)
-
-
-def _fit_multi_worker(model, *args, **kwargs):
-    """`fit`, with a lost worker reported as what to do about it."""
-    try:
-        return model.fit(*args, **kwargs)
-    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as e:
-        raise KerasSeqError(
-            "a worker of this multi-worker run stopped or cannot be reached "
-            f"({str(e).strip().splitlines()[0][:200]}); restart every worker with resume (--resume): "
-            "they continue from the chief's last checkpoint"
-        ) from e
 
 
 def _total_steps(config, train_data, steps_per_epoch):
