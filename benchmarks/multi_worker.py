@@ -18,8 +18,12 @@ Three runs, each over the same number of training examples (35-token rows):
 
 Reported per run: examples/s (rows of 35 tokens per second, timed after
 `--warmup` steps, to the end of training), scaling efficiency = examples/s /
-(workers x anchor examples/s), CPU seconds per process, the final training
-loss (mean over the last epoch) and the validation loss after training.
+(workers x anchor examples/s); examples per CPU-second of all workers over
+the same steps (CPU efficiency: that against the anchor's; it measures the
+cost of the all-reduce whatever share of a core each worker got on a shared
+machine) and that share; the final training loss (mean over the last 10% of
+the steps) and the validation loss after training (the same tokens, which
+follow the training tokens in the stream, for every run).
 
 Usage:
 
@@ -47,6 +51,8 @@ def _parser():
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps of the anchor")
     parser.add_argument("--warmup", type=int, default=20, help="steps not timed (compile, warm-up)")
     parser.add_argument("--data", default=PTB_DATA)
+    parser.add_argument("--inter-op", type=int, default=2,
+                        help="TensorFlow inter-op threads per worker (0: TensorFlow's default)")
     parser.add_argument("--out", default=os.path.join(HERE, "multi_worker.json"))
     # Worker mode (started by the driver).
     parser.add_argument("--role", choices=("driver", "worker"), default="driver")
@@ -67,7 +73,7 @@ def worker(args):
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(2)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
     strategy = "default"
     if args.workers:
         training.multi_worker_strategy(args.workers.split(","), index=args.index)
@@ -121,6 +127,7 @@ def worker(args):
         "timed_seconds": clock.seconds,
         "examples_per_second": args.batch * timed / clock.seconds,
         "cpu_seconds": time.process_time(),
+        "timed_cpu_seconds": clock.cpu_seconds,
         "loss": history.history["loss"][-1],
         "final_loss": clock.last_mean(),
         "val_loss": history.history["val_loss"][-1],
@@ -140,16 +147,18 @@ def _make_clock(warmup):
         def __init__(self):
             super().__init__()
             self.start, self.steps, self.seconds, self.running = None, 0, None, []
+            self.cpu_start, self.cpu_seconds = None, None
 
         def on_train_batch_begin(self, batch, logs=None):
             if batch == warmup:
-                self.start = time.perf_counter()
+                self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_train_batch_end(self, batch, logs=None):
             self.running.append(float(logs["loss"]))  # waits for the step
             if self.start is not None:
                 self.steps += 1
                 self.seconds = time.perf_counter() - self.start
+                self.cpu_seconds = time.process_time() - self.cpu_start  # all threads: compute + gRPC
 
         def last_mean(self, fraction=0.1):
             """Mean loss over the last `fraction` of the steps (from the running means)."""
@@ -184,7 +193,7 @@ def _run(args, workers, batch, steps, tmp):
             "taskset", "-c", str(i), sys.executable, os.path.abspath(__file__), "--role", "worker",
             "--batch", str(batch), "--steps", str(steps), "--warmup", str(args.warmup),
             "--data", args.data, "--result", result, "--index", str(i),
-            "--anchor-batch", str(args.batch),
+            "--anchor-batch", str(args.batch), "--inter-op", str(args.inter_op),
         ]
         if addresses:
             command += ["--workers", ",".join(addresses)]
@@ -223,6 +232,12 @@ def main(argv=None):
                 "examples": batch * steps,
                 "examples_per_second": chief["examples_per_second"],
                 "cpu_seconds": [w["cpu_seconds"] for w in out],
+                "timed_steps": chief["timed_steps"],
+                # Examples per CPU-second of all workers over the timed steps: the
+                # work each example costs, whatever share of a core a worker got.
+                "examples_per_cpu_second": batch * chief["timed_steps"]
+                / sum(w["timed_cpu_seconds"] for w in out),
+                "cpu_share": [w["timed_cpu_seconds"] / w["timed_seconds"] for w in out],
                 "loss": chief["loss"], "final_loss": chief["final_loss"], "val_loss": chief["val_loss"],
                 "wall_seconds": time.perf_counter() - started, "load_average_after": loads[-1],
             })
@@ -230,9 +245,11 @@ def main(argv=None):
                   f"{chief['final_loss']:.4f}, "
                   f"val_loss {chief['val_loss']:.4f}", flush=True)
     anchor = results[0]["examples_per_second"]
+    anchor_cpu = results[0]["examples_per_cpu_second"]
     for r in results:
         r["speedup"] = r["examples_per_second"] / anchor
         r["scaling_efficiency"] = r["speedup"] / r["workers"]
+        r["cpu_efficiency"] = r["examples_per_cpu_second"] / anchor_cpu
     _print_table(results, out[0]["data"])
     write_json(args.out, {"results": results, "data": out[0]["data"], "seq_len": SEQ_LEN,
                           "load_average": loads, "cpus": os.cpu_count(), "args": vars(args)})
@@ -242,13 +259,14 @@ def main(argv=None):
 def _print_table(results, data):
     print(f"\ndata: {data}; rows of {SEQ_LEN} tokens")
     print("| run | global batch | steps | examples/s | speedup | scaling efficiency | "
-          "CPU s per worker | final loss (last 10% of steps) | val_loss |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|---:|")
+          "examples / CPU-s | CPU efficiency | share of a core per worker | "
+          "final loss (last 10% of steps) | val_loss |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for r in results:
-        cpu = " / ".join(f"{c:.0f}" for c in r["cpu_seconds"])
+        share = " / ".join(f"{c:.2f}" for c in r["cpu_share"])
         print(f"| {r['run']} | {r['global_batch']} | {r['steps']} | {r['examples_per_second']:.1f} | "
-              f"{r['speedup']:.2f} | {r['scaling_efficiency']:.2f} | {cpu} | {r['final_loss']:.4f} | "
-              f"{r['val_loss']:.4f} |")
+              f"{r['speedup']:.2f} | {r['scaling_efficiency']:.2f} | {r['examples_per_cpu_second']:.1f} | "
+              f"{r['cpu_efficiency']:.2f} | {share} | {r['final_loss']:.4f} | {r['val_loss']:.4f} |")
 
 
 if __name__ == "__main__":
