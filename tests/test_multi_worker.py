@@ -18,7 +18,13 @@ import pytest
 
 from keras_seq import runs
 from keras_seq.errors import KerasSeqError
-from keras_seq.training import TrainConfig, is_chief, multi_worker_config, write_tf_config
+from keras_seq.training import (
+    TrainConfig,
+    is_chief,
+    multi_worker_config,
+    multi_worker_strategy,
+    write_tf_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "multi_worker_worker.py"
@@ -105,6 +111,9 @@ def test_tf_config_helpers(monkeypatch):
     with pytest.raises(KerasSeqError, match="TF_CONFIG"):
         is_chief()
     assert TrainConfig(strategy="multi-worker").strategy == "multi-worker"
+    monkeypatch.delenv("TF_CONFIG")
+    with pytest.raises(KerasSeqError, match="needs the cluster: set TF_CONFIG"):
+        multi_worker_strategy()
 
 
 def test_worker_run_dir_writes_scratch_and_reads_the_chief(tmp_path):

@@ -201,8 +201,8 @@ def multi_worker_strategy(workers=None, index=None):
         The strategy; later calls return the same one.
 
     Raises:
-        KerasSeqError: TensorFlow already ran operations in this process, or
-            `TF_CONFIG` is malformed.
+        KerasSeqError: no `TF_CONFIG` (and no `workers`), a malformed one,
+            or TensorFlow already ran operations in this process.
 
     Example:
 
@@ -218,7 +218,12 @@ def multi_worker_strategy(workers=None, index=None):
         write_tf_config(workers, index)
     if _STRATEGY is not None:
         return _STRATEGY
-    read_tf_config()  # a clear error for a malformed TF_CONFIG
+    if read_tf_config() is None:  # (a malformed TF_CONFIG is a clear error there too)
+        raise KerasSeqError(
+            "multi-worker training needs the cluster: set TF_CONFIG on every worker, or pass "
+            "the worker list and this worker's index (--workers host:port,host:port "
+            "--worker-index N; in Python multi_worker_strategy(workers, index))"
+        )
     import tensorflow as tf
 
     _install_keras_fixes()
