@@ -27,11 +27,18 @@ What the library does for you:
   removed when `train` returns (the pattern of the TensorFlow multi-worker
   guide's `write_filepath`: every worker must take part in saving, since
   reading some variables is itself a collective operation).
-- Resume: a killed worker brings the collective down; restart **every** worker
-  with `resume=True`. Each worker then reads the chief's `last` checkpoint
+  A worker killed with SIGKILL cannot remove its scratch directory
+  (`$TMPDIR/keras_seq-worker-*`); anything else removes it on exit.
+- Resume: a killed worker brings the collective down (TensorFlow notices the
+  lost heartbeat; the survivors stop with a KerasSeqError saying what to do);
+  restart **every** worker with `resume=True`. Each worker then reads the chief's `last` checkpoint
   from the run directory, so the run directory must be visible at the same path
   on every worker (a shared filesystem, or copy the chief's `checkpoints/` to
   the workers before restarting). The workers check they agree on the epoch.
+- Stopping decisions agree: the time budget (and `anneal_to_budget`'s rate)
+  is all-reduced across the workers, so they stop at the same batch.
+- Keras 3 needs two fixes to train under this strategy (keras-team/keras#20585);
+  they are installed when the strategy is created and change nothing else.
 - The strategy must exist before TensorFlow runs its first operation in the
   process (TensorFlow configures collective ops at start-up): call
   `multi_worker_strategy()` at the top of the program, before loading data.
