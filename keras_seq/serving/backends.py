@@ -329,15 +329,11 @@ class OnnxBackend(Backend):
     @staticmethod
     def _signature(file):
         """Opens one `<signature>.onnx` file in onnxruntime."""
-        import onnxruntime
+        from keras_seq.export.onnx import make_session  # imports no TensorFlow
 
-        options = onnxruntime.SessionOptions()
         # Requests run concurrently from several threads: spinning intra-op
         # threads would burn the cores the other requests need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(
-            str(file), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        session = make_session(file, spinning=False, feature="serving ONNX")
         inputs, feed_names = {}, {}
         for node in session.get_inputs():
             info = _ort_tensor_info(node)
