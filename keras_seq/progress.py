@@ -26,16 +26,28 @@ progress.add_verbosity_arguments(parser)      # -q/--quiet, -v/--verbose
 args = parser.parse_args()
 verbose = progress.resolve_verbose(args.verbose)   # None -> 1
 
-for line in progress.track(lines, label="translating", unit="line",
-                           verbose=verbose):
+# translate --input FILE: the translations go to stdout, so the bar to stderr
+for batch in progress.track(batches, total=n_lines, size=len, unit="line",
+                            label="translating", verbose=verbose,
+                            stream=sys.stderr):
     ...
-with progress.progress_bar(len(batches), "evaluating", verbose=verbose,
+# evaluate: a loop of our own, or Keras's evaluate at the matching level
+with progress.progress_bar(n_batches, "evaluating", verbose=verbose,
                            unit="batch") as bar:
     for batch in batches:
         ...
         bar.add(1)
+model.evaluate(ds, verbose=progress.keras_verbose(verbose))
+# export: a few named steps
+with progress.Steps("exporting demo", 3, verbose=verbose) as steps:
+    steps.step("writing the SavedModel")
+    steps.step("converting to ONNX")
+    steps.step("checking parity")
 progress.echo("exported to exported/demo/1", verbose)   # stderr, level 1
 ```
+
+Training takes the same level through `TrainConfig(verbose=...)`; tokenizers
+through `tokenizer.fit(texts, verbose=...)` (0, silent, by default).
 
 Example:
 
@@ -49,6 +61,7 @@ Example:
 [1, 2, 3]
 """
 
+import contextlib
 import logging
 import math
 import sys
@@ -57,10 +70,12 @@ import time
 __all__ = [
     "VERBOSITY",
     "ProgressBar",
+    "Steps",
     "add_verbosity_arguments",
     "echo",
     "format_duration",
     "is_terminal",
+    "keras_verbose",
     "progress_bar",
     "resolve_verbose",
     "track",
@@ -179,21 +194,47 @@ def echo(message, verbose=1, level=1, file=None):
         print(f"keras-seq: {message}", file=sys.stderr if file is None else file, flush=True)
 
 
-def _write_line(text):
-    """One line to stdout, as Keras's progress output (absl log when Keras's
-    interactive logging is off)."""
+def keras_verbose(verbose, terminal=None):
+    """Keras's `verbose` argument (of `evaluate`, `predict`, `fit`) for a level.
+
+    0 -> 0; 1 -> Keras's bar (1) on a terminal, else 0 (silent); 2 -> the
+    bar on a terminal, else Keras's one line at the end (2).
+
+    Args:
+        verbose: 0, 1, 2, "auto" or None.
+        terminal: force the terminal decision; None looks at `sys.stdout`.
+
+    Example:
+
+    >>> keras_verbose(1, terminal=False), keras_verbose(2, terminal=False)
+    (0, 2)
+    >>> model.evaluate(ds, verbose=keras_verbose(verbose))  # doctest: +SKIP
+    """
+    level = resolve_verbose(verbose)
+    terminal = is_terminal() if terminal is None else bool(terminal)
+    if level == 0:
+        return 0
+    if terminal:
+        return 1
+    return 2 if level >= 2 else 0
+
+
+def _write_line(text, stream=None):
+    """One line to `stream` (default stdout, as Keras's progress output; absl
+    log when Keras's interactive logging is off)."""
     keras = sys.modules.get("keras")
     if keras is not None and not keras.config.is_interactive_logging_enabled():
         _logger.info(text)
         return
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    stream = sys.stdout if stream is None else stream
+    stream.write(text + "\n")
+    stream.flush()
 
 
 class ProgressBar:
     """A progress bar for a job of known (or unknown) size; Keras's `Progbar`.
 
-    What it draws depends on the verbosity and on whether stdout is a
+    What it draws depends on the verbosity and on whether its stream is a
     terminal:
 
     - on a terminal, `verbose >= 1`: the label on its own line, then Keras's
@@ -212,7 +253,11 @@ class ProgressBar:
         verbose: 0, 1, 2, "auto" or None (see the module docstring).
         unit: the unit counted, singular ("text", "line", "batch").
         terminal: force terminal (True) or log (False) output; None detects
-            it from `sys.stdout`.
+            it from the stream.
+        stream: where to draw, default `sys.stdout` (like Keras). Pass
+            `sys.stderr` when stdout carries the results (`translate`
+            writing translations to stdout), so a redirected output file
+            never holds progress text.
 
     Example:
 
@@ -223,14 +268,15 @@ class ProgressBar:
     10
     """
 
-    def __init__(self, total, label="", verbose=1, unit="item", terminal=None):
+    def __init__(self, total, label="", verbose=1, unit="item", terminal=None, stream=None):
         if total is not None and (isinstance(total, bool) or int(total) != total or total < 0):
             raise ValueError(f"total must be an integer >= 0 or None, got {total!r}")
         self.total = None if total is None else int(total)
         self.label = label
         self.verbose = resolve_verbose(verbose)
         self.unit = unit
-        self.terminal = is_terminal() if terminal is None else bool(terminal)
+        self.stream = stream
+        self.terminal = is_terminal(stream) if terminal is None else bool(terminal)
         self.current = 0
         self._start = time.monotonic()
         self._bar = None
@@ -242,21 +288,26 @@ class ProgressBar:
         else:
             self.mode = "off"
 
-    def _progbar(self):
-        if self._bar is None:
-            import keras
+    def _draw(self, current, values=None, finalize=False):
+        """Update Keras's bar (created on first use), on `self.stream`."""
+        redirect = self.stream is not None and self.stream is not sys.stdout
+        with contextlib.redirect_stdout(self.stream) if redirect else contextlib.nullcontext():
+            if self._bar is None:
+                import keras
 
-            if self.label:
-                _write_line(self.label)
-            self._bar = keras.utils.Progbar(self.total, verbose=1, unit_name=self.unit)
-        return self._bar
+                if self.label:
+                    _write_line(self.label)
+                self._bar = keras.utils.Progbar(self.total, verbose=1, unit_name=self.unit)
+            if finalize and self._bar.target is None:
+                self._bar.target = current
+            self._bar.update(current, values, finalize=finalize)
 
     def update(self, current, values=None):
         """Set the count reached to `current` (`values`: Keras's
         `[(name, value)]` averaged on the bar)."""
         self.current = int(current)
         if self.mode == "bar":
-            self._progbar().update(self.current, values, finalize=False)
+            self._draw(self.current, values)
 
     def add(self, n=1, values=None):
         """Add `n` units to the count."""
@@ -268,12 +319,9 @@ class ProgressBar:
             return
         self._closed = True
         if self.mode == "bar":
-            bar = self._progbar()
-            if bar.target is None:
-                bar.target = self.current
-            bar.update(self.current, finalize=True)
+            self._draw(self.current, finalize=True)
         elif self.mode == "line":
-            _write_line(self.summary())
+            _write_line(self.summary(), self.stream)
 
     def summary(self):
         """One line: "label: 120/300 texts in 3s"."""
@@ -291,26 +339,26 @@ class ProgressBar:
         return False
 
 
-def progress_bar(total, label="", verbose=1, unit="item", terminal=None):
+def progress_bar(total, label="", verbose=1, unit="item", terminal=None, stream=None):
     """A `ProgressBar` (see it for the arguments); use it in a `with` block.
 
     Example:
 
-    >>> with progress_bar(2, "exporting", verbose=0, unit="step") as bar:
-    ...     bar.add(1)   # the SavedModel
-    ...     bar.add(1)   # the ONNX graph
+    >>> with progress_bar(100, "evaluating", verbose=0, unit="sentence") as bar:
+    ...     bar.add(100)
     """
-    return ProgressBar(total, label, verbose=verbose, unit=unit, terminal=terminal)
+    return ProgressBar(total, label, verbose=verbose, unit=unit, terminal=terminal, stream=stream)
 
 
-def track(iterable, total=None, label="", verbose=1, unit="item", size=None, terminal=None):
+def track(iterable, total=None, label="", verbose=1, unit="item", size=None, terminal=None,
+          stream=None):
     """Yield the items of `iterable` while a `ProgressBar` counts them.
 
     Args:
         iterable: the items (a list, a file, a generator, a dataset).
         total: the number of units; None takes `len(iterable)` when it has
             one, else the bar has no target.
-        label, verbose, unit, terminal: see `ProgressBar`.
+        label, verbose, unit, terminal, stream: see `ProgressBar`.
         size: a function giving the units an item counts for (e.g. `len`
             for batches of lines counted in lines); default 1 per item.
 
@@ -330,7 +378,62 @@ def track(iterable, total=None, label="", verbose=1, unit="item", size=None, ter
             total = len(iterable)
         except TypeError:
             total = None
-    with ProgressBar(total, label, verbose=verbose, unit=unit, terminal=terminal) as bar:
+    with ProgressBar(total, label, verbose=verbose, unit=unit, terminal=terminal,
+                     stream=stream) as bar:
         for item in iterable:
             yield item
             bar.add(1 if size is None else size(item))
+
+
+class Steps:
+    """Progress of a job made of a few named steps (an export, a demo).
+
+    Each `step(description)` prints "label [2/4] description" when the job
+    is shown (verbose >= 1 on a terminal, verbose 2 off one), and closing
+    prints "label: done in 42s". A step that takes long is not animated:
+    these are for jobs of seconds to a minute whose steps have names.
+
+    Args:
+        label: the job ("exporting demo").
+        total: the number of steps, or None.
+        verbose, terminal, stream: see `ProgressBar`.
+
+    Example:
+
+    >>> with Steps("exporting demo", 2, verbose=0) as steps:
+    ...     steps.step("writing the SavedModel")
+    ...     steps.step("converting to ONNX")
+    >>> steps.done
+    2
+    """
+
+    def __init__(self, label, total=None, verbose=1, terminal=None, stream=None):
+        self.label = label
+        self.total = total
+        self.stream = stream
+        bar = ProgressBar(total, label, verbose=verbose, terminal=terminal, stream=stream)
+        self.shown = bar.mode != "off"
+        self.done = 0
+        self._start = time.monotonic()
+
+    def step(self, description):
+        """Start the next step."""
+        self.done += 1
+        if self.shown:
+            of = f"{self.done}/{self.total}" if self.total else f"{self.done}"
+            _write_line(f"{self.label} [{of}] {description}", self.stream)
+
+    def close(self):
+        if self.shown:
+            took = format_duration(time.monotonic() - self._start)
+            _write_line(f"{self.label}: done in {took}", self.stream)
+        self.shown = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc_info):
+        if exc_type is not None:
+            self.shown = False  # the error says what happened
+        self.close()
+        return False

@@ -138,6 +138,41 @@ def test_track_counts_items_or_sizes(capsys):
     assert re.fullmatch(r"gen: 3 items in \d+s\n", capsys.readouterr().out)
 
 
+def test_bar_on_stderr_keeps_stdout_clean(capsys):
+    """`translate` writes results to stdout: its bar goes to stderr."""
+    import sys
+
+    for _ in progress.track(range(4), label="translating", unit="line", verbose=1,
+                            terminal=True, stream=sys.stderr):
+        print("a translation")
+    captured = capsys.readouterr()
+    assert captured.out == "a translation\n" * 4
+    lines = _lines(captured.err)
+    assert lines[0] == "translating" and lines[-1].startswith("4/4 ")
+
+
+def test_keras_verbose_and_steps(capsys):
+    assert [progress.keras_verbose(v, terminal=True) for v in (0, 1, 2)] == [0, 1, 1]
+    assert [progress.keras_verbose(v, terminal=False) for v in (0, 1, 2)] == [0, 0, 2]
+    with progress.Steps("exporting demo", 2, verbose=1, terminal=True) as steps:
+        steps.step("writing the SavedModel")
+        steps.step("converting to ONNX")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        "exporting demo [1/2] writing the SavedModel",
+        "exporting demo [2/2] converting to ONNX",
+    ]
+    assert re.fullmatch(r"exporting demo: done in \d+s", lines[2]) and len(lines) == 3
+    with progress.Steps("exporting demo", 2, verbose=1, terminal=False) as steps:
+        steps.step("writing the SavedModel")
+    assert capsys.readouterr().out == ""  # level 1 off a terminal: nothing
+    with pytest.raises(RuntimeError):
+        with progress.Steps("exporting", None, verbose=2, terminal=False) as steps:
+            steps.step("tracing")
+            raise RuntimeError("boom")
+    assert capsys.readouterr().out == "exporting [1] tracing\n"  # no "done" after an error
+
+
 # ----------------------------------------------------------------------------
 # Tokenizer fitting
 # ----------------------------------------------------------------------------
@@ -151,6 +186,15 @@ def test_tokenizer_fit_is_silent_by_default_and_shows_a_bar_when_asked(capsys):
     assert capsys.readouterr().out == ""  # not a terminal under pytest: no bar
     CharTokenizer().fit(texts, verbose=2)
     assert re.fullmatch(r"fitting CharTokenizer: 100/100 texts in \d+s\n", capsys.readouterr().out)
+
+
+def test_wordpiece_fit_says_when_it_learns_the_vocabulary(capsys):
+    from keras_seq.text import WordPieceTokenizer
+
+    WordPieceTokenizer(vocab_size=60).fit(["the cat sat on the mat ."] * 20, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"fitting WordPieceTokenizer: 20/20 texts in \d+s", lines[0])
+    assert lines[1:] == ["learning the WordPiece vocabulary (60 tokens at most)"]
 
 
 def test_tokenizer_fit_draws_keras_bar_on_a_terminal(capsys, monkeypatch):

@@ -493,7 +493,10 @@ class WordPieceTokenizer(Tokenizer):
         if bar is not None and bar.mode != "off":
             # keras_hub's WordPiece learner reports no progress of its own.
             bar.close()
-            _write_line(f"learning the WordPiece vocabulary ({self.target_vocab_size} tokens at most)")
+            _write_line(
+                "learning the WordPiece vocabulary "
+                f"({self.target_vocab_size} tokens at most)"
+            )
         data = tf.data.Dataset.from_tensor_slices(
             tf.ragged.stack(word_batches)
         )

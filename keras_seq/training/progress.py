@@ -212,7 +212,8 @@ class RunProgress(keras.callbacks.ProgbarLogger):
         if self.max_minutes:
             budget_left = max(0.0, self.max_minutes * 60.0 - elapsed)
             if budget_left < estimate:
-                return f"~{format_duration(budget_left)} left (time budget; {epochs_left} {noun} to go)"
+                left = format_duration(budget_left)
+                return f"~{left} left (time budget; {epochs_left} {noun} to go)"
         return f"~{format_duration(estimate)} left ({epochs_left} {noun})"
 
     def _detail_text(self):
@@ -260,7 +261,10 @@ class RunProgress(keras.callbacks.ProgbarLogger):
 def _budget_text(max_minutes, joiner=" "):
     """ "10 minutes", or with `joiner="-"` "10-minute"; seconds under a minute."""
     seconds = max_minutes * 60.0
-    amount, unit = (f"{max_minutes:.3g}", "minute") if seconds >= 60 else (f"{seconds:.3g}", "second")
+    if seconds >= 60:
+        amount, unit = f"{max_minutes:.3g}", "minute"
+    else:
+        amount, unit = f"{seconds:.3g}", "second"
     if joiner == "-":
         return f"{amount}-{unit}"
     return f"{amount} {unit}" + ("" if amount == "1" else "s")
