@@ -173,7 +173,7 @@ class RunProgress(keras.callbacks.ProgbarLogger):
 
     def _stop_text(self, ran, target):
         of = f"{ran}/{target}" if target is not None else f"{ran}"
-        noun = "batch" if ran == 1 else "batches"
+        noun = "batch" if ran == 1 and target is None else "batches"  # "1/29 batches"
         budget = self.time_budget is not None and self.time_budget.stopped
         if budget and self.max_minutes:
             return f"stopped by the {_budget_text(self.max_minutes, '-')} budget after {of} {noun}"
