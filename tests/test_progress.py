@@ -93,6 +93,7 @@ def test_verbosity_levels_and_flags():
     assert TrainConfig.from_namespace(parser.parse_args([])).verbose == 1
     with pytest.raises(ValueError, match="verbose"):
         TrainConfig(verbose=True)
+    assert TrainConfig(verbose="auto").verbose == "auto"  # older run configs still load
     assert progress.format_duration(5.4) == "5s"
     assert progress.format_duration(185) == "3:05"
     assert progress.format_duration(3725) == "1:02:05"
