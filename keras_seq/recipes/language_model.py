@@ -32,7 +32,7 @@ from keras_seq import runs
 from keras_seq.recipes import common
 from keras_seq.training import TrainConfig
 
-__all__ = ["DEFAULT_DATA", "DEFAULT_RUN_DIR", "GENERATE_LENGTH", "LanguageModelRecipe"]
+__all__ = ["LanguageModelRecipe"]
 
 DEFAULT_DATA = "bundled:anna-karenina"
 DEFAULT_RUN_DIR = "runs/lm"
