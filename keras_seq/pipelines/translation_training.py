@@ -436,8 +436,10 @@ def _report_validation(model, setup, run, history, minutes):
     """Prints the validation BLEU (greedy) and a few translations; the run summary."""
     from keras_seq import metrics
     from keras_seq.pipelines.translator import Translator
+    from keras_seq.pipelines.translator import options_from_run
 
     translator = Translator(model, setup.source_tokenizer, setup.target_tokenizer,
+                            options=options_from_run(setup.run_config),
                             unk_replace=setup.run_config.get("decoding", {}).get("unk_replace", True),
                             run_dir=str(run.path), run_config=setup.run_config)
     sample = setup.splits["valid"][:VALID_BLEU_SENTENCES]

@@ -159,9 +159,7 @@ class Translator:
         decoding = config.get("decoding", {})
         kwargs.setdefault("unk_replace", decoding.get("unk_replace", _RECIPE.unk_replace))
         if kwargs.get("options") is None:
-            kwargs["options"] = _RECIPE.decode_options(
-                beam_size=int(decoding.get("beam", _RECIPE.beam_size)),
-                length_penalty=float(decoding.get("length_penalty", _RECIPE.length_penalty)))
+            kwargs["options"] = options_from_run(config)
         return cls(model, text_lib.load_tokenizer(str(run.vocab_dir / "source")),
                    text_lib.load_tokenizer(str(run.vocab_dir / "target")),
                    run_dir=str(run.path), run_config=config, **kwargs)
@@ -472,6 +470,14 @@ class Translator:
         if not rows:
             return path, {}
         return path, export_lib.check_parity(self.model, path, _right_pad(rows))
+
+
+def options_from_run(run_config):
+    """The `DecodeOptions` of a run's config.json "decoding" entry (recipe defaults if absent)."""
+    decoding = run_config.get("decoding", {})
+    return _RECIPE.decode_options(
+        beam_size=int(decoding.get("beam", _RECIPE.beam_size)),
+        length_penalty=float(decoding.get("length_penalty", _RECIPE.length_penalty)))
 
 
 def format_scores(result, where=None):
