@@ -7,40 +7,43 @@
     keras-seq evaluate          perplexity (LM) or BLEU/chrF (translator) of a run
     keras-seq export            SavedModel (TF Serving layout) + ONNX
     keras-seq serve             HTTP server over an exported model
-    keras-seq demo              train a small translator and LM end to end
+    keras-seq demo              train, evaluate and export a small translator
 
 This module parses and checks the arguments (with no TensorFlow import, so
 `--help` and bad-argument errors are instant), validates run directories,
-then hands the `argparse.Namespace` to the task function. Errors a user can
+then runs the command's job over the library. Errors a user can
 fix (`KerasSeqError`, `ValueError`, `OSError`, a missing dependency) are
 printed as one line, `keras-seq: error: <message>`, with exit status 2;
 `--debug` shows the traceback.
 
-Task functions and the `args` attributes they receive
------------------------------------------------------
-Every Namespace has `command` (the subcommand name) and `debug` (bool).
-Values shown as None mean "not given: use the task's own default".
+Each command's handler (`_cmd_*`) checks the flags and the run directory
+without TensorFlow, then names a job (`_run_*`) that `main` calls with the
+Namespace after importing TensorFlow quietly; the job maps the flags onto a
+recipe, `DecodeOptions` or plain keyword arguments and calls the library.
+Nothing below this module sees the Namespace, and nothing derived is written
+back into it. Unset flags are None: the recipe's defaults, which `--help` shows.
 
-`keras_seq.tasks.translation.train(args)` (train-translator):
-    data (str: an existing file path or "bundled:NAME"; default "bundled:anna-karenina" /
-    "bundled:fra-eng"), run_dir (str; default "runs/lm" / "runs/translator"),
-    resume (bool), overwrite (bool), model (str),
-    sampled_softmax (int or None: None = the task's recipe, 0 = full softmax),
-    and the TrainConfig fields, each None unless given (build the config with
-    `keras_seq.training.TrainConfig.from_namespace(args, **task_defaults)`):
-    epochs, batch_size, max_minutes, seed, optimizer, learning_rate,
-    lr_schedule, decay_start_epoch, decay_rate, warmup_steps, anneal_to_budget, clipnorm,
-    patience, mixed_precision (True or None), strategy, jit_compile
-    (True | False | None).
-  Prepare the run directory with `keras_seq.runs.prepare_run_dir(args.run_dir,
-    config, resume=args.resume, overwrite=args.overwrite)`; when resuming it
-    returns the stored config, which wins over the model flags.
-  train-translator model flags: model ("rnn"|"transformer", default "rnn"),
-    tokenizer ("word"|"wordpiece"|"char" or None), vocab_size, max_length,
-    units, embedding_dim, layers, cell ("lstm"|"gru" or None), bidirectional
-    (True | False | None), attention ("bahdanau"|"luong-dot"|"luong-general"|
-    "luong-concat" or None), input_feeding (True | False | None), dropout,
-    teacher_forcing_ratio, max_pairs, reverse (bool: swap the two columns).
+Translator commands (train-translator, translate, demo, and evaluate / export
+of a translator run):
+    train-translator  `_translator_recipe(args)`: `TranslatorRecipe.for_model(
+               --model)` with the given flags (--vocab-size sets both sides,
+               --seed also seeds the data split); the rnn-only flags are an
+               error with --model transformer. Then
+               `keras_seq.pipelines.train_translator(recipe, --run-dir,
+               data=--data, reverse=, max_pairs=, overwrite=)`; with --resume,
+               `train_translator(None, --run-dir, resume=True,
+               train_overrides={given training flags})` (the run's own recipe).
+    translate  `translation_commands.translate_lines(RUN, sentences, beam=,
+               length_penalty=, n_best=, max_length=, plot=)`: sentences from
+               TEXT, --input FILE or stdin (blank lines kept so outputs align),
+               beam None with --greedy; --plot checks the plot extra first.
+    evaluate   `translation_commands.evaluate_run(RUN, data=, split=, beam=)`:
+               `Translator.from_run(RUN).evaluate(...)`, printed by `format_scores`.
+    export     `translation_commands.export_run(RUN, --to, version=, onnx=)`:
+               `Translator.export`; the onnx extra is checked first.
+    demo       `keras_seq.pipelines.demo.run_demo(--minutes, --run-dir)`.
+    serve      `keras_seq.serving.create_app(DIR, onnx=--onnx)` on uvicorn; the
+               serve extra (and onnx with --onnx) is checked first.
 
 Language-model commands (train-lm, generate, and evaluate / export of an LM
 run) map their flags onto the library and print its results; no Namespace
@@ -60,34 +63,9 @@ leaves this module:
     export     `TextGenerator.from_run(RUN).export(--to, version=--version,
                onnx=--onnx)` (the onnx extra is checked first).
 
-`keras_seq.tasks.translation.translate(args)` (translate):
-    run, run_config, task ("translator"), text (list of str from the command line), input (str path,
-    "-" or None), sentences (list of str: the lines to translate, resolved from
-    TEXT, --input or stdin; blank lines kept so outputs align with inputs),
-    decoding ("beam" | "greedy"), beam (int >= 1, default 5; None with
-    --greedy), greedy (bool), length_penalty (float >= 0, default 0.6), n_best
-    (int >= 1, default 1), plot (str path or None), max_length (int or None).
-
-`keras_seq.tasks.translation.evaluate(args)`
-(evaluate of a translator run): run, run_config, task ("translator"), data (path / "bundled:NAME" or None: the run's own data),
-    split ("train" | "valid" | "test", default "test"), beam (int or None).
-
-`keras_seq.tasks.translation.export(args)`
-(export of a translator run): run, run_config, task, to (str, default
-    "exported/<run directory name>"), version (int >= 1 or None: the next free
-    version), onnx (bool, False with --no-onnx).
-
-`keras_seq.serving.serve(args)` (serve): dir (str, an existing export
-    directory or .onnx file), host (str, default "127.0.0.1"), port (int,
-    default 8501), onnx (bool).
-
-`keras_seq.tasks.demo.run(args)` (demo): minutes (float > 0 or None),
-    run_dir (str, default "runs/demo").
-
-A task function returns None (exit status 0) or an int exit status. The
-Namespace also carries `handler` (the CLI's own dispatch; ignore it).
-`keras_seq.cli.prepare(argv)` returns the resolved Namespace and the target
-without running it.
+A job returns None (exit status 0) or an int exit status.
+`keras_seq.cli.prepare(argv)` returns the checked Namespace and the job
+`(module, function)` without running it.
 
 Example:
 
