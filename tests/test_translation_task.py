@@ -150,6 +150,33 @@ def test_resume_continues_with_the_stored_recipe(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
 
 
+def test_the_commands_drive_the_same_pipeline(tmp_path, monkeypatch):
+    """train-translator, translate and resume through `keras-seq` (flags -> TranslatorRecipe)."""
+    run = str(tmp_path / "run")
+    flags = ["--run-dir", run, "--max-pairs", "300", "--epochs", "1", "--batch-size", "32",
+             "--units", "8", "--embedding-dim", "8", "--max-length", "10", "--attention",
+             "luong-dot", "--seed", "5"]
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        assert cli.main(["train-translator", *flags]) == 0
+    assert "validation BLEU (greedy" in out.getvalue() and f"run directory: {run}" in out.getvalue()
+    config = runs.load_run_config(run)
+    assert config["model"]["config"]["attention"] == "luong-dot"
+    assert config["data"]["split_seed"] == config["training"]["seed"] == 5
+    assert config["training"]["learning_rate"] == ks.TranslatorRecipe().train.learning_rate
+    assert config["decoding"] == ks.TranslatorRecipe().decoding_info()
+    assert config["recipe"] == {"label_smoothing": 0.1, "steps_per_epoch_cap": 1000}
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        assert cli.main(["translate", run, "I am cold.", "", "Go!", "--greedy"]) == 0
+    assert len(out.getvalue().split("\n")) == 4  # one line per input line
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        assert cli.main(["train-translator", "--resume", "--run-dir", run, "--epochs", "2",
+                         "--units", "64"]) == 0
+    after = runs.load_run_config(run)
+    assert after["model"] == config["model"] and after["training"]["epochs"] == 2
+
+
 def test_test_split_is_rebuilt_and_held_out(run_dir):
     path, _ = run_dir
     config = runs.load_run_config(path)
