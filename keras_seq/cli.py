@@ -410,6 +410,15 @@ def build_parser():
     p.add_argument("--num-samples", type=positive_int, default=1, help="samples to draw (n-best with --beam)")
     p.set_defaults(handler=_cmd_generate)
 
+    _add_train_translator(subparsers)
+    _add_translate(subparsers)
+    _add_evaluate_and_export(subparsers)
+    _add_serve_and_demo(subparsers)
+    return parser
+
+
+def _add_train_translator(subparsers):
+    """The train-translator subcommand."""
     # train-translator -------------------------------------------------------
     p = _subparser(
         subparsers,
@@ -462,6 +471,9 @@ def build_parser():
     _show_defaults(p, _translator_help_defaults())
     p.set_defaults(handler=_cmd_train_translator)
 
+
+def _add_translate(subparsers):
+    """The translate subcommand."""
     # translate --------------------------------------------------------------
     p = _subparser(
         subparsers,
@@ -493,6 +505,9 @@ def build_parser():
     p.add_argument("--max-length", type=positive_int, help="maximum output length in tokens")
     p.set_defaults(handler=_cmd_translate)
 
+
+def _add_evaluate_and_export(subparsers):
+    """The evaluate and export subcommands."""
     # evaluate ---------------------------------------------------------------
     p = _subparser(
         subparsers,
@@ -539,6 +554,9 @@ def build_parser():
                    help="skip the ONNX export (DIR/onnx/*.onnx; needs the onnx extra)")
     p.set_defaults(handler=_cmd_export)
 
+
+def _add_serve_and_demo(subparsers):
+    """The serve and demo subcommands."""
     # serve ------------------------------------------------------------------
     p = _subparser(
         subparsers,
@@ -573,7 +591,6 @@ def build_parser():
     p.add_argument("--minutes", type=positive_float, help="training time budget in minutes (default 4)")
     p.add_argument("--run-dir", default="runs/demo", help="the translator's run directory")
     p.set_defaults(handler=_cmd_demo)
-    return parser
 
 
 # ----------------------------------------------------------------------------
@@ -819,28 +836,9 @@ def _lm_recipe(args):
 def _lm_help_defaults():
     """`{dest: text}`: the train-lm defaults, read from `LanguageModelRecipe`."""
     from keras_seq.recipes.common import TRAIN_FIELDS
-    from keras_seq.recipes.language_model import LanguageModelRecipe as Recipe
+    from keras_seq.recipes.language_model import LanguageModelRecipe
 
-    base = Recipe()
-    variants = {"char": Recipe.rnn("lstm", "char"), "wordpiece": Recipe.rnn("lstm", "wordpiece"),
-                "transformer": Recipe.transformer()}
-
-    def shown(value):
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        return "none" if value is None else str(value)
-
-    def describe(read):
-        value = read(base)
-        others = [f"{name}: {shown(read(r))}" for name, r in variants.items() if read(r) != value]
-        return shown(value) + (f"; {', '.join(others)}" if others else "")
-
-    texts = {name: describe(lambda r, name=name: getattr(r, name)) for name in _LM_RECIPE_FLAGS}
-    texts.update({name: describe(lambda r, name=name: getattr(r.train, name))
-                  for name in TRAIN_FIELDS})
-    texts["vocab_size"] = texts["vocab_size"].replace("none", "every token")
-    texts["embedding_dim"] = texts["embedding_dim"].replace("none", "= --units")
-    return texts
+    return LanguageModelRecipe.describe_defaults(_LM_RECIPE_FLAGS, TRAIN_FIELDS)
 
 
 def _show_defaults(parser, texts):
@@ -851,23 +849,13 @@ def _show_defaults(parser, texts):
 
 
 def _run_train_lm(args):
-    from keras_seq.pipelines import train_language_model
-    from keras_seq.recipes.common import say
+    from keras_seq.pipelines import lm_commands
     from keras_seq.recipes.language_model import DEFAULT_DATA
 
-    recipe = _lm_recipe(args)
-    data = args.data
-    if args.resume:
-        asked = args.sampled_softmax
-        if asked is not None and asked != recipe.sampled_softmax:
-            say(f"--resume: training goes on with the run's own --sampled-softmax "
-                f"{recipe.sampled_softmax} (ignoring --sampled-softmax {asked})")
-        data = None if data == DEFAULT_DATA else data  # the run's own
-    result = train_language_model(recipe, args.run_dir, data=data, resume=args.resume,
-                                  overwrite=args.overwrite)
-    print(f"validation perplexity: {result.valid_perplexity:.2f}")
-    print(f"test perplexity: {result.test_perplexity:.2f} ({result.test_tokens} tokens)")
-    print(f"run directory: {result.run_dir}")
+    # When resuming, the default --data means the run's own.
+    data = None if args.resume and args.data == DEFAULT_DATA else args.data
+    lm_commands.train_run(_lm_recipe(args), args.run_dir, data=data, resume=args.resume,
+                          overwrite=args.overwrite, sampled_softmax=args.sampled_softmax)
 
 
 def _generate_options(args):
@@ -882,42 +870,23 @@ def _generate_options(args):
 
 def _run_generate(args):
     from keras_seq.decoding import DecodeOptions
-    from keras_seq.pipelines import TextGenerator
+    from keras_seq.pipelines import lm_commands
 
-    generator = TextGenerator.from_run(args.run)
-    ids = generator.tokenizer.encode([args.prompt])[0] if args.prompt.strip() else []
-    if ids:
-        limit = generator.length_limit(len(ids))
-        if args.length > limit:
-            shared = generator.model.input_length_limit(limit) is not None
-            raise errors.InputError(
-                f"--length {args.length} is above this model's limit of {limit} tokens"
-                + (" (its max_length minus the prompt)" if shared else "")
-            )
-    texts = generator.generate([args.prompt], length=args.length,
-                               options=DecodeOptions(**_generate_options(args)),
-                               num_samples=args.num_samples)[0]
-    print("\n----\n".join(texts))
+    lm_commands.generate_text(args.run, args.prompt, length=args.length,
+                              options=DecodeOptions(**_generate_options(args)),
+                              num_samples=args.num_samples)
 
 
 def _run_evaluate_lm(args):
-    from keras_seq.pipelines import TextGenerator
+    from keras_seq.pipelines import lm_commands
 
-    result = TextGenerator.from_run(args.run).evaluate(data=args.data, split=args.split)
-    label = "perplexity" if args.data else f"{args.split} perplexity"
-    print(f"{label}: {result.perplexity:.2f} ({result.tokens} tokens of the {result.source})")
+    lm_commands.evaluate_run(args.run, data=args.data, split=args.split)
 
 
 def _run_export_lm(args):
-    from keras_seq.pipelines import TextGenerator
+    from keras_seq.pipelines import lm_commands
 
-    generator = TextGenerator.from_run(args.run)
-    path, report = generator.export(_export_dir(args), version=args.version, onnx=args.onnx)
-    print(f"exported {runs.RunDir(args.run).path} to {path}")
-    for backend, outputs in report.items():
-        worst = [v for v in outputs.values() if isinstance(v, float)]
-        print(f"parity with {backend}: {len(outputs)} outputs agree"
-              + (f" (max float difference {max(worst):.2e})" if worst else ""))
+    lm_commands.export_run(args.run, _export_dir(args), version=args.version, onnx=args.onnx)
 
 
 # ----------------------------------------------------------------------------

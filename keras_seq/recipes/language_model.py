@@ -235,6 +235,41 @@ class LanguageModelRecipe:
         values = {k: v for k, v in values.items() if v is not None or k == "embedding_dim"}
         return dataclasses.replace(cls(), train=TrainConfig.from_dict(stored), **values)
 
+    @classmethod
+    def describe_defaults(cls, names, train_names=()):
+        """`{name: text}`: each field's default and how the other recipes differ.
+
+        For `--help`: e.g. `"35; char: 100, transformer: 128"` for `seq_len`.
+
+        Args:
+            names: recipe fields.
+            train_names: `TrainConfig` fields (of `train`).
+
+        Returns:
+            dict of str.
+        """
+        base = cls()
+        variants = {"char": cls.rnn("lstm", "char"), "wordpiece": cls.rnn("lstm", "wordpiece"),
+                    "transformer": cls.transformer()}
+
+        def shown(value, name):
+            if isinstance(value, bool):
+                return "on" if value else "off"
+            if value is None:  # what None means for the two fields that allow it
+                return {"vocab_size": "every token", "embedding_dim": "= --units"}.get(name, "none")
+            return str(value)
+
+        def describe(name, read):
+            value = read(base)
+            others = [f"{label}: {shown(read(r), name)}" for label, r in variants.items()
+                      if read(r) != value]
+            return shown(value, name) + (f"; {', '.join(others)}" if others else "")
+
+        texts = {name: describe(name, lambda r, name=name: getattr(r, name)) for name in names}
+        texts.update({name: describe(name, lambda r, name=name: getattr(r.train, name))
+                      for name in train_names})
+        return texts
+
     # ------------------------------------------------------------ derived
     def with_training(self, **changes):
         """A copy with `TrainConfig` fields changed (None values are skipped)."""
