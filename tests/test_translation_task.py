@@ -426,3 +426,21 @@ def test_metrics_bad_input():
         metrics.corpus_chrf([], [])
     with pytest.raises(ValueError, match="NaN"):
         metrics.perplexity(float("nan"))
+
+
+@pytest.mark.slow
+def test_export_and_the_demo_without_the_onnx_extra(translator, tmp_path, monkeypatch, capsys):
+    """`Translator.export` (SavedModel, parity-checked); the demo's export step skips ONNX."""
+    from keras_seq import extras
+    from keras_seq.pipelines import demo
+
+    note = 'ONNX export needs tf2onnx: pip install "keras-seq[onnx]"'
+    monkeypatch.setattr(extras, "missing_message",
+                        lambda extra, feature: note if extra == "onnx" else None)
+    demo._export(translator, str(tmp_path / "exported"))
+    out = capsys.readouterr().out
+    assert f"skipped: {note}" in out and "SavedModel: " in out
+    assert "parity: the Keras model, saved_model give the same translations" in out
+    assert (tmp_path / "exported" / "1").is_dir() and not (tmp_path / "exported" / "onnx").exists()
+    path, report = translator.export(str(tmp_path / "exported"), onnx=False, parity_sentences=[])
+    assert path.endswith("2") and report == {}
