@@ -940,28 +940,8 @@ def _translator_help_defaults():
     from keras_seq.recipes.common import TRAIN_FIELDS
     from keras_seq.recipes.translator import TranslatorRecipe
 
-    rnn, transformer = TranslatorRecipe.rnn(), TranslatorRecipe.transformer()
-
-    def shown(value):  # `is`: 1 == True
-        return next((text for v, text in ((None, "none"), (True, "on"), (False, "off"))
-                     if value is v), value)
-
-    def describe(read):
-        value, other = read(rnn), read(transformer)
-        same = other is None or (other == value and type(other) is type(value))
-        return f"{shown(value)}" + ("" if same else f"; transformer: {shown(other)}")
-
-    texts = {name: describe(lambda r, name=name: getattr(r, name))
-             for name in _TRANSLATOR_RECIPE_FLAGS + ("max_held_out",)}
-    texts.update({name: describe(lambda r, name=name: getattr(r.train, name))
-                  for name in TRAIN_FIELDS})
-    texts["vocab_size"] = (f"{rnn.source_vocab_size} source, {rnn.target_vocab_size} target")
-    texts["max_length"] = f"{rnn.source_max_length} tokens, char: {TranslatorRecipe(tokenizer='char').source_max_length}"
-    texts["embedding_dim"] = f"{rnn.embedding_dim}; transformer: = --units"
-    texts["sampled_softmax"] = (f"{rnn.sampled_negatives} for target vocabularies of "
-                                f"{rnn.sampled_softmax_min_vocab}+ tokens, else 0; transformer: 0")
-    texts["seed"] = f"{rnn.train.seed}; data split: {rnn.split_seed}"
-    return texts
+    return TranslatorRecipe.describe_defaults(_TRANSLATOR_RECIPE_FLAGS + ("vocab_size",),
+                                              TRAIN_FIELDS)
 
 
 def _translator_defaults():

@@ -183,6 +183,47 @@ class TranslatorRecipe:
         common.check_choice(_OWNER, "model", model, MODELS)
         return cls.transformer(**overrides) if model == "transformer" else cls.rnn(**overrides)
 
+    @classmethod
+    def describe_defaults(cls, names, train_names=()):
+        """`{name: text}`: each field's default, and the Transformer's where it differs.
+
+        For `--help`: e.g. `"1; transformer: 3"` for `layers`.
+
+        Args:
+            names: recipe fields (plus `vocab_size`, both vocabularies).
+            train_names: `TrainConfig` fields (of `train`).
+
+        Returns:
+            dict of str.
+        """
+        rnn, transformer = cls.rnn(), cls.transformer()
+
+        def shown(value):
+            if isinstance(value, bool):
+                return "on" if value else "off"
+            return "none" if value is None else str(value)
+
+        def describe(read):
+            value, other = read(rnn), read(transformer)
+            same = other is None or (other == value and type(other) is type(value))
+            return shown(value) + ("" if same else f"; transformer: {shown(other)}")
+
+        texts = {name: describe(lambda r, name=name: getattr(r, name))
+                 for name in names if name != "vocab_size"}
+        texts.update({name: describe(lambda r, name=name: getattr(r.train, name))
+                      for name in train_names})
+        special = {
+            "vocab_size": f"{rnn.source_vocab_size} source, {rnn.target_vocab_size} target",
+            "max_length": f"{rnn.source_max_length} tokens, char: {CHAR_MAX_LENGTH}",
+            "embedding_dim": f"{rnn.embedding_dim}; transformer: = --units",
+            "sampled_softmax": (f"{rnn.sampled_negatives} for target vocabularies of "
+                                f"{rnn.sampled_softmax_min_vocab}+ tokens, else 0; transformer: 0"),
+            "seed": f"{rnn.train.seed}; data split: {rnn.split_seed}",
+        }
+        texts.update({name: text for name, text in special.items()
+                      if name in names or name in train_names})
+        return texts
+
     def __post_init__(self):
         self._check_data()
         self._check_model()
