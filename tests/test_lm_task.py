@@ -352,6 +352,10 @@ def test_public_api_pipeline(trained, tmp_path):
         generator.generate("   ")
     with pytest.raises(ValueError, match="greedy decoding gives one text per prompt"):
         generator.generate("Anna", length=3, num_samples=2)
+    with pytest.raises(ks.KerasSeqError, match="no prompt given"):
+        generator.generate([])
+    with pytest.raises(ValueError, match="`num_samples` must be an int >= 1"):
+        generator.generate("Anna", length=3, num_samples=0)
     limit = text_generator.MAX_RNN_GENERATE_LENGTH
     assert generator.length_limit(4) == limit
     with pytest.raises(ks.KerasSeqError, match=f"above this model's limit of {limit} tokens"):

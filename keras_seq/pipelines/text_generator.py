@@ -33,6 +33,7 @@ from keras_seq.pipelines.lm_training import generation_limit
 from keras_seq.pipelines.lm_training import train_language_model
 from keras_seq.recipes.common import say
 from keras_seq.recipes.language_model import GENERATE_LENGTH
+from keras_seq.utils import check_positive_int
 from keras_seq.utils import right_pad
 
 __all__ = [
@@ -215,9 +216,15 @@ class TextGenerator:
             ValueError: settings that do not fit together.
         """
         single = isinstance(prompts, str)
-        ids = [self.encode_prompt(p) for p in ([prompts] if single else list(prompts))]
+        prompts = [prompts] if single else list(prompts)
+        if not prompts:
+            raise errors.InputError("no prompt given; pass a str or a list of str")
+        ids = [self.encode_prompt(p) for p in prompts]
         options = options or decoding.DecodeOptions()
-        length = length or options.max_length or GENERATE_LENGTH
+        length = check_positive_int("length", length or options.max_length or GENERATE_LENGTH,
+                                    owner="TextGenerator.generate")
+        if num_samples is not None:
+            check_positive_int("num_samples", num_samples, owner="TextGenerator.generate")
         limit = self.length_limit(max(len(row) for row in ids))
         if length > limit:
             raise errors.InputError(
