@@ -362,7 +362,7 @@ def test_public_api_pipeline(trained, tmp_path):
         generator.generate("Anna", length=limit + 1)
 
 
-def test_public_api_transformer_limits_come_from_the_model(trained, tmp_path):
+def test_public_api_transformer_limits_come_from_the_model(trained, tmp_path, capsys):
     import keras_seq as ks
 
     recipe = ks.LanguageModelRecipe.transformer(
@@ -386,3 +386,9 @@ def test_public_api_transformer_limits_come_from_the_model(trained, tmp_path):
     with pytest.raises(ks.KerasSeqError, match="the prompt has 513 tokens; .* at most 512"):
         generator.generate("anna " * 513, length=1)
     assert generator.evaluate(split="valid").tokens > 0
+    # The command names its flag, and why the limit depends on the prompt.
+    status = cli.main(["generate", str(result.run_dir), "anna and the prince", "--length", "510",
+                       "--greedy"])
+    err = capsys.readouterr().err
+    assert status == 2 and ("--length 510 is above this model's limit of 509 tokens (its "
+                            "max_length minus the prompt)") in err
