@@ -75,11 +75,10 @@ def main(argv=None):
 
     # 1. Train.
     if not args.skip_training:
-        recipe = ks.TranslatorRecipe.for_model(args.model)
+        recipe = ks.TranslatorRecipe.for_model(args.model).with_training(
+            max_minutes=args.max_minutes)
         if args.attention:
             recipe = dataclasses.replace(recipe, attention=args.attention)
-        recipe = dataclasses.replace(
-            recipe, train=dataclasses.replace(recipe.train, max_minutes=args.max_minutes))
         ks.train_translator(recipe, args.run_dir, data=args.data, reverse=args.reverse,
                             max_pairs=args.max_pairs, overwrite=True)
 

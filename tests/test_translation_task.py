@@ -26,8 +26,7 @@ from keras_seq.text import EOS_ID, UNK_ID
 
 def _recipe(train=None, **values):
     """A tiny `TranslatorRecipe` (the recurrent recipe's other settings kept)."""
-    recipe = ks.TranslatorRecipe(**values)
-    return dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, **(train or {})))
+    return ks.TranslatorRecipe(**values).with_training(**(train or {}))
 
 
 @pytest.fixture(scope="module")

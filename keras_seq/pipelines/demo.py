@@ -18,7 +18,6 @@ The figures are what a few CPU-minutes buy; `keras-seq train-translator`
 without a time limit trains the same recipe on all the pairs to convergence.
 """
 
-import dataclasses
 import os
 import sys
 import time
@@ -71,9 +70,8 @@ def run_demo(minutes=None, run_dir=os.path.join("runs", "demo"), *, export_dir=E
     _print()
 
     _print(f"[1/4] training (time budget {minutes:g} min)")
-    recipe = TranslatorRecipe()
-    recipe = dataclasses.replace(recipe, train=dataclasses.replace(
-        recipe.train, max_minutes=minutes, verbose=1 if sys.stdout.isatty() else 2))
+    recipe = TranslatorRecipe().with_training(max_minutes=minutes,
+                                              verbose=1 if sys.stdout.isatty() else 2)
     translator = train_translator(recipe, run_dir, data="bundled:fra-eng",
                                   max_pairs=DEMO_PAIRS, overwrite=True)["translator"]
     _print()

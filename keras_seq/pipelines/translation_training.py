@@ -365,7 +365,7 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
     ```python
     import keras_seq as ks
 
-    recipe = ks.TranslatorRecipe(units=128, train=ks.training.TrainConfig(epochs=2))
+    recipe = ks.TranslatorRecipe(units=128).with_training(epochs=2)
     result = ks.train_translator(recipe, "runs/tiny", max_pairs=2000)
     result["translator"].translate(["I am cold."])
     ```

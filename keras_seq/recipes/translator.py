@@ -245,6 +245,17 @@ class TranslatorRecipe:
         cap = self.max_held_out / num_pairs
         return min(self.val_fraction, cap), min(self.test_fraction, cap)
 
+    def with_training(self, **changes):
+        """A copy with `TrainConfig` fields changed (None values are skipped).
+
+        Example:
+
+        >>> TranslatorRecipe().with_training(epochs=2, max_minutes=5).train.epochs
+        2
+        """
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, **changes))
+
     def decode_options(self, **overrides):
         """The `keras_seq.decoding.DecodeOptions` of the recipe's decoding defaults."""
         from keras_seq.decoding import DecodeOptions
