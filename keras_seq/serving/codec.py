@@ -324,8 +324,8 @@ def _inputs_from_columns(inputs, signature, limits):
             if info.shape is None or info.shape[0] is None:  # a batch dimension
                 if batch is not None and array.shape[0] != batch:
                     raise RequestError(
-                        f"input '{name}' has a batch of {array.shape[0]} but input '{first}' "
-                        f"has {batch}: every input must have the same leading dimension"
+                        f"inputs disagree on the batch (leading) dimension: '{first}' has "
+                        f"{batch}, '{name}' has {array.shape[0]}; send the same batch for each"
                     )
                 batch, first = array.shape[0], name
         arrays[name] = array
