@@ -12,6 +12,7 @@ The server runs on a real loopback port (uvicorn in a thread) over SavedModels
 built here from a small `tf.Module`, as in tests/test_serving.py.
 """
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -386,6 +387,28 @@ def test_overload_refusals(tmp_path):
         time.sleep(0.6)
         assert client.post("/v1/models/slow:predict", json={"inputs": [0.0]}).status_code == 200
         assert client.get("/healthz").status_code == 200
+
+
+def test_overload_predicted_wait_refused_at_once():
+    """With no thread free and more queued work than the queue timeout: 503 at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from keras_seq.serving.admission import Admission, Overloaded
+
+    async def scenario(pool):
+        gate = Admission(workers=1, max_queue=10, queue_timeout=0.1, request_timeout=5.0)
+        busy = asyncio.ensure_future(gate.call("m", pool, gate.deadline(), time.sleep, 0.3))
+        await asyncio.sleep(0.05)
+        gate._call_seconds = 1.0  # calls have been taking a second lately
+        start = time.monotonic()
+        with pytest.raises(Overloaded, match="of work, past the queue timeout") as refused:
+            await gate.call("m", pool, gate.deadline(), time.sleep, 0.0)
+        assert time.monotonic() - start < 0.05 and refused.value.status == 503
+        assert refused.value.headers == {"Retry-After": "1"}
+        await busy
+
+    with ThreadPoolExecutor(1) as pool:
+        asyncio.run(scenario(pool))
 
 
 # -- start-up options -------------------------------------------------------

@@ -3,9 +3,13 @@
 Model calls run on `workers` threads. A predict request takes a free thread
 at once, or waits for one in its model's queue; the queue is bounded in
 length (`max_queue` requests per model) and in time (`queue_timeout`
-seconds). Past either bound the server answers at once with 503, a JSON
+seconds). Past either bound the server answers with 503, a JSON
 `{"error": ...}` and a `Retry-After` header, as TF Serving answers an
-over-full batching queue, instead of letting requests pile up for ever.
+over-full batching queue, instead of letting requests pile up for ever. The
+server answers at once, without queueing, when the queue is full or when the
+wait it predicts (the requests ahead, times the recent average call time,
+over `workers`) is already past `queue_timeout`; a request that was admitted
+to the queue but still waited `queue_timeout` gets its 503 then.
 
 Every predict request also has a deadline (`request_timeout` seconds from
 its arrival): reading the body, waiting and the model call together. A
@@ -34,7 +38,7 @@ class Overloaded(RequestError):
 
     def __init__(self, message, retry_after=1):
         super().__init__(message, status=503)
-        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+        self.headers = {"Retry-After": str(min(60, max(1, math.ceil(retry_after))))}
 
 
 class Admission:
@@ -62,6 +66,7 @@ class Admission:
         self.request_timeout = request_timeout
         self._slots = asyncio.Semaphore(workers)
         self._queued = {}  # model name -> requests waiting for a thread
+        self._call_seconds = 0.0  # moving average of a model call's duration
 
     def deadline(self):
         """The event-loop time by which a request arriving now must be answered."""
@@ -99,7 +104,13 @@ class Admission:
         except BaseException:
             self._slots.release()
             raise
-        future.add_done_callback(lambda _: self._slots.release())  # when the thread is done
+        started = loop.time()
+
+        def done(_):  # when the thread is done, not when the client gave up
+            self._slots.release()
+            self._call_seconds += 0.2 * (loop.time() - started - self._call_seconds)
+
+        future.add_done_callback(done)
         try:
             return await asyncio.wait_for(asyncio.shield(future), max(0.0, self.remaining(deadline)))
         except asyncio.TimeoutError:
@@ -116,6 +127,15 @@ class Admission:
                 f"server overloaded: {waiting} requests for model '{model}' are already waiting "
                 f"(the limit, --max-queue, is {self.max_queue}); retry later",
                 retry_after=self.queue_timeout,
+            )
+        ahead = sum(self._queued.values()) + 1
+        predicted = ahead * self._call_seconds / self.workers
+        if predicted > self.queue_timeout:
+            raise Overloaded(
+                f"server overloaded: {ahead - 1} requests are waiting, about {_ms(predicted)} of "
+                f"work, past the queue timeout of {_ms(self.queue_timeout)} "
+                "(--queue-timeout-ms); retry later",
+                retry_after=predicted,
             )
         wait = min(self.queue_timeout, self.remaining(deadline))
         self._queued[model] = waiting + 1
