@@ -528,7 +528,7 @@ def batch_candidates_token_loss(self, hidden, labels, candidates=None):
     """
     from keras import ops
 
-    from keras_seq.layers.transformer import _large_negative
+    from keras_seq.layers.cached_attention import _large_negative
 
     if candidates is None:
         candidates = self.sample_candidates()

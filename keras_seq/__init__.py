@@ -4,12 +4,13 @@ Train recurrent language models and attention/Transformer translators with Keras
 `fit`, decode them with greedy, sampled or beam search inside one compiled loop,
 export them to SavedModel (TF Serving layout) and ONNX, and serve them over HTTP.
 
-`import keras_seq as ks` reaches the whole public API, as `import keras_hub`
-does. It imports `ks.layers` and `ks.models` at once, so their Keras classes are
-registered and `keras.models.load_model("x.keras")` finds them; the other
-submodules are imported on first use. The `keras-seq` command (and
-`python -m keras_seq...`) skips the eager part, so `--help` and argument errors
-answer without importing TensorFlow; so does `KERAS_SEQ_LAZY_IMPORTS=1`.
+`import keras_seq as ks` reaches the whole public API; submodules are imported
+on first use, so `import keras_seq` alone does not import TensorFlow (the
+`keras-seq` command's `--help` and argument errors stay instant). When Keras is
+already imported, `import keras_seq` also imports `ks.layers` and `ks.models`,
+registering their classes, so `keras.models.load_model("x.keras")` finds them
+(`import keras` before `import keras_seq`, as sorted imports do, or touch
+`ks.models` first):
 
     ks.layers      SimpleRNN / LSTM / GRU (stateful), attention, Transformer blocks,
                    SampledSoftmax
@@ -68,16 +69,7 @@ _NAMES = {
 __all__ = sorted(_SUBMODULES | set(_NAMES) | {"__version__"})
 
 
-def _import_eagerly():
-    if os.environ.get("KERAS_SEQ_LAZY_IMPORTS") == "1":
-        return False
-    # While `python -m pkg.mod` imports the package, argv[0] is "-m".
-    argv0 = sys.argv[0] if sys.argv else ""
-    command = os.path.splitext(os.path.basename(argv0))[0]
-    return argv0 != "-m" and command != "keras-seq"
-
-
-if _import_eagerly():
+if sys.modules.get("keras") is not None:
     # Registers the serializable layers and models with Keras.
     from keras_seq import layers  # noqa: E402,F401
     from keras_seq import models  # noqa: E402,F401

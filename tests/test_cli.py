@@ -207,11 +207,8 @@ def test_bad_input_through_the_installed_command(tmp_path):
 
 
 def test_help_and_errors_need_no_tensorflow():
-    # As in the `keras-seq` console script, whose argv[0] keeps `import
-    # keras_seq` from importing the models (and TensorFlow) eagerly.
     code = (
         "import sys, io, contextlib\n"
-        "sys.argv[0] = 'keras-seq'\n"
         "from keras_seq.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    assert main(['--help']) == 0\n"

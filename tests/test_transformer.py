@@ -9,7 +9,7 @@ import tensorflow as tf
 import keras
 
 from keras_seq import decoding, errors
-from keras_seq.layers.transformer import (
+from keras_seq.layers import (
     CachedMultiHeadAttention,
     PositionalEncoding,
     TransformerDecoderLayer,

@@ -42,7 +42,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_seq.layers.transformer import _large_negative
+from keras_seq.layers.cached_attention import _large_negative
 
 _PACKAGE = "keras_seq"
 
