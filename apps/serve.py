@@ -17,13 +17,9 @@ Usage:
 See `keras_seq.serving` for the API, the limits and how versions are swapped.
 """
 
-import os
 import sys
 
-# The server needs no model code: skip importing keras_seq's Keras layers.
-os.environ.setdefault("KERAS_SEQ_LAZY_IMPORTS", "1")
-
-from keras_seq import serving  # noqa: E402
+from keras_seq import serving
 
 if __name__ == "__main__":
     sys.exit(serving.main(prog="apps/serve.py"))

@@ -96,7 +96,7 @@ class ServerProcess:
             command.append("--onnx")
         command += list(extra_args)
         start = time.monotonic()
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_SEQ_LAZY_IMPORTS="1")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=self.log, env=env)
         deadline = time.monotonic() + startup_timeout

@@ -381,9 +381,7 @@ print(json.dumps(out))
 
 
 def test_saved_models_load_without_keras_seq(server, exports):
-    # KERAS_SEQ_LAZY_IMPORTS: as apps/serve.py, skip keras_seq's eager Keras imports.
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2",
-               KERAS_SEQ_LAZY_IMPORTS="1")
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     paths = json.dumps({str(tag): str(path) for tag, path in exports.items()})
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(server.base), paths],

@@ -322,6 +322,19 @@ async def _lifespan(app):
         state.pools.shutdown()
 
 
+def _check_options(poll_interval, **positive):
+    """Raises `ValueError` naming an option out of range."""
+    if poll_interval is not None and not (
+        isinstance(poll_interval, (int, float)) and not isinstance(poll_interval, bool)
+        and math.isfinite(poll_interval) and poll_interval >= 0
+    ):
+        raise ValueError(f"poll_interval must be a finite number of seconds >= 0 or None, "
+                         f"got {poll_interval!r}")
+    for label, value in positive.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+
+
 def create_app(
     model_base_dir,
     *,
@@ -376,19 +389,10 @@ def create_app(
     >>> uvicorn.run(app, host="127.0.0.1", port=8501)             # doctest: +SKIP
     """
     limits = codec.Limits(max_batch, max_string_length, max_body_bytes)
-    if poll_interval is not None and not (
-        isinstance(poll_interval, (int, float)) and not isinstance(poll_interval, bool)
-        and math.isfinite(poll_interval) and poll_interval >= 0
-    ):
-        raise ValueError(f"poll_interval must be a finite number of seconds >= 0 or None, "
-                         f"got {poll_interval!r}")
     if workers is None:
         workers = min(32, 4 * (os.cpu_count() or 1))
-    for label, value in (("workers", workers), ("max_queue", max_queue),
-                         ("queue_timeout_ms", queue_timeout_ms),
-                         ("request_timeout_ms", request_timeout_ms)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+    _check_options(poll_interval, workers=workers, max_queue=max_queue,
+                   queue_timeout_ms=queue_timeout_ms, request_timeout_ms=request_timeout_ms)
     registry = ModelRegistry(model_base_dir, onnx=onnx, max_versions=max_versions,
                              warmup=warmup)
 
