@@ -95,6 +95,7 @@ Example:
 >>> # or from a shell: python apps/serve.py exported/ --port 8501
 """
 
+import importlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -108,26 +109,37 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 #   codec       JSON request bodies <-> NumPy arrays
 #   app         create_app: the Starlette app and its handlers
 #   logs        one JSON line per event (JsonFormatter, configure_logging)
+#   defaults    the default limits and options (a light module)
 #   cli         add_arguments, serve, main (python -m keras_seq.serving)
-from keras_seq.serving.admission import (  # noqa: E402
-    DEFAULT_MAX_QUEUE,
-    DEFAULT_QUEUE_TIMEOUT_MS,
-    DEFAULT_REQUEST_TIMEOUT_MS,
-)
-from keras_seq.serving.app import DEFAULT_POLL_INTERVAL, create_app  # noqa: E402
-from keras_seq.serving.backends import Backend, OnnxBackend, SavedModelBackend  # noqa: E402
-from keras_seq.serving.cli import add_arguments, main, serve  # noqa: E402
-from keras_seq.serving.codec import (  # noqa: E402
+# Imported on first use, so that `keras_seq.serving.cli.add_arguments` (the
+# `keras-seq serve` flags) costs no Starlette or NumPy import.
+_EXPORTS = {
+    "create_app": "app",
+    "Backend": "backends",
+    "OnnxBackend": "backends",
+    "SavedModelBackend": "backends",
+    "add_arguments": "cli",
+    "main": "cli",
+    "serve": "cli",
+    "JsonFormatter": "logs",
+    "configure_logging": "logs",
+    "logger": "logs",
+    "ModelRegistry": "registry",
+    "DEFAULT_SIGNATURE": "signatures",
+    "PREDICT_METHOD": "signatures",
+    "RequestError": "signatures",
+}
+_SUBMODULES = {"admission", "app", "backends", "cli", "codec", "defaults", "logs", "registry",
+               "signatures", "warmup"}
+
+from keras_seq.serving.defaults import (  # noqa: E402,F401
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_STRING_LENGTH,
-)
-from keras_seq.serving.logs import JsonFormatter, configure_logging, logger  # noqa: E402
-from keras_seq.serving.registry import ModelRegistry  # noqa: E402
-from keras_seq.serving.signatures import (  # noqa: E402
-    DEFAULT_SIGNATURE,
-    PREDICT_METHOD,
-    RequestError,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_QUEUE_TIMEOUT_MS,
+    DEFAULT_REQUEST_TIMEOUT_MS,
 )
 
 __all__ = [
@@ -143,3 +155,16 @@ __all__ = [
     "main",
     "serve",
 ]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"keras_seq.serving.{_EXPORTS[name]}")
+        return getattr(module, name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"keras_seq.serving.{name}")
+    raise AttributeError(f"module 'keras_seq.serving' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)

@@ -21,11 +21,13 @@ threads in use never exceed `workers`.
 import asyncio
 import math
 
+from keras_seq.serving.defaults import (  # noqa: F401  (re-exported)
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_QUEUE_TIMEOUT_MS,
+    DEFAULT_REQUEST_TIMEOUT_MS,
+)
 from keras_seq.serving.signatures import RequestError
 
-DEFAULT_MAX_QUEUE = 64
-DEFAULT_QUEUE_TIMEOUT_MS = 2000
-DEFAULT_REQUEST_TIMEOUT_MS = 30000
 
 
 class Overloaded(RequestError):

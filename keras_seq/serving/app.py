@@ -24,11 +24,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keras_seq.serving import admission, codec
+from keras_seq.serving.defaults import DEFAULT_POLL_INTERVAL
 from keras_seq.serving.logs import _one_line, log_event, scrub_paths
 from keras_seq.serving.registry import ModelRegistry
 from keras_seq.serving.signatures import RequestError, parse_version
 
-DEFAULT_POLL_INTERVAL = 1.0
 
 # NAME, NAME/versions/N or NAME/labels/L, then /metadata or :verb.
 _PATH_RE = re.compile(
@@ -149,7 +149,7 @@ def _parse_path(request):
     if version is not None:
         number = parse_version(version)
         if number is None:
-            shown = _one_line(version.encode("ascii", "backslashreplace").decode(), 40)
+            shown = _one_line(version.encode("utf-8", "backslashreplace").decode(), 40)
             raise RequestError(
                 f"version must be a non-negative integer in ASCII digits, got '{shown}'",
                 status=404,

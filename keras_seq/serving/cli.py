@@ -3,7 +3,9 @@
 Also behind `keras-seq serve` (`keras_seq.cli`) and `apps/serve.py`.
 `add_arguments` owns every server flag and its validation: a value out of
 range is refused by argparse with one line naming the flag (exit status 2),
-before anything is loaded, and no value is silently replaced.
+before anything is loaded, and no value is silently replaced. Importing this
+module (and the package) does not import the server (Starlette, NumPy):
+`keras_seq.cli` builds its parser with it at no cost.
 """
 
 import argparse
@@ -11,20 +13,17 @@ import math
 import sys
 
 from keras_seq import errors
-from keras_seq.serving.admission import (
+from keras_seq.serving.defaults import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_STRING_LENGTH,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_PORT,
     DEFAULT_QUEUE_TIMEOUT_MS,
     DEFAULT_REQUEST_TIMEOUT_MS,
 )
-from keras_seq.serving.app import DEFAULT_POLL_INTERVAL, create_app
-from keras_seq.serving.codec import (
-    DEFAULT_MAX_BATCH,
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_STRING_LENGTH,
-)
-from keras_seq.serving.logs import configure_logging
 
-DEFAULT_PORT = 8501
 _DAY_MS = 24 * 3600 * 1000
 
 
@@ -90,30 +89,30 @@ def add_arguments(parser):
                         help=f"TCP port (default {DEFAULT_PORT}, as TF Serving)")
     parser.add_argument("--onnx", action="store_true",
                         help="serve NAME/onnx/*.onnx through onnxruntime instead of SavedModels")
-    parser.add_argument("--poll-interval", type=_seconds, default=DEFAULT_POLL_INTERVAL,
+    parser.add_argument("--poll-interval", type=_seconds, metavar="SECONDS", default=DEFAULT_POLL_INTERVAL,
                         help="seconds between scans for new versions (0 disables hot swap; "
                              f"default {DEFAULT_POLL_INTERVAL})")
-    parser.add_argument("--max-body-bytes", type=_integer(1, 2**31, " bytes"),
+    parser.add_argument("--max-body-bytes", type=_integer(1, 2**31, " bytes"), metavar="N",
                         default=DEFAULT_MAX_BODY_BYTES,
                         help=f"largest request body (default {DEFAULT_MAX_BODY_BYTES})")
-    parser.add_argument("--max-batch", type=_integer(1, 1_000_000), default=DEFAULT_MAX_BATCH,
+    parser.add_argument("--max-batch", type=_integer(1, 1_000_000), metavar="N", default=DEFAULT_MAX_BATCH,
                         help=f"most instances per request (default {DEFAULT_MAX_BATCH})")
-    parser.add_argument("--max-string-length", type=_integer(1, 2**30, " bytes"),
+    parser.add_argument("--max-string-length", type=_integer(1, 2**30, " bytes"), metavar="N",
                         default=DEFAULT_MAX_STRING_LENGTH,
                         help="longest input string in UTF-8 bytes "
                              f"(default {DEFAULT_MAX_STRING_LENGTH})")
-    parser.add_argument("--max-versions", type=_integer(1, 1_000_000), default=None,
+    parser.add_argument("--max-versions", type=_integer(1, 1_000_000), metavar="N", default=None,
                         help="serve only the highest N versions of each model (default: all)")
-    parser.add_argument("--workers", type=_integer(1, 1024), default=None,
+    parser.add_argument("--workers", type=_integer(1, 1024), metavar="N", default=None,
                         help="model-call threads (default: 4 per CPU, at most 32)")
-    parser.add_argument("--max-queue", type=_integer(1, 1_000_000), default=DEFAULT_MAX_QUEUE,
+    parser.add_argument("--max-queue", type=_integer(1, 1_000_000), metavar="N", default=DEFAULT_MAX_QUEUE,
                         help="most requests waiting for a model thread, per model; past it: "
                              f"503 with Retry-After (default {DEFAULT_MAX_QUEUE})")
-    parser.add_argument("--queue-timeout-ms", type=_integer(1, _DAY_MS, " ms"),
+    parser.add_argument("--queue-timeout-ms", type=_integer(1, _DAY_MS, " ms"), metavar="MS",
                         default=DEFAULT_QUEUE_TIMEOUT_MS,
                         help="longest wait for a model thread; then 503 "
                              f"(default {DEFAULT_QUEUE_TIMEOUT_MS})")
-    parser.add_argument("--request-timeout-ms", type=_integer(1, _DAY_MS, " ms"),
+    parser.add_argument("--request-timeout-ms", type=_integer(1, _DAY_MS, " ms"), metavar="MS",
                         default=DEFAULT_REQUEST_TIMEOUT_MS,
                         help="longest time to answer a predict request; then 504 "
                              f"(default {DEFAULT_REQUEST_TIMEOUT_MS})")
@@ -141,6 +140,9 @@ def serve(args):
     >>> serve(argparse.Namespace(dir="exported/", port=8502))     # doctest: +SKIP
     """
     import uvicorn
+
+    from keras_seq.serving.app import create_app
+    from keras_seq.serving.logs import configure_logging
 
     configure_logging()
     app = create_app(

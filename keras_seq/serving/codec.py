@@ -25,12 +25,14 @@ import re
 
 import numpy as np
 
+from keras_seq.serving.defaults import (  # noqa: F401  (re-exported)
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_STRING_LENGTH,
+)
 from keras_seq.serving.logs import _one_line
 from keras_seq.serving.signatures import DEFAULT_SIGNATURE, RequestError
 
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
-DEFAULT_MAX_BATCH = 256
-DEFAULT_MAX_STRING_LENGTH = 8192
 
 _JSON_TYPE_NAMES = {
     type(None): "null",
