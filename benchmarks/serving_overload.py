@@ -23,11 +23,14 @@ Usage:
         --requests 10 --max-queue 16 --queue-timeout-ms 2000
 
 Bounded: at most clients x `--requests` requests per level, each client stops
-after `--duration` seconds, all on 127.0.0.1.
+after `--duration` seconds, all on 127.0.0.1. The clients are spread over
+`--client-processes` processes (4): one Python process driving 64 connections
+on a busy machine measures its own scheduling delays more than the server's.
 """
 
 import asyncio
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -43,6 +46,13 @@ import numpy as np
 SENTENCES = ["I am cold.", "Where is the station?", "He likes to read books.",
              "We will go home tomorrow.", "She is my sister.", "Open the window, please."]
 OUTCOMES = ("answered", "refused", "timed_out", "other_error", "lost")
+# The 503s by cause (see keras_seq.serving.admission), counted besides "refused".
+REFUSALS = {"already waiting": "queue_full", "of work": "predicted_wait",
+            "came free within": "waited_too_long"}
+
+
+def _refusal_kind(message):
+    return next((kind for text, kind in REFUSALS.items() if text in message), "other_503")
 
 
 async def _client(http, path, args, index, deadline, record):
@@ -62,7 +72,9 @@ async def _client(http, path, args, index, deadline, record):
         if status == 200:
             record("answered", seconds)
         elif status == 503:
-            record("refused", seconds, response.json().get("error", "")[:120])
+            message = response.json().get("error", "")
+            record("refused", seconds, message[:120])
+            record(_refusal_kind(message), seconds)
             retry = float(response.headers.get("retry-after", "1"))
             await asyncio.sleep(min(retry, args.max_backoff))
         elif status == 504:
@@ -71,9 +83,9 @@ async def _client(http, path, args, index, deadline, record):
             record("other_error", seconds, f"{status} {response.text[:120]}")
 
 
-async def _level(url, path, clients, args):
-    """Runs `clients` concurrent clients; returns the outcome counts and latencies."""
-    seconds = {outcome: [] for outcome in OUTCOMES}
+async def _clients(url, path, indices, args):
+    """Runs the clients `indices` in this process: ({outcome: [seconds]}, samples)."""
+    seconds = {outcome: [] for outcome in (*OUTCOMES, *REFUSALS.values(), "other_503")}
     samples = {}
 
     def record(outcome, elapsed, message=None):
@@ -81,19 +93,40 @@ async def _level(url, path, clients, args):
         if message and outcome not in samples:
             samples[outcome] = message
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    timeout = httpx.Timeout(args.client_timeout)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
-        start = time.perf_counter()
-        deadline = start + args.duration
+    count = len(indices)
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+    async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(args.client_timeout),
+                                 limits=limits) as http:
+        deadline = time.perf_counter() + args.duration
         await asyncio.gather(*(_client(http, path, args, i, deadline, record)
-                               for i in range(clients)))
-        elapsed = time.perf_counter() - start
+                               for i in indices))
+    return seconds, samples
+
+
+def _process(job):
+    url, path, indices, args = job
+    return asyncio.run(_clients(url, path, indices, args))
+
+
+def _level(url, path, clients, args):
+    """Runs `clients` concurrent clients over `--client-processes` processes."""
+    processes = max(1, min(args.client_processes, clients))
+    jobs = [(url, path, list(range(clients))[i::processes], args) for i in range(processes)]
+    start = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        parts = pool.map(_process, jobs)
+    elapsed = time.perf_counter() - start
+    seconds = {outcome: sum((part[0][outcome] for part in parts), []) for outcome in parts[0][0]}
+    samples = {}
+    for _, part_samples in parts:
+        for outcome, message in part_samples.items():
+            samples.setdefault(outcome, message)
     answered = np.array(seconds["answered"]) * 1000.0
     refused = np.array(seconds["refused"]) * 1000.0
     return {
         "clients": clients,
-        **{outcome: len(seconds[outcome]) for outcome in OUTCOMES},
+        "client_processes": processes,
+        **{outcome: len(values) for outcome, values in seconds.items()},
         "seconds": round(elapsed, 2),
         "p50_ms": _percentile(answered, 50),
         "p99_ms": _percentile(answered, 99),
@@ -137,7 +170,7 @@ def run(args):
         path = f"/v1/models/{args.model}:predict"
         for index, clients in enumerate(args.clients):
             before = len(_server_latencies(server))
-            row = asyncio.run(_level(server.url, path, clients, args))
+            row = _level(server.url, path, clients, args)
             inside = np.array(_server_latencies(server)[before:])
             row["server_p50_ms"] = _percentile(inside, 50)  # as the server's log saw them
             row["server_p99_ms"] = _percentile(inside, 99)
@@ -160,8 +193,9 @@ def markdown(result, args):
         f"Server flags: `{' '.join(_server_args(args))}` (workers: "
         f"{args.workers or 'default, 4 per CPU'}); {os.cpu_count()} CPU cores; the server "
         f"answered /healthz {result['startup_seconds']} s after it started (models loaded"
-        f"{'' if args.no_warmup else ' and warmed up'}). Each client sends {args.requests} requests in a closed loop, honouring "
-        f"Retry-After (capped at {args.max_backoff:g} s) after a 503.",
+        f"{'' if args.no_warmup else ' and warmed up'}). Each client sends {args.requests} "
+        f"requests in a closed loop, honouring Retry-After (capped at {args.max_backoff:g} s) "
+        f"after a 503; the clients run in {args.client_processes} processes.",
         "",
         "| clients | server | answered | refused 503 | timed out 504 | other | lost "
         "| p50 ms | p99 ms | max ms | p99 of refusals ms | in-server p50 / p99 ms |",
@@ -173,6 +207,10 @@ def markdown(result, args):
             f"{r['timed_out']} | {r['other_error']} | {r['lost']} | {cell(r['p50_ms'])} | "
             f"{cell(r['p99_ms'])} | {cell(r['max_ms'])} | {cell(r['refusal_p99_ms'])} | "
             f"{cell(r['server_p50_ms'])} / {cell(r['server_p99_ms'])} |")
+    lines += ["", "Refusals by cause (queue full / predicted wait past the queue timeout / waited "
+              "the whole queue timeout): " + "; ".join(
+                  f"{r['clients']} clients: {r['queue_full']} / {r['predicted_wait']} / "
+                  f"{r['waited_too_long']}" for r in result["rows"]) + "."]
     lines += ["", f"Machine load before / after: {result['loads'][0]} / {result['loads'][-1]}."]
     return "\n".join(lines)
 
@@ -190,6 +228,9 @@ def main(argv=None):
     parser.add_argument("--max-backoff", type=float, default=2.0,
                         help="longest Retry-After a client honours, in seconds")
     parser.add_argument("--client-timeout", type=float, default=120.0)
+    parser.add_argument("--client-processes", type=int, default=4,
+                        help="spread the clients over this many processes (one Python "
+                             "process driving 64 connections measures its own delays)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--max-queue", type=int, default=64)
     parser.add_argument("--queue-timeout-ms", type=int, default=2000)
