@@ -114,7 +114,8 @@ class Admission:
 
         future.add_done_callback(done)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), max(0.0, self.remaining(deadline)))
+            left = max(0.0, self.remaining(deadline))
+            return await asyncio.wait_for(asyncio.shield(future), left)
         except asyncio.TimeoutError:
             future.add_done_callback(_consume_exception)
             raise self._late() from None

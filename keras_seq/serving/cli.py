@@ -89,13 +89,15 @@ def add_arguments(parser):
                         help=f"TCP port (default {DEFAULT_PORT}, as TF Serving)")
     parser.add_argument("--onnx", action="store_true",
                         help="serve NAME/onnx/*.onnx through onnxruntime instead of SavedModels")
-    parser.add_argument("--poll-interval", type=_seconds, metavar="SECONDS", default=DEFAULT_POLL_INTERVAL,
+    parser.add_argument("--poll-interval", type=_seconds, metavar="SECONDS",
+                        default=DEFAULT_POLL_INTERVAL,
                         help="seconds between scans for new versions (0 disables hot swap; "
                              f"default {DEFAULT_POLL_INTERVAL})")
     parser.add_argument("--max-body-bytes", type=_integer(1, 2**31, " bytes"), metavar="N",
                         default=DEFAULT_MAX_BODY_BYTES,
                         help=f"largest request body (default {DEFAULT_MAX_BODY_BYTES})")
-    parser.add_argument("--max-batch", type=_integer(1, 1_000_000), metavar="N", default=DEFAULT_MAX_BATCH,
+    parser.add_argument("--max-batch", type=_integer(1, 1_000_000), metavar="N",
+                        default=DEFAULT_MAX_BATCH,
                         help=f"most instances per request (default {DEFAULT_MAX_BATCH})")
     parser.add_argument("--max-string-length", type=_integer(1, 2**30, " bytes"), metavar="N",
                         default=DEFAULT_MAX_STRING_LENGTH,
@@ -105,7 +107,8 @@ def add_arguments(parser):
                         help="serve only the highest N versions of each model (default: all)")
     parser.add_argument("--workers", type=_integer(1, 1024), metavar="N", default=None,
                         help="model-call threads (default: 4 per CPU, at most 32)")
-    parser.add_argument("--max-queue", type=_integer(1, 1_000_000), metavar="N", default=DEFAULT_MAX_QUEUE,
+    parser.add_argument("--max-queue", type=_integer(1, 1_000_000), metavar="N",
+                        default=DEFAULT_MAX_QUEUE,
                         help="most requests waiting for a model thread, per model; past it: "
                              f"503 with Retry-After (default {DEFAULT_MAX_QUEUE})")
     parser.add_argument("--queue-timeout-ms", type=_integer(1, _DAY_MS, " ms"), metavar="MS",

@@ -10,7 +10,7 @@ strings or `{"b64": ...}`.
 JSON is strict both ways. In a request, `NaN`, `Infinity` and `-Infinity`
 (which Python's `json` accepts), a number too large for a float (`1e999`), a
 float input that overflows its dtype (`1e300` for float32), and a lone UTF-16
-surrogate (`"\ud800"`, not text in any encoding) are refused with 400. In a
+surrogate (`"\\ud800"`, not text in any encoding) are refused with 400. In a
 response, a non-finite float output is written as the JSON string `"NaN"`,
 `"Infinity"` or `"-Infinity"` (the protobuf JSON mapping's rule, which TF
 Serving's gRPC-to-JSON clients read back), never as a bare token that strict
@@ -368,7 +368,8 @@ def _check_no_surrogates(value):
             except UnicodeEncodeError as error:
                 code = ord(node[error.start])
                 raise RequestError(
-                    f"{where.encode('ascii', 'backslashreplace').decode()} holds a lone UTF-16 surrogate (\\u{code:04x}), which is not text; send UTF-8 "
+                    f"{where.encode('ascii', 'backslashreplace').decode()} holds a lone UTF-16 "
+                    f"surrogate (\\u{code:04x}), which is not text; send UTF-8 "
                     "text or {\"b64\": ...} bytes"
                 ) from None
 
