@@ -14,7 +14,7 @@ from keras_seq.layers.sampled_softmax import (
     SampledSoftmaxModel,
     check_sampled_softmax,
 )
-from keras_seq.models.generative import GenerativeModel
+from keras_seq.models.generative import LanguageModel
 from keras_seq.text import PAD_ID as _PAD_ID
 from keras_seq.utils import check_ids
 
@@ -24,7 +24,7 @@ _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
+class RNNLanguageModel(LanguageModel, SampledSoftmaxModel, keras.Model):
     """Word- or character-level recurrent language model.
 
     `tokens -> Embedding -> dropout -> [RNN -> dropout] x num_layers ->
@@ -120,9 +120,6 @@ class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
 
     # The SampledSoftmax layer that `SampledSoftmaxModel` wires into fit/evaluate.
     _output_head_attribute = "output_head"
-
-    task = "language_model"
-    input_name = "prompt_ids"
 
     def __init__(
         self,
@@ -245,11 +242,6 @@ class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
         # shape (and `input_dtype`) give Keras/TF a valid default signature
         # when the model is saved inside a SavedModel.
         self.build((batch_size if self.stateful else None, None))
-
-    @property
-    def output_vocab_size(self):
-        """The number of output classes of `step` (the vocabulary)."""
-        return self.vocab_size
 
     @property
     def input_dtype(self):
@@ -380,18 +372,6 @@ class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
                 state[name] = ops.cast(value, "float32")
         return state
 
-    def start_tokens(self, prompt_ids):
-        """The last real token of each prompt: the decoder's `start_ids`.
-
-        Args:
-            prompt_ids: int `[N, T]`, right-padded with 0.
-
-        Returns:
-            int32 `[N]`; `BOS` (2) for an empty (all-padding) prompt.
-        """
-        prompt = self._check_ids(prompt_ids, rank=2, what="prompt_ids")
-        return last_prompt_token(prompt, self.start_id)
-
     def step(self, tokens, state):
         """One decoding step: feed `tokens`, get next-token logits.
 
@@ -446,18 +426,3 @@ class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
 
-
-def last_prompt_token(prompt, bos_id):
-    """The last real (non-PAD) token of each right-padded prompt row.
-
-    Args:
-        prompt: int32 `[N, T]`, right-padded with 0.
-        bos_id: the token returned for an empty (all-padding) row.
-
-    Returns:
-        int32 `[N]`.
-    """
-    lengths = ops.sum(ops.cast(ops.not_equal(prompt, _PAD_ID), "int32"), 1)
-    index = ops.maximum(lengths - 1, 0)[:, None]
-    last = ops.take_along_axis(prompt, index, axis=1)[:, 0]
-    return ops.where(lengths > 0, last, ops.full_like(last, bos_id))

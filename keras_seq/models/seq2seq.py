@@ -29,7 +29,7 @@ from keras_seq.layers.sampled_softmax import (
     SampledSoftmaxModel,
     check_sampled_softmax,
 )
-from keras_seq.models.generative import GenerativeModel
+from keras_seq.models.generative import TranslationModel
 from keras_seq.utils import check_positive_int
 
 # Fixed token id of the shared contract (`keras_seq.text`).
@@ -136,7 +136,7 @@ def _check_positive_int(name, value, minimum=1):
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class AttentionSeq2Seq(GenerativeModel, SampledSoftmaxModel, keras.Model):
+class AttentionSeq2Seq(TranslationModel, SampledSoftmaxModel, keras.Model):
     """Recurrent encoder-decoder with attention, for translation.
 
     Args:
@@ -207,23 +207,6 @@ class AttentionSeq2Seq(GenerativeModel, SampledSoftmaxModel, keras.Model):
 
     # The SampledSoftmax layer that `SampledSoftmaxModel` wires into fit/evaluate.
     _output_head_attribute = "output_head"
-    task = "translation"
-    input_name = "source_ids"
-    supports_attention = True
-
-    @property
-    def input_vocab_size(self):
-        """Source token ids accepted."""
-        return self.source_vocab_size
-
-    @property
-    def output_vocab_size(self):
-        """Target classes of `step`."""
-        return self.target_vocab_size
-
-    def input_length_limit(self, max_length=None):
-        """Sources up to `max_length` tokens (EOS included)."""
-        return self.max_length
 
     @property
     def default_output_length(self):
