@@ -93,7 +93,7 @@ class ModelRegistry:
             the two scans whose file listings must agree before a version
             loads.
         warmup: call every signature once on a tiny input before a version
-            serves (see `warmup.warm_up`).
+            serves (see `warmup.warm_up`); `create_app` turns it on.
 
     `poll()` does one scan (call it from one thread at a time); `get()`,
     `status()` and `models()` may be called from any thread.
@@ -106,7 +106,7 @@ class ModelRegistry:
     """
 
     def __init__(self, model_base_dir, *, onnx=False, max_versions=None, settle_seconds=0.25,
-                 warmup=True):
+                 warmup=False):
         self.base_dir = Path(model_base_dir)
         self.onnx = bool(onnx)
         self.backend = OnnxBackend() if self.onnx else SavedModelBackend()
