@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -381,7 +382,25 @@ def test_overload_refusals(tmp_path):
         # The late call still holds the thread until it ends; then all is well.
         time.sleep(0.6)
         assert client.post("/v1/models/slow:predict", json={"inputs": [0.0]}).status_code == 200
+        # A body that never arrives (a slow client): 408 at the request deadline.
+        head, body = _raw_request(client, b"POST /v1/models/slow:predict HTTP/1.1\r\n"
+                                  b"Host: x\r\nContent-Length: 100\r\n\r\n{\"inputs\"")
+        assert head.startswith(b"HTTP/1.1 408") and b"did not arrive" in body, (head, body)
         assert client.get("/healthz").status_code == 200
+
+
+def _raw_request(client, data):
+    """Sends `data` on a raw socket; returns the response's (status line, body)."""
+    with socket.create_connection((client.base_url.host, client.base_url.port), 10) as sock:
+        sock.sendall(data)
+        received = b""
+        while b"\r\n\r\n" not in received or not received.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], body
 
 
 def test_overload_predicted_wait_refused_at_once():
