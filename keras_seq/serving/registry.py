@@ -5,7 +5,8 @@ like on disk and how it is loaded is the backend's business (`backends.py`),
 when it is loaded is decided here: once its files are unchanged across two
 scans (a fingerprint of names, sizes and mtimes), at start-up too, never
 again if it failed with the same files, and unloaded when its files
-disappear. A loaded version is warmed up (`warmup.py`) before it serves.
+disappear. With `warmup=True` (as `create_app` sets it) a loaded version is
+warmed up (`warmup.py`) before it serves.
 """
 
 import contextlib
