@@ -27,8 +27,8 @@ from keras_seq.serving.defaults import (
 _DAY_MS = 24 * 3600 * 1000
 
 
-def _integer(low, high, unit=""):
-    """An argparse type: an integer in [low, high]."""
+def _integer(low, high, unit="", what="an integer"):
+    """An argparse type: an integer in [low, high] (`what` names it in errors)."""
 
     def parse(text):
         try:
@@ -37,7 +37,7 @@ def _integer(low, high, unit=""):
             raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(
-                f"must be an integer in {low}..{high}{unit}, got {text!r}")
+                f"must be {what} in {low}..{high}{unit}, got {text!r}")
         return value
 
     parse.__name__ = "integer"
@@ -85,7 +85,8 @@ def add_arguments(parser):
                              "model's directory")
     parser.add_argument("--host", type=_host, default="127.0.0.1",
                         help="interface to listen on (default 127.0.0.1, loopback only)")
-    parser.add_argument("--port", type=_integer(1, 65535), default=DEFAULT_PORT,
+    parser.add_argument("--port", type=_integer(1, 65535, what="a TCP port"),
+                        default=DEFAULT_PORT,
                         help=f"TCP port (default {DEFAULT_PORT}, as TF Serving)")
     parser.add_argument("--onnx", action="store_true",
                         help="serve NAME/onnx/*.onnx through onnxruntime instead of SavedModels")
