@@ -7,83 +7,65 @@
     keras-seq evaluate          perplexity (LM) or BLEU/chrF (translator) of a run
     keras-seq export            SavedModel (TF Serving layout) + ONNX
     keras-seq serve             HTTP server over an exported model
-    keras-seq demo              train a small translator and LM end to end
+    keras-seq demo              train, evaluate and export a small translator
 
 This module parses and checks the arguments (with no TensorFlow import, so
 `--help` and bad-argument errors are instant), validates run directories,
-then hands the `argparse.Namespace` to the task function. Errors a user can
+then runs the command's job over the library. Errors a user can
 fix (`KerasSeqError`, `ValueError`, `OSError`, a missing dependency) are
 printed as one line, `keras-seq: error: <message>`, with exit status 2;
 `--debug` shows the traceback.
 
-Task functions and the `args` attributes they receive
------------------------------------------------------
-Every Namespace has `command` (the subcommand name) and `debug` (bool).
-Values shown as None mean "not given: use the task's own default".
+Each command's handler (`_cmd_*`) checks the flags and the run directory
+without TensorFlow, then names a job (`_run_*`) that `main` calls with the
+Namespace after importing TensorFlow quietly; the job maps the flags onto a
+recipe, `DecodeOptions` or plain keyword arguments and calls the library.
+Nothing below this module sees the Namespace, and nothing derived is written
+back into it. Unset flags are None: the recipe's defaults, which `--help` shows.
 
-`keras_seq.tasks.lm.train(args)` (train-lm) and
-`keras_seq.tasks.translation.train(args)` (train-translator), shared:
-    data (str: an existing file path or "bundled:NAME"; default "bundled:anna-karenina" /
-    "bundled:fra-eng"), run_dir (str; default "runs/lm" / "runs/translator"),
-    resume (bool), overwrite (bool), model (str),
-    sampled_softmax (int or None: None = the task's recipe, 0 = full softmax),
-    and the TrainConfig fields, each None unless given (build the config with
-    `keras_seq.training.TrainConfig.from_namespace(args, **task_defaults)`):
-    epochs, batch_size, max_minutes, seed, optimizer, learning_rate,
-    lr_schedule, decay_start_epoch, decay_rate, warmup_steps, anneal_to_budget, clipnorm,
-    patience, mixed_precision (True or None), strategy, jit_compile
-    (True | False | None).
-  Prepare the run directory with `keras_seq.runs.prepare_run_dir(args.run_dir,
-    config, resume=args.resume, overwrite=args.overwrite)`; when resuming it
-    returns the stored config, which wins over the model flags.
-  train-lm model flags: model ("lstm"|"gru"|"rnn"|"transformer", default
-    "lstm"), tokenizer ("word"|"char"|"wordpiece", default "word"),
-    vocab_size, min_frequency, seq_len, units, layers, embedding_dim, dropout,
-    tie_embeddings (True | False | None).
-  train-translator model flags: model ("rnn"|"transformer", default "rnn"),
-    tokenizer ("word"|"wordpiece"|"char" or None), vocab_size, max_length,
-    units, embedding_dim, layers, cell ("lstm"|"gru" or None), bidirectional
-    (True | False | None), attention ("bahdanau"|"luong-dot"|"luong-general"|
-    "luong-concat" or None), input_feeding (True | False | None), dropout,
-    teacher_forcing_ratio, max_pairs, reverse (bool: swap the two columns).
+Translator commands (train-translator, translate, demo, and evaluate / export
+of a translator run):
+    train-translator  `_translator_recipe(args)`: `TranslatorRecipe.for_model(
+               --model)` with the given flags (--vocab-size sets both sides,
+               --seed also seeds the data split); the rnn-only flags are an
+               error with --model transformer. Then
+               `keras_seq.pipelines.train_translator(recipe, --run-dir,
+               data=--data, reverse=, max_pairs=, overwrite=)`; with --resume,
+               `train_translator(None, --run-dir, resume=True,
+               train_overrides={given training flags})` (the run's own recipe).
+    translate  `translation_commands.translate_lines(RUN, sentences, beam=,
+               length_penalty=, n_best=, max_length=, plot=)`: sentences from
+               TEXT, --input FILE or stdin (blank lines kept so outputs align),
+               beam None with --greedy; --plot checks the plot extra first.
+    evaluate   `translation_commands.evaluate_run(RUN, data=, split=, beam=)`:
+               `Translator.from_run(RUN).evaluate(...)`, printed by `format_scores`.
+    export     `translation_commands.export_run(RUN, --to, version=, onnx=)`:
+               `Translator.export`; the onnx extra is checked first.
+    demo       `keras_seq.pipelines.demo.run_demo(--minutes, --run-dir)`.
+    serve      `keras_seq.serving.create_app(DIR, onnx=--onnx)` on uvicorn; the
+               serve extra (and onnx with --onnx) is checked first.
 
-`keras_seq.tasks.lm.generate(args)` (generate):
-    run (str, a validated LM run directory with a checkpoint), run_config
-    (dict, its config.json), task ("lm"), prompt (str), length (int >= 1, default 200),
-    decoding ("sample" | "greedy" | "beam"), temperature (float > 0, default
-    1.0), top_k (int >= 1 or None), top_p (float in (0, 1] or None), greedy
-    (bool), beam (int >= 1 or None), seed (int or None), num_samples (int >= 1,
-    default 1; with beam search the n-best).
+Language-model commands (train-lm, generate, and evaluate / export of an LM
+run) map their flags onto the library and print its results; no Namespace
+leaves this module:
+    train-lm   `_lm_recipe(args)`: `LanguageModelRecipe.for_model(--model,
+               --tokenizer, **flags)` (unset flags are None: the recipe's
+               defaults, which `--help` shows); with --resume the run's own
+               `LanguageModelRecipe.from_run` with the training flags applied.
+               Then `keras_seq.pipelines.train_language_model(recipe, --run-dir,
+               data=--data, resume=, overwrite=)`.
+    generate   `_generate_options(args)` -> `keras_seq.decoding.DecodeOptions`
+               (--greedy; --beam N with --num-samples as the n-best; otherwise
+               sampling: --temperature (1.0), --top-k, --top-p, --seed), then
+               `TextGenerator.from_run(RUN).generate([PROMPT], length=--length,
+               options=..., num_samples=--num-samples)`.
+    evaluate   `TextGenerator.from_run(RUN).evaluate(data=--data, split=--split)`.
+    export     `TextGenerator.from_run(RUN).export(--to, version=--version,
+               onnx=--onnx)` (the onnx extra is checked first).
 
-`keras_seq.tasks.translation.translate(args)` (translate):
-    run, run_config, task ("translator"), text (list of str from the command line), input (str path,
-    "-" or None), sentences (list of str: the lines to translate, resolved from
-    TEXT, --input or stdin; blank lines kept so outputs align with inputs),
-    decoding ("beam" | "greedy"), beam (int >= 1, default 5; None with
-    --greedy), greedy (bool), length_penalty (float >= 0, default 0.6), n_best
-    (int >= 1, default 1), plot (str path or None), max_length (int or None).
-
-`keras_seq.tasks.lm.evaluate(args)` / `keras_seq.tasks.translation.evaluate(args)`
-(evaluate, chosen by the run's task): run, run_config, task ("lm" |
-    "translator"), data (path / "bundled:NAME" or None: the run's own data),
-    split ("train" | "valid" | "test", default "test"), beam (int or None).
-
-`keras_seq.tasks.lm.export(args)` / `keras_seq.tasks.translation.export(args)`
-(export, chosen by the run's task): run, run_config, task, to (str, default
-    "exported/<run directory name>"), version (int >= 1 or None: the next free
-    version), onnx (bool, False with --no-onnx).
-
-`keras_seq.serving.serve(args)` (serve): dir (str, an existing export
-    directory or .onnx file), host (str, default "127.0.0.1"), port (int,
-    default 8501), onnx (bool).
-
-`keras_seq.tasks.demo.run(args)` (demo): minutes (float > 0 or None),
-    run_dir (str, default "runs/demo").
-
-A task function returns None (exit status 0) or an int exit status. The
-Namespace also carries `handler` (the CLI's own dispatch; ignore it).
-`keras_seq.cli.prepare(argv)` returns the resolved Namespace and the target
-without running it.
+A job returns None (exit status 0) or an int exit status.
+`keras_seq.cli.prepare(argv)` returns the checked Namespace and the job
+`(module, function)` without running it.
 
 Example:
 
@@ -355,6 +337,8 @@ def build_parser():
         formatter_class=_Formatter,
     )
     _add_debug(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}",
+                        help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     # train-lm ---------------------------------------------------------------
@@ -371,15 +355,18 @@ def build_parser():
             "keras-seq train-lm --resume",
         ],
     )
+    from keras_seq.recipes import language_model as lm_recipe
+
     _add_training_flags(
         p,
-        default_data="bundled:anna-karenina",
-        default_run_dir="runs/lm",
-        models=("lstm", "gru", "rnn", "transformer"),
-        default_model="lstm",
+        default_data=lm_recipe.DEFAULT_DATA,
+        default_run_dir=lm_recipe.DEFAULT_RUN_DIR,
+        models=lm_recipe.MODELS,
+        default_model=lm_recipe.LanguageModelRecipe.model,
     )
-    g = p.add_argument_group("language model")
-    g.add_argument("--tokenizer", choices=("word", "char", "wordpiece"), default="word", help="tokenizer")
+    g = p.add_argument_group("language model (unset values use the recipe of --model and --tokenizer)")
+    g.add_argument("--tokenizer", choices=lm_recipe.TOKENIZERS,
+                   default=lm_recipe.LanguageModelRecipe.tokenizer, help="tokenizer")
     g.add_argument("--vocab-size", type=positive_int, help="vocabulary size (word/wordpiece)")
     g.add_argument("--min-frequency", type=positive_int, help="drop tokens seen fewer times")
     g.add_argument("--seq-len", type=positive_int, help="BPTT length (tokens per training chunk)")
@@ -393,6 +380,7 @@ def build_parser():
         default=None,
         help="share the input embedding and output projection",
     )
+    _show_defaults(p, _lm_help_defaults())
     p.set_defaults(handler=_cmd_train_lm)
 
     # generate ---------------------------------------------------------------
@@ -410,7 +398,7 @@ def build_parser():
     )
     p.add_argument("run", metavar="RUN", help="run directory written by `keras-seq train-lm`")
     p.add_argument("prompt", metavar="PROMPT", help="text to continue")
-    p.add_argument("--length", type=positive_int, default=200, help="tokens to generate")
+    p.add_argument("--length", type=positive_int, default=lm_recipe.GENERATE_LENGTH, help="tokens to generate")
     p.add_argument("--temperature", type=positive_float, help="sampling temperature > 0 (default 1.0)")
     p.add_argument("--top-k", type=positive_int, help="sample from the K most likely tokens")
     p.add_argument(
@@ -422,6 +410,15 @@ def build_parser():
     p.add_argument("--num-samples", type=positive_int, default=1, help="samples to draw (n-best with --beam)")
     p.set_defaults(handler=_cmd_generate)
 
+    _add_train_translator(subparsers)
+    _add_translate(subparsers)
+    _add_evaluate_and_export(subparsers)
+    _add_serve_and_demo(subparsers)
+    return parser
+
+
+def _add_train_translator(subparsers):
+    """The train-translator subcommand."""
     # train-translator -------------------------------------------------------
     p = _subparser(
         subparsers,
@@ -471,8 +468,12 @@ def build_parser():
     )
     g.add_argument("--max-pairs", type=positive_int, help="use at most this many pairs")
     g.add_argument("--reverse", action="store_true", help="swap the columns (translate target -> source)")
+    _show_defaults(p, _translator_help_defaults())
     p.set_defaults(handler=_cmd_train_translator)
 
+
+def _add_translate(subparsers):
+    """The translate subcommand."""
     # translate --------------------------------------------------------------
     p = _subparser(
         subparsers,
@@ -490,9 +491,11 @@ def build_parser():
     p.add_argument("run", metavar="RUN", help="run directory written by `keras-seq train-translator`")
     p.add_argument("text", metavar="TEXT", nargs="*", help="sentences to translate")
     p.add_argument("--input", metavar="FILE", help="read sentences from FILE, one a line (- for stdin)")
-    p.add_argument("--beam", type=positive_int, help="beam size (default 5)")
+    p.add_argument("--beam", type=positive_int,
+                   help=f"beam size (default {_translator_defaults().beam_size})")
     p.add_argument(
-        "--length-penalty", type=nonnegative_float, default=0.6, help="GNMT length penalty alpha (0 = none)"
+        "--length-penalty", type=nonnegative_float, default=_translator_defaults().length_penalty,
+        help="GNMT length penalty alpha (0 = none)"
     )
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of beam search")
     p.add_argument("--n-best", type=positive_int, default=1, help="translations per sentence (<= beam size)")
@@ -502,6 +505,9 @@ def build_parser():
     p.add_argument("--max-length", type=positive_int, help="maximum output length in tokens")
     p.set_defaults(handler=_cmd_translate)
 
+
+def _add_evaluate_and_export(subparsers):
+    """The evaluate and export subcommands."""
     # evaluate ---------------------------------------------------------------
     p = _subparser(
         subparsers,
@@ -533,7 +539,9 @@ def build_parser():
         "export",
         "export a trained run to SavedModel and ONNX",
         "Write a SavedModel in the TF Serving layout (DIR/VERSION/) with string and token-id "
-        "signatures, and an ONNX graph (DIR.onnx) checked against TensorFlow.",
+        "signatures and, unless --no-onnx, the token-id signatures as ONNX graphs in "
+        "DIR/onnx/*.onnx (the string signatures are not converted to ONNX); the exports are "
+        "checked against the Keras model.",
         [
             "keras-seq export runs/translator --to exported/fra-eng",
             "keras-seq export runs/lm --to exported/anna --version 2 --no-onnx",
@@ -542,9 +550,13 @@ def build_parser():
     p.add_argument("run", metavar="RUN", help="run directory")
     p.add_argument("--to", metavar="DIR", help="export directory (default: exported/<run name>)")
     p.add_argument("--version", type=positive_int, help="model version (default: next free)")
-    p.add_argument("--no-onnx", dest="onnx", action="store_false", default=True, help="skip the ONNX export")
+    p.add_argument("--no-onnx", dest="onnx", action="store_false", default=True,
+                   help="skip the ONNX export (DIR/onnx/*.onnx; needs the onnx extra)")
     p.set_defaults(handler=_cmd_export)
 
+
+def _add_serve_and_demo(subparsers):
+    """The serve and demo subcommands."""
     # serve ------------------------------------------------------------------
     p = _subparser(
         subparsers,
@@ -569,15 +581,16 @@ def build_parser():
     p = _subparser(
         subparsers,
         "demo",
-        "train, decode and export small models end to end",
-        "Train a small translator and language model on the bundled data within a time budget, "
-        "then translate, generate and export with them.",
+        "train, evaluate and export a small translator end to end",
+        "Train a small English -> French attention translator on the bundled pairs within a "
+        "time budget, score it on held-out pairs, translate with it and export it (SavedModel, "
+        "and ONNX when the onnx extra is installed). It trains a translator only, no language "
+        "model.",
         ["keras-seq demo", "keras-seq demo --minutes 10 --run-dir runs/demo"],
     )
-    p.add_argument("--minutes", type=positive_float, help="training time budget (default: the demo's)")
-    p.add_argument("--run-dir", default="runs/demo", help="where the demo's runs go")
+    p.add_argument("--minutes", type=positive_float, help="training time budget in minutes (default 4)")
+    p.add_argument("--run-dir", default="runs/demo", help="the translator's run directory")
     p.set_defaults(handler=_cmd_demo)
-    return parser
 
 
 # ----------------------------------------------------------------------------
@@ -636,23 +649,8 @@ def _call_task(module_name, function_name, args):
     return function(args)
 
 
-_TASK_MODULES = {"lm": "keras_seq.tasks.lm", "translator": "keras_seq.tasks.translation"}
 _TRAIN_COMMANDS = {"lm": "train-lm", "translator": "train-translator"}
 _TASK_LABELS = {"lm": "language-model", "translator": "translator"}
-
-
-def _open_run(args, *, task=None, use=None):
-    """Validate args.run (config + checkpoint), set args.run_config and args.task."""
-    run = runs.RunDir.open(args.run, require_checkpoint=True)
-    config = run.config
-    if task is not None and config["task"] != task:
-        raise errors.RunDirError(
-            f"{args.run} is a {_TASK_LABELS[config['task']]} run, not a {_TASK_LABELS[task]} run; "
-            f"use `{PROG} {use}` (or train one with `{PROG} {_TRAIN_COMMANDS[task]}`)"
-        )
-    args.run_config = config
-    args.task = config["task"]
-    return config
 
 
 def _check_train_dir(args, task):
@@ -682,12 +680,15 @@ def _check_train_dir(args, task):
 
 def _cmd_train_lm(args):
     _check_train_dir(args, "lm")
-    return "keras_seq.tasks.lm", "train"
+    _lm_recipe(args)  # a bad combination of flags fails here, before TensorFlow loads
+    return __name__, "_run_train_lm"
 
 
 def _cmd_train_translator(args):
     _check_train_dir(args, "translator")
-    return "keras_seq.tasks.translation", "train"
+    if not args.resume:
+        _translator_recipe(args)  # a bad combination of flags fails here, before TensorFlow loads
+    return __name__, "_run_train_translator"
 
 
 def _cmd_generate(args):
@@ -711,11 +712,8 @@ def _cmd_generate(args):
         raise errors.InputError("--greedy gives a single output; drop --num-samples or --greedy")
     if args.beam is not None and args.num_samples > args.beam:
         raise errors.InputError(f"--num-samples ({args.num_samples}) cannot exceed --beam ({args.beam})")
-    args.decoding = "greedy" if args.greedy else "beam" if args.beam is not None else "sample"
-    if args.temperature is None:
-        args.temperature = 1.0
-    _open_run(args, task="lm", use="translate")
-    return "keras_seq.tasks.lm", "generate"
+    _run_config(args.run, task="lm", use="translate")
+    return __name__, "_run_generate"
 
 
 def _cmd_translate(args):
@@ -723,7 +721,7 @@ def _cmd_translate(args):
         raise errors.InputError("--greedy and --beam cannot be combined")
     if args.text and args.input is not None:
         raise errors.InputError("give sentences as TEXT arguments or with --input, not both")
-    beam = None if args.greedy else (args.beam or 5)
+    beam = _translate_beam(args)
     if args.n_best > (beam or 1):
         raise errors.InputError(
             f"--n-best ({args.n_best}) cannot exceed the beam size ({beam or 1}"
@@ -731,11 +729,12 @@ def _cmd_translate(args):
         )
     if args.input not in (None, "-") and not Path(args.input).is_file():
         raise errors.InputError(f"--input file {args.input} does not exist")
-    args.beam = beam
-    args.decoding = "greedy" if args.greedy else "beam"
-    _open_run(args, task="translator", use="generate")
-    args.sentences = _read_sentences(args)
-    return "keras_seq.tasks.translation", "translate"
+    if args.plot:
+        from keras_seq import extras
+
+        extras.check("plot", "--plot")
+    _run_config(args.run, task="translator", use="generate")
+    return __name__, "_run_translate"
 
 
 def _read_sentences(args):
@@ -761,33 +760,259 @@ def _read_sentences(args):
 
 
 def _cmd_evaluate(args):
-    config = _open_run(args)
-    return _TASK_MODULES[config["task"]], "evaluate"
+    if _run_config(args.run)["task"] == "translator":
+        return __name__, "_run_evaluate_translator"
+    return __name__, "_run_evaluate_lm"
+
+
+def _export_dir(args):
+    """`--to`, or `exported/<run directory name>`."""
+    return args.to or str(Path("exported") / Path(os.path.abspath(args.run)).name)
 
 
 def _cmd_export(args):
-    config = _open_run(args)
-    if args.to is None:
-        args.to = str(Path("exported") / Path(os.path.abspath(args.run)).name)
-    to = Path(args.to)
+    config = _run_config(args.run)
+    to = Path(_export_dir(args))
     if to.exists() and not to.is_dir():
         raise errors.InputError(f"--to {to} is a file, not a directory")
-    return _TASK_MODULES[config["task"]], "export"
+    if config["task"] == "lm":
+        if args.onnx:
+            from keras_seq import extras
+
+            extras.check("onnx", "ONNX export")
+        return __name__, "_run_export_lm"
+    if args.onnx:
+        from keras_seq import extras
+
+        extras.check("onnx", "ONNX export")
+    return __name__, "_run_export_translator"
 
 
 def _cmd_serve(args):
+    from keras_seq import extras
+
     if not Path(args.dir).exists():
         raise errors.RunDirError(
             f"export directory {args.dir} does not exist; create one with `{PROG} export RUN --to {args.dir}`"
         )
-    return "keras_seq.serving", "serve"
+    extras.check("serve", f"`{PROG} serve`")
+    if args.onnx:
+        extras.check("onnx", f"`{PROG} serve --onnx`")
+    return __name__, "_run_serve"
 
 
 def _cmd_demo(args):
     path = Path(args.run_dir)
     if path.exists() and not path.is_dir():
         raise errors.RunDirError(f"--run-dir {path} is a file, not a directory")
-    return "keras_seq.tasks.demo", "run"
+    return __name__, "_run_demo"
+
+
+# ----------------------------------------------------------------------------
+# Language-model jobs: flags -> LanguageModelRecipe / DecodeOptions -> keras_seq.pipelines
+# ----------------------------------------------------------------------------
+
+# train-lm flags that are LanguageModelRecipe fields (the TrainConfig ones are
+# keras_seq.recipes.common.TRAIN_FIELDS).
+_LM_RECIPE_FLAGS = ("vocab_size", "min_frequency", "seq_len", "units", "layers",
+                    "embedding_dim", "dropout", "tie_embeddings", "sampled_softmax")
+
+
+def _lm_recipe(args):
+    """The `LanguageModelRecipe` of the train-lm flags (unset flags: the recipe's).
+
+    With --resume, the run's own recipe with the training flags applied.
+    """
+    from keras_seq.recipes.common import TRAIN_FIELDS
+    from keras_seq.recipes.language_model import LanguageModelRecipe
+
+    train = {name: getattr(args, name) for name in TRAIN_FIELDS}
+    if args.resume:
+        return LanguageModelRecipe.from_run(args.run_dir).with_training(**train)
+    flags = {name: getattr(args, name) for name in _LM_RECIPE_FLAGS}
+    return LanguageModelRecipe.for_model(args.model, args.tokenizer, **flags, **train)
+
+
+def _lm_help_defaults():
+    """`{dest: text}`: the train-lm defaults, read from `LanguageModelRecipe`."""
+    from keras_seq.recipes.common import TRAIN_FIELDS
+    from keras_seq.recipes.language_model import LanguageModelRecipe
+
+    return LanguageModelRecipe.describe_defaults(_LM_RECIPE_FLAGS, TRAIN_FIELDS)
+
+
+def _show_defaults(parser, texts):
+    """Appends `(recipe default: TEXT)` to the help of the options in `texts`."""
+    for action in parser._actions:
+        if action.dest in texts and action.help not in (None, argparse.SUPPRESS):
+            action.help += f" (recipe default: {texts[action.dest]})"
+
+
+def _run_train_lm(args):
+    from keras_seq.pipelines import lm_commands
+    from keras_seq.recipes.language_model import DEFAULT_DATA
+
+    # When resuming, the default --data means the run's own.
+    data = None if args.resume and args.data == DEFAULT_DATA else args.data
+    lm_commands.train_run(_lm_recipe(args), args.run_dir, data=data, resume=args.resume,
+                          overwrite=args.overwrite, sampled_softmax=args.sampled_softmax)
+
+
+def _generate_options(args):
+    """The `DecodeOptions` keyword arguments of the generate flags (sampling by default)."""
+    if args.greedy:
+        return {}
+    if args.beam is not None:
+        return dict(beam_size=args.beam, num_return=args.num_samples)
+    return dict(sample=True, temperature=1.0 if args.temperature is None else args.temperature,
+                top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+
+
+def _run_generate(args):
+    from keras_seq.decoding import DecodeOptions
+    from keras_seq.pipelines import lm_commands
+
+    lm_commands.generate_text(args.run, args.prompt, length=args.length,
+                              options=DecodeOptions(**_generate_options(args)),
+                              num_samples=args.num_samples)
+
+
+def _run_evaluate_lm(args):
+    from keras_seq.pipelines import lm_commands
+
+    lm_commands.evaluate_run(args.run, data=args.data, split=args.split)
+
+
+def _run_export_lm(args):
+    from keras_seq.pipelines import lm_commands
+
+    lm_commands.export_run(args.run, _export_dir(args), version=args.version, onnx=args.onnx)
+
+
+# ----------------------------------------------------------------------------
+# Translator jobs: flags -> TranslatorRecipe / decoding settings -> keras_seq.pipelines
+# ----------------------------------------------------------------------------
+
+# train-translator flags that are TranslatorRecipe fields (the TrainConfig ones
+# are keras_seq.recipes.common.TRAIN_FIELDS; --seed also seeds the data split).
+_TRANSLATOR_RECIPE_FLAGS = ("tokenizer", "max_length", "units", "embedding_dim", "layers",
+                            "dropout", "cell", "bidirectional", "attention", "input_feeding",
+                            "teacher_forcing_ratio", "sampled_softmax")
+_RNN_ONLY_FLAGS = ("cell", "attention", "input_feeding", "bidirectional", "teacher_forcing_ratio")
+
+
+def _run_config(run, *, task=None, use=None):
+    """The config of a trained run directory, checked (of `task` when given); `args` untouched."""
+    config = runs.RunDir.open(run, require_checkpoint=True).config
+    if task is not None and config["task"] != task:
+        raise errors.RunDirError(
+            f"{run} is a {_TASK_LABELS[config['task']]} run, not a {_TASK_LABELS[task]} run; "
+            f"use `{PROG} {use}` (or train one with `{PROG} {_TRAIN_COMMANDS[task]}`)"
+        )
+    return config
+
+
+def _translator_recipe(args):
+    """The `TranslatorRecipe` of the train-translator flags (unset flags: the recipe's)."""
+    from keras_seq.recipes import common
+    from keras_seq.recipes.translator import TranslatorRecipe
+
+    recipe = TranslatorRecipe.for_model(args.model)
+    flags = {name: getattr(args, name) for name in _TRANSLATOR_RECIPE_FLAGS}
+    if args.model == "transformer":
+        for name in _RNN_ONLY_FLAGS:
+            if flags[name] is not None:
+                flag = "--" + name.replace("_", "-")
+                raise errors.InputError(f"{flag} applies to --model rnn, not to the Transformer")
+        units = recipe.units if args.units is None else args.units
+        common.transformer_width(units, recipe.num_heads, flags.pop("embedding_dim"))
+    tokenizer = args.tokenizer or recipe.tokenizer
+    if args.vocab_size is not None and tokenizer != "wordpiece" and args.vocab_size <= 4:
+        raise errors.InputError(f"--vocab-size must be > 4 (the reserved tokens), got {args.vocab_size}")
+    train = {name: getattr(args, name) for name in common.TRAIN_FIELDS}
+    return common.with_overrides(recipe, source_vocab_size=args.vocab_size,
+                                 target_vocab_size=args.vocab_size, split_seed=args.seed,
+                                 **flags, **train)
+
+
+def _translator_help_defaults():
+    """`{dest: text}`: the train-translator defaults, read from `TranslatorRecipe`."""
+    from keras_seq.recipes.common import TRAIN_FIELDS
+    from keras_seq.recipes.translator import TranslatorRecipe
+
+    return TranslatorRecipe.describe_defaults(_TRANSLATOR_RECIPE_FLAGS + ("vocab_size",),
+                                              TRAIN_FIELDS)
+
+
+def _translator_defaults():
+    """`TranslatorRecipe()`: the defaults `--help` shows (no TensorFlow import)."""
+    from keras_seq.recipes.translator import TranslatorRecipe
+
+    return TranslatorRecipe()
+
+
+def _version():
+    from keras_seq import __version__
+
+    return __version__
+
+
+def _translate_beam(args):
+    """The beam size of the translate flags, None for --greedy."""
+    if args.greedy:
+        return None
+    from keras_seq.recipes.translator import TranslatorRecipe
+
+    return args.beam or TranslatorRecipe.beam_size
+
+
+def _run_train_translator(args):
+    from keras_seq.pipelines import train_translator
+    from keras_seq.recipes.common import TRAIN_FIELDS
+
+    if args.resume:
+        train = {name: getattr(args, name) for name in TRAIN_FIELDS}
+        train_translator(None, args.run_dir, data=args.data, resume=True, train_overrides=train)
+    else:
+        train_translator(_translator_recipe(args), args.run_dir, data=args.data,
+                         reverse=args.reverse, max_pairs=args.max_pairs, overwrite=args.overwrite)
+
+
+def _run_translate(args):
+    from keras_seq.pipelines.translation_commands import translate_lines
+
+    return translate_lines(args.run, _read_sentences(args), beam=_translate_beam(args),
+                           length_penalty=args.length_penalty, n_best=args.n_best,
+                           max_length=args.max_length, plot=args.plot)
+
+
+def _run_evaluate_translator(args):
+    from keras_seq.pipelines.translation_commands import evaluate_run
+
+    return evaluate_run(args.run, data=args.data, split=args.split, beam=args.beam)
+
+
+def _run_export_translator(args):
+    from keras_seq.pipelines.translation_commands import export_run
+
+    return export_run(args.run, _export_dir(args), version=args.version, onnx=args.onnx)
+
+
+def _run_demo(args):
+    from keras_seq.pipelines.demo import run_demo
+
+    return run_demo(args.minutes, args.run_dir)
+
+
+def _run_serve(args):
+    import uvicorn
+
+    from keras_seq import serving
+
+    serving.configure_logging()
+    app = serving.create_app(args.dir, onnx=args.onnx)
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None,
+                timeout_graceful_shutdown=5)
 
 
 # ----------------------------------------------------------------------------
