@@ -168,7 +168,8 @@ def test_lm_layout_signatures_and_onnx_graphs(lm_setup, lm_loaded):
         {"name": "state_c_0", "dtype": "float32", "shape": [None, U]},
         {"name": "state_h_0", "dtype": "float32", "shape": [None, U]},
     ]
-    assert info["decoding"]["max_length"] == L and info["decoding"]["strategy"] == serialize(Greedy())
+    assert info["decoding"]["max_length"] == L
+    assert info["decoding"]["strategy"] == serialize(Greedy())
     assert info["tokenizer"]["vocab_size"] == V
 
     # ONNX: one graph per id-level signature, serving_default = generate_ids.
