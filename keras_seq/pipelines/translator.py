@@ -31,6 +31,7 @@ from keras_seq.pipelines.translation_training import train_translator
 from keras_seq.recipes import TranslatorRecipe
 from keras_seq.utils import is_int
 from keras_seq.utils import is_number
+from keras_seq.utils import right_pad
 
 __all__ = ["Translation", "Translator", "format_scores", "train_translator"]
 
@@ -294,7 +295,7 @@ class Translator:
             and len(order) <= EAGER_MAX_SENTENCES))
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            batch = _right_pad([encoded[i] for i in rows])
+            batch = right_pad([encoded[i] for i in rows])
             limit = options.max_length or self.output_limit(batch.shape[1])
             fn = self._decoder(dataclasses.replace(options, max_length=None), limit,
                                with_attention, eager)
@@ -469,7 +470,7 @@ class Translator:
         rows = [r for r in encoded if r is not None and any(t != 1 for t in r[:-1])]
         if not rows:
             return path, {}
-        return path, export_lib.check_parity(self.model, path, _right_pad(rows))
+        return path, export_lib.check_parity(self.model, path, right_pad(rows))
 
 
 def options_from_run(run_config):
@@ -501,12 +502,6 @@ def format_scores(result, where=None):
         s = result[name]
         lines.append(f"{label:<28}{s['bleu']:>7.2f}{s['chrf']:>8.2f}{result['seconds'][name]:>9.1f}")
     return "\n".join(lines)
-
-
-def _right_pad(rows):
-    from keras_seq.utils import right_pad
-
-    return right_pad(rows)
 
 
 def _resolve_options(options, beam, length_penalty, n_best, greedy, max_length):
