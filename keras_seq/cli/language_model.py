@@ -25,7 +25,6 @@ Each `_cmd_*` handler checks the flags without TensorFlow and names its job
 import argparse
 
 from keras_seq import errors
-from keras_seq import progress
 from keras_seq.cli import checks
 from keras_seq.cli.arguments import dropout_rate
 from keras_seq.cli.arguments import integer
@@ -36,6 +35,8 @@ from keras_seq.cli.parser import PACKAGE
 from keras_seq.cli.parser import add_training_flags
 from keras_seq.cli.parser import show_defaults
 from keras_seq.cli.parser import subparser
+from keras_seq.cli.parser import training_values
+from keras_seq.cli.parser import verbosity
 
 
 def add_parsers(subparsers):
@@ -169,10 +170,9 @@ def _lm_recipe(args):
 
     With --resume, the run's own recipe with the training flags applied.
     """
-    from keras_seq.recipes.common import TRAIN_FIELDS
     from keras_seq.recipes.language_model import LanguageModelRecipe
 
-    train = {name: getattr(args, name) for name in TRAIN_FIELDS}
+    train = training_values(args)
     if args.resume:
         return LanguageModelRecipe.from_run(args.run_dir).with_training(**train)
     flags = {name: getattr(args, name) for name in _LM_RECIPE_FLAGS}
@@ -221,10 +221,12 @@ def _run_generate(args):
 def _run_evaluate_lm(args):
     from keras_seq.pipelines import lm_commands
 
-    lm_commands.evaluate_run(args.run, data=args.data, split=args.split)
+    lm_commands.evaluate_run(args.run, data=args.data, split=args.split,
+                             verbose=verbosity(args))
 
 
 def _run_export_lm(args):
     from keras_seq.pipelines import lm_commands
 
-    lm_commands.export_run(args.run, checks.export_dir(args), version=args.version, onnx=args.onnx)
+    lm_commands.export_run(args.run, checks.export_dir(args), version=args.version, onnx=args.onnx,
+                           verbose=verbosity(args))

@@ -177,6 +177,24 @@ def add_training_flags(parser, *, default_data, default_run_dir, models, default
     )
 
 
+def verbosity(args):
+    """The level of `-q`/`-v` (0, 1 or 2; 1 when neither is given)."""
+    return progress.resolve_verbose(args.verbose)
+
+
+def training_values(args):
+    """`{field: value}`: the `TrainConfig` fields of the training flags.
+
+    Unset flags are None (the recipe's value stays); `verbose` is always the
+    resolved `-q`/`-v` level, so a resumed run follows this command's.
+    """
+    from keras_seq.recipes.common import TRAIN_FIELDS
+
+    values = {name: getattr(args, name) for name in TRAIN_FIELDS}
+    values["verbose"] = verbosity(args)
+    return values
+
+
 def show_defaults(parser, texts):
     """Appends `(recipe default: TEXT)` to the help of the options in `texts`.
 

@@ -29,7 +29,6 @@ import sys
 from pathlib import Path
 
 from keras_seq import errors
-from keras_seq import progress
 from keras_seq.cli import checks
 from keras_seq.cli.arguments import dropout_rate
 from keras_seq.cli.arguments import nonnegative_float
@@ -41,6 +40,8 @@ from keras_seq.cli.parser import PROG
 from keras_seq.cli.parser import add_training_flags
 from keras_seq.cli.parser import show_defaults
 from keras_seq.cli.parser import subparser
+from keras_seq.cli.parser import training_values
+from keras_seq.cli.parser import verbosity
 
 
 def add_parsers(subparsers):
@@ -225,7 +226,7 @@ def _translator_recipe(args):
     tokenizer = args.tokenizer or recipe.tokenizer
     if args.vocab_size is not None and tokenizer != "wordpiece" and args.vocab_size <= 4:
         raise errors.InputError(f"--vocab-size must be > 4 (the reserved tokens), got {args.vocab_size}")
-    train = {name: getattr(args, name) for name in common.TRAIN_FIELDS}
+    train = training_values(args)
     return common.with_overrides(recipe, source_vocab_size=args.vocab_size,
                                  target_vocab_size=args.vocab_size, split_seed=args.seed,
                                  **flags, **train)
@@ -258,11 +259,10 @@ def _translate_beam(args):
 
 def _run_train_translator(args):
     from keras_seq.pipelines import train_translator
-    from keras_seq.recipes.common import TRAIN_FIELDS
 
     if args.resume:
-        train = {name: getattr(args, name) for name in TRAIN_FIELDS}
-        train_translator(None, args.run_dir, data=args.data, resume=True, train_overrides=train)
+        train_translator(None, args.run_dir, data=args.data, resume=True,
+                         train_overrides=training_values(args))
     else:
         train_translator(_translator_recipe(args), args.run_dir, data=args.data,
                          reverse=args.reverse, max_pairs=args.max_pairs, overwrite=args.overwrite)
@@ -273,19 +273,23 @@ def _run_translate(args):
 
     return translate_lines(args.run, _read_sentences(args), beam=_translate_beam(args),
                            length_penalty=args.length_penalty, n_best=args.n_best,
-                           max_length=args.max_length, plot=args.plot)
+                           max_length=args.max_length, plot=args.plot,
+                           # a bar for lines read from a file or stdin, not for TEXT arguments
+                           verbose=0 if args.text else verbosity(args))
 
 
 def _run_evaluate_translator(args):
     from keras_seq.pipelines.translation_commands import evaluate_run
 
-    return evaluate_run(args.run, data=args.data, split=args.split, beam=args.beam)
+    return evaluate_run(args.run, data=args.data, split=args.split, beam=args.beam,
+                        verbose=verbosity(args))
 
 
 def _run_export_translator(args):
     from keras_seq.pipelines.translation_commands import export_run
 
-    return export_run(args.run, checks.export_dir(args), version=args.version, onnx=args.onnx)
+    return export_run(args.run, checks.export_dir(args), version=args.version, onnx=args.onnx,
+                      verbose=verbosity(args))
 
 
 
@@ -293,7 +297,9 @@ def _run_export_translator(args):
 def _run_demo(args):
     from keras_seq.pipelines.demo import run_demo
 
-    return run_demo(args.minutes, args.run_dir)
+    # Without -q/-v the demo picks its own level (a line per epoch off a terminal).
+    return run_demo(args.minutes, args.run_dir,
+                    verbose=None if args.verbose is None else verbosity(args))
 
 
 def _read_sentences(args):

@@ -93,7 +93,7 @@ def _new_run(recipe, data):
     tokenizer, streams = lm_data.load_streams(
         data, recipe.tokenizer, vocab_size=recipe.vocab_size,
         min_frequency=recipe.min_frequency, val_fraction=recipe.val_fraction,
-        test_fraction=recipe.test_fraction,
+        test_fraction=recipe.test_fraction, verbose=recipe.train.verbose,
     )
     info = recipe.model_info(tokenizer.vocab_size)
     run_config = {

@@ -265,10 +265,11 @@ def _new_setup(recipe, data, reverse, max_pairs):
     splits = split_corpus(pairs, recipe.split_seed, val_fraction, test_fraction)
     source_tokenizer = make_tokenizer(
         tokenizer_type, recipe.source_vocab_size, recipe.min_frequency,
-        lowercase=tokenizer_type != "char").fit([s for s, _ in splits["train"]])
+        lowercase=tokenizer_type != "char").fit([s for s, _ in splits["train"]],
+                                                verbose=recipe.train.verbose)
     target_tokenizer = make_tokenizer(
         tokenizer_type, recipe.target_vocab_size, recipe.min_frequency,
-        lowercase=False).fit([t for _, t in splits["train"]])
+        lowercase=False).fit([t for _, t in splits["train"]], verbose=recipe.train.verbose)
     model_info = model_info_for(recipe, source_tokenizer.vocab_size,
                                 target_tokenizer.vocab_size, max_length)
     smoothing = recipe.label_smoothing
