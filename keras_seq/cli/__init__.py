@@ -51,23 +51,6 @@ from keras_seq.cli import language_model
 from keras_seq.cli import run_commands
 from keras_seq.cli import serve
 from keras_seq.cli import translator
-from keras_seq.cli.arguments import bundled_names  # noqa: F401
-from keras_seq.cli.arguments import data_spec  # noqa: F401
-from keras_seq.cli.arguments import dropout_rate  # noqa: F401
-from keras_seq.cli.arguments import nonnegative_float  # noqa: F401
-from keras_seq.cli.arguments import nonnegative_int  # noqa: F401
-from keras_seq.cli.arguments import port_number  # noqa: F401
-from keras_seq.cli.arguments import positive_float  # noqa: F401
-from keras_seq.cli.arguments import positive_int  # noqa: F401
-from keras_seq.cli.arguments import probability  # noqa: F401
-from keras_seq.cli.arguments import unit_interval  # noqa: F401
-from keras_seq.cli.checks import export_dir as _export_dir  # noqa: F401
-from keras_seq.cli.language_model import _generate_options  # noqa: F401
-from keras_seq.cli.language_model import _lm_recipe  # noqa: F401
-from keras_seq.cli.language_model import _run_evaluate_lm  # noqa: F401
-from keras_seq.cli.language_model import _run_export_lm  # noqa: F401
-from keras_seq.cli.language_model import _run_generate  # noqa: F401
-from keras_seq.cli.language_model import _run_train_lm  # noqa: F401
 from keras_seq.cli.parser import PROG
 from keras_seq.cli.parser import Formatter
 from keras_seq.cli.parser import Parser
@@ -75,16 +58,24 @@ from keras_seq.cli.parser import add_debug
 from keras_seq.cli.parser import version
 from keras_seq.cli.runner import call_task as _call_task
 from keras_seq.cli.runner import describe as _describe
-from keras_seq.cli.runner import import_tensorflow_quietly as _import_tensorflow_quietly  # noqa: F401
-from keras_seq.cli.serve import _run_serve  # noqa: F401
-from keras_seq.cli.translator import _read_sentences  # noqa: F401
-from keras_seq.cli.translator import _run_demo  # noqa: F401
-from keras_seq.cli.translator import _run_evaluate_translator  # noqa: F401
-from keras_seq.cli.translator import _run_export_translator  # noqa: F401
-from keras_seq.cli.translator import _run_train_translator  # noqa: F401
-from keras_seq.cli.translator import _run_translate  # noqa: F401
-from keras_seq.cli.translator import _translate_beam  # noqa: F401
-from keras_seq.cli.translator import _translator_recipe  # noqa: F401
+
+# Re-exported: the argument types, and the jobs `main` imports from this
+# package by name (`prepare` returns `("keras_seq.cli", "_run_...")`). `main`
+# calls `_call_task` through this module, so a test can replace it here.
+from keras_seq.cli.arguments import (  # noqa: E402,F401
+    bundled_names, data_spec, dropout_rate, nonnegative_float, nonnegative_int, port_number,
+    positive_float, positive_int, probability, unit_interval,
+)
+from keras_seq.cli.checks import export_dir as _export_dir  # noqa: E402,F401
+from keras_seq.cli.language_model import (  # noqa: E402,F401
+    _generate_options, _lm_recipe, _run_evaluate_lm, _run_export_lm, _run_generate, _run_train_lm,
+)
+from keras_seq.cli.runner import import_tensorflow_quietly as _import_tensorflow_quietly  # noqa: E402,F401
+from keras_seq.cli.serve import _run_serve  # noqa: E402,F401
+from keras_seq.cli.translator import (  # noqa: E402,F401
+    _read_sentences, _run_demo, _run_evaluate_translator, _run_export_translator,
+    _run_train_translator, _run_translate, _translate_beam, _translator_recipe,
+)
 
 __all__ = ["PROG", "build_parser", "main", "prepare"]
 

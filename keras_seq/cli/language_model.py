@@ -125,12 +125,14 @@ def _add_generate(subparsers):
 # ----------------------------------------------------------------------------
 
 def _cmd_train_lm(args):
+    """Checks --run-dir and the flags (the recipe is built once here); names the job."""
     checks.check_train_dir(args, "lm")
     _lm_recipe(args)  # a bad combination of flags fails here, before TensorFlow loads
     return PACKAGE, "_run_train_lm"
 
 
 def _cmd_generate(args):
+    """Checks the decoding flags and that RUN is a trained language model; names the job."""
     if args.greedy and args.beam is not None:
         raise errors.InputError("--greedy and --beam cannot be combined")
     sampling_flags = [
@@ -190,6 +192,7 @@ def _lm_help_defaults():
 
 
 def _run_train_lm(args):
+    """Trains a language model: `lm_commands.train_run(recipe, run_dir, ...)`."""
     from keras_seq.pipelines import lm_commands
     from keras_seq.recipes.language_model import DEFAULT_DATA
 
@@ -210,6 +213,7 @@ def _generate_options(args):
 
 
 def _run_generate(args):
+    """Prints the continuation(s) of PROMPT: `lm_commands.generate_text`."""
     from keras_seq.decoding import DecodeOptions
     from keras_seq.pipelines import lm_commands
 
@@ -219,6 +223,7 @@ def _run_generate(args):
 
 
 def _run_evaluate_lm(args):
+    """Prints the perplexity of the run: `lm_commands.evaluate_run`."""
     from keras_seq.pipelines import lm_commands
 
     lm_commands.evaluate_run(args.run, data=args.data, split=args.split,
@@ -226,6 +231,7 @@ def _run_evaluate_lm(args):
 
 
 def _run_export_lm(args):
+    """Exports the run (SavedModel, ONNX): `lm_commands.export_run`."""
     from keras_seq.pipelines import lm_commands
 
     lm_commands.export_run(args.run, checks.export_dir(args), version=args.version, onnx=args.onnx,

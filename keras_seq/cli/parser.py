@@ -34,6 +34,7 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line and exit with status 2."""
 
     def error(self, message):
+        """Prints `keras-seq: error: MESSAGE (see ...)` and exits with status 2."""
         hint = f"see `{self.prog} --help`"
         self.exit(2, f"{PROG}: error: {message} ({hint})\n")
 
@@ -94,6 +95,13 @@ def add_training_flags(parser, *, default_data, default_run_dir, models, default
     Unset training flags are None: the task's recipe decides (see
     `keras_seq.recipes.common.TRAIN_FIELDS`).
     """
+    _add_data_flags(parser, default_data, default_run_dir)
+    group = _add_optimization_flags(parser, models, default_model)
+    _add_execution_flags(group)
+
+
+def _add_data_flags(parser, default_data, default_run_dir):
+    """--data, --run-dir, --resume, --overwrite."""
     group = parser.add_argument_group("data and run directory")
     group.add_argument(
         "--data",
@@ -111,6 +119,9 @@ def add_training_flags(parser, *, default_data, default_run_dir, models, default
         "--overwrite", action="store_true", help="start over in a --run-dir that already holds a trained run"
     )
 
+
+def _add_optimization_flags(parser, models, default_model):
+    """--model and the TrainConfig flags of the run's length and optimizer; returns the group."""
     group = parser.add_argument_group("training (unset values use the task's recipe)")
     group.add_argument("--model", choices=models, default=default_model, help="model family")
     group.add_argument("--epochs", type=positive_int, help="number of epochs")
@@ -149,6 +160,11 @@ def add_training_flags(parser, *, default_data, default_run_dir, models, default
     group.add_argument(
         "--patience", type=positive_int, help="early stopping after N epochs without val-loss improvement"
     )
+    return group
+
+
+def _add_execution_flags(group):
+    """The TrainConfig flags of how training runs (precision, devices, XLA, loss), in `group`."""
     group.add_argument(
         "--mixed-precision", action="store_true", default=None, help="float16 (GPU) / bfloat16 (CPU) compute"
     )

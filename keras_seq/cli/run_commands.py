@@ -73,12 +73,14 @@ def _add_export(subparsers):
 
 
 def _cmd_evaluate(args):
+    """Names the evaluate job of the run's task."""
     if checks.run_config(args.run)["task"] == "translator":
         return PACKAGE, "_run_evaluate_translator"
     return PACKAGE, "_run_evaluate_lm"
 
 
 def _cmd_export(args):
+    """Checks --to (and the onnx extra); names the export job of the run's task."""
     config = checks.run_config(args.run)
     to = Path(checks.export_dir(args))
     if to.exists() and not to.is_dir():

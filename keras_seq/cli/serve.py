@@ -40,6 +40,7 @@ def add_parsers(subparsers):
 
 
 def _cmd_serve(args):
+    """Checks DIR and the serve (and onnx) extras; names the job."""
     from keras_seq import extras
 
     if not Path(args.dir).exists():
@@ -53,6 +54,7 @@ def _cmd_serve(args):
 
 
 def _run_serve(args):
+    """Runs the server: `keras_seq.serving.cli.run_server(DIR, **options)`."""
     from keras_seq.serving.cli import run_server
 
     run_server(args.dir, **{name: getattr(args, name) for name in SERVER_OPTIONS})

@@ -160,6 +160,7 @@ def add_demo(subparsers):
 
 
 def _cmd_train_translator(args):
+    """Checks --run-dir and the flags (the recipe is built once here); names the job."""
     checks.check_train_dir(args, "translator")
     if not args.resume:
         _translator_recipe(args)  # a bad combination of flags fails here, before TensorFlow loads
@@ -167,6 +168,7 @@ def _cmd_train_translator(args):
 
 
 def _cmd_translate(args):
+    """Checks the decoding flags, --input, --plot and RUN; names the job."""
     if args.greedy and args.beam is not None:
         raise errors.InputError("--greedy and --beam cannot be combined")
     if args.text and args.input is not None:
@@ -190,6 +192,7 @@ def _cmd_translate(args):
 
 
 def _cmd_demo(args):
+    """Checks --run-dir; names the job."""
     path = Path(args.run_dir)
     if path.exists() and not path.is_dir():
         raise errors.RunDirError(f"--run-dir {path} is a file, not a directory")
@@ -258,6 +261,7 @@ def _translate_beam(args):
 
 
 def _run_train_translator(args):
+    """Trains a translator (or resumes one): `keras_seq.pipelines.train_translator`."""
     from keras_seq.pipelines import train_translator
 
     if args.resume:
@@ -269,6 +273,7 @@ def _run_train_translator(args):
 
 
 def _run_translate(args):
+    """Translates the sentences: `translation_commands.translate_lines`; returns its status."""
     from keras_seq.pipelines.translation_commands import translate_lines
 
     return translate_lines(args.run, _read_sentences(args), beam=_translate_beam(args),
@@ -279,6 +284,7 @@ def _run_translate(args):
 
 
 def _run_evaluate_translator(args):
+    """Prints BLEU and chrF of the run: `translation_commands.evaluate_run`."""
     from keras_seq.pipelines.translation_commands import evaluate_run
 
     return evaluate_run(args.run, data=args.data, split=args.split, beam=args.beam,
@@ -286,6 +292,7 @@ def _run_evaluate_translator(args):
 
 
 def _run_export_translator(args):
+    """Exports the run (SavedModel, ONNX): `translation_commands.export_run`."""
     from keras_seq.pipelines.translation_commands import export_run
 
     return export_run(args.run, checks.export_dir(args), version=args.version, onnx=args.onnx,
@@ -295,6 +302,7 @@ def _run_export_translator(args):
 
 
 def _run_demo(args):
+    """Runs the demo: `keras_seq.pipelines.demo.run_demo`."""
     from keras_seq.pipelines.demo import run_demo
 
     # Without -q/-v the demo picks its own level (a line per epoch off a terminal).
@@ -303,6 +311,7 @@ def _run_demo(args):
 
 
 def _read_sentences(args):
+    """The sentences of TEXT, --input FILE or stdin, one a line (blank lines kept)."""
     if args.text:
         sentences = list(args.text)
     elif args.input not in (None, "-"):

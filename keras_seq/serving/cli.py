@@ -57,6 +57,7 @@ def _seconds(text):
 
 
 def _host(text):
+    """An argparse type: a host name or IP address (no whitespace)."""
     if not text.strip() or any(c.isspace() for c in text):
         raise argparse.ArgumentTypeError(f"must be a host name or IP address, got {text!r}")
     return text
@@ -126,6 +127,7 @@ def add_arguments(parser):
 
 
 def _option(args, name, default=None):
+    """`args.name`, or `default` when it is missing or None."""
     value = getattr(args, name, None)
     return default if value is None else value
 
