@@ -117,7 +117,7 @@ def evaluate_run(run, *, data=None, split="test", beam=None, verbose=0):
     else:
         pairs = translator.split(split)
         where = f"{split} split of {translator.run_config['data']['spec']}"
-    say(f"translating {len(pairs)} sentences of the {where}")
+    progress.echo(f"translating {len(pairs)} sentences of the {where}", verbose)
     print(format_scores(translator.evaluate(pairs, options, verbose=verbose), where))
     return 0
 
