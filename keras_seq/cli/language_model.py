@@ -124,6 +124,7 @@ def _add_generate(subparsers):
 # Handlers: flags checked without TensorFlow
 # ----------------------------------------------------------------------------
 
+
 def _cmd_train_lm(args):
     """Checks --run-dir and the flags (the recipe is built once here); names the job."""
     checks.check_train_dir(args, "lm")
@@ -187,8 +188,6 @@ def _lm_help_defaults():
     from keras_seq.recipes.language_model import LanguageModelRecipe
 
     return LanguageModelRecipe.describe_defaults(_LM_RECIPE_FLAGS, TRAIN_FIELDS)
-
-
 
 
 def _run_train_lm(args):

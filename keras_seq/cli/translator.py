@@ -1,4 +1,4 @@
-"""The translator commands: train-translator, translate, demo, and evaluate / export of a translator run.
+"""The translator commands: train-translator, translate, demo; evaluate / export of its runs.
 
 Flags map onto the library; no Namespace leaves this module:
 
@@ -189,8 +189,6 @@ def _cmd_translate(args):
     return PACKAGE, "_run_translate"
 
 
-
-
 def _cmd_demo(args):
     """Checks --run-dir; names the job."""
     path = Path(args.run_dir)
@@ -297,8 +295,6 @@ def _run_export_translator(args):
 
     return export_run(args.run, checks.export_dir(args), version=args.version, onnx=args.onnx,
                       verbose=verbosity(args))
-
-
 
 
 def _run_demo(args):
