@@ -31,6 +31,7 @@ import numpy as np
 from keras_seq import data as data_lib
 from keras_seq import errors
 from keras_seq import models
+from keras_seq import progress
 from keras_seq import text as text_lib
 
 __all__ = [
@@ -132,7 +133,7 @@ def encode_stream(tokenizer, text):
 
 
 def load_streams(data_spec, tokenizer_type, tokenizer=None, vocab_size=None, min_frequency=1,
-                 val_fraction=0.05, test_fraction=0.05):
+                 val_fraction=0.05, test_fraction=0.05, verbose=0):
     """Loads, preprocesses and splits a text; fits the tokenizer on train.
 
     Args:
@@ -142,6 +143,8 @@ def load_streams(data_spec, tokenizer_type, tokenizer=None, vocab_size=None, min
             None to fit a new one on the training part.
         vocab_size, min_frequency: for a new tokenizer.
         val_fraction, test_fraction: the split (see `split_text`).
+        verbose: progress of fitting a new tokenizer (`keras_seq.progress`
+            levels; 0, silent, by default).
 
     Returns:
         `(tokenizer, {"train": ids, "valid": ids, "test": ids})`.
@@ -150,7 +153,7 @@ def load_streams(data_spec, tokenizer_type, tokenizer=None, vocab_size=None, min
     parts = dict(zip(("train", "valid", "test"), split_text(text, val_fraction, test_fraction)))
     if tokenizer is None:
         tokenizer = make_tokenizer(tokenizer_type, vocab_size, min_frequency)
-        tokenizer.fit([parts["train"]])
+        tokenizer.fit([parts["train"]], verbose=verbose)
     return tokenizer, {name: encode_stream(tokenizer, part) for name, part in parts.items()}
 
 
@@ -175,7 +178,7 @@ def compile_for_eval(model):
         model.compile(loss=None)  # the Transformer computes its own loss
 
 
-def perplexity(model, ids, seq_len, batch_size=None):
+def perplexity(model, ids, seq_len, batch_size=None, verbose=0):
     """Perplexity of one token stream (exp of the mean full-softmax cross-entropy).
 
     For a recurrent model the stream is cut into a few long rows read with a
@@ -191,6 +194,8 @@ def perplexity(model, ids, seq_len, batch_size=None):
         ids: int stream (NumPy array).
         seq_len: tokens per window.
         batch_size: most rows (default 32).
+        verbose: Keras's evaluation bar at this `keras_seq.progress` level
+            (0, silent, by default; see `progress.keras_verbose`).
 
     Returns:
         `(perplexity, tokens_scored)`.
@@ -211,5 +216,6 @@ def perplexity(model, ids, seq_len, batch_size=None):
         model.reset_states()
     compile_for_eval(model)
     dataset = data_lib.make_lm_dataset(ids, rows, seq_len)
-    loss = float(model.evaluate(dataset, verbose=0, return_dict=True)["loss"])
+    loss = float(model.evaluate(dataset, verbose=progress.keras_verbose(verbose),
+                                return_dict=True)["loss"])
     return math.exp(min(loss, 700.0)), dataset.num_batches * rows * seq_len

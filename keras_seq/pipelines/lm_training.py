@@ -32,6 +32,7 @@ import numpy as np
 
 from keras_seq import data as data_lib
 from keras_seq import models
+from keras_seq import progress
 from keras_seq import runs
 from keras_seq import text as text_lib
 from keras_seq import training
@@ -89,11 +90,11 @@ def generation_limit(model):
 
 def _new_run(recipe, data):
     """Fits the tokenizer and describes a new run: `(tokenizer, streams, run_config)`."""
-    say(f"reading {data}")
+    progress.echo(f"reading {data}", recipe.train.verbose)
     tokenizer, streams = lm_data.load_streams(
         data, recipe.tokenizer, vocab_size=recipe.vocab_size,
         min_frequency=recipe.min_frequency, val_fraction=recipe.val_fraction,
-        test_fraction=recipe.test_fraction,
+        test_fraction=recipe.test_fraction, verbose=recipe.train.verbose,
     )
     info = recipe.model_info(tokenizer.vocab_size)
     run_config = {
@@ -186,15 +187,15 @@ def train_language_model(recipe=None, run_dir=DEFAULT_RUN_DIR, *, data=None, res
     if not resume:
         run, run_config = runs.prepare_run_dir(run_dir, run_config, overwrite=overwrite)
         tokenizer.save(str(run.vocab_dir))
-    say(
+    progress.echo(
         f"{tokenizer.type_name} tokenizer, vocabulary {tokenizer.vocab_size}; tokens: "
         + ", ".join(f"{k} {len(v)}" for k, v in streams.items())
-        + f"; batches of {config.batch_size} x {seq_len}"
-    )
+        + f"; batches of {config.batch_size} x {seq_len}", config.verbose)
     sampled = int(info["config"].get("sampled_softmax", 0) or 0)
     if sampled:
-        say(f"training loss: sampled softmax over {sampled} negatives of "
-            f"{tokenizer.vocab_size}; val_loss and perplexities: full softmax")
+        progress.echo(f"training loss: sampled softmax over {sampled} negatives of "
+                      f"{tokenizer.vocab_size}; val_loss and perplexities: full softmax",
+                      config.verbose)
     model, history = _fit(info, streams, run, config, seq_len, resume)
     valid_ppl, _ = lm_data.perplexity(model, streams["valid"], seq_len, config.batch_size)
     test_ppl, n_test = lm_data.perplexity(model, streams["test"], seq_len, config.batch_size)

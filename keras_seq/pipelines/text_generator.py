@@ -263,7 +263,7 @@ class TextGenerator:
         return decoding.Greedy(), None, 1
 
     # ------------------------------------------------------------ evaluation
-    def evaluate(self, text=None, *, data=None, split="test"):
+    def evaluate(self, text=None, *, data=None, split="test", verbose=0):
         """Perplexity of a text, a data file, or a split of the run's own text.
 
         Args:
@@ -271,6 +271,8 @@ class TextGenerator:
             data: a UTF-8 file or `"bundled:NAME"` to score instead.
             split: "train" | "valid" | "test" of the run's own text, when
                 neither `text` nor `data` is given.
+            verbose: Keras's evaluation bar at this `keras_seq.progress`
+                level (0, silent, by default).
 
         Returns:
             A `Perplexity` (perplexity, tokens scored, source).
@@ -293,7 +295,8 @@ class TextGenerator:
                                               val_fraction=self.val_fraction,
                                               test_fraction=self.test_fraction)
             ids, where = streams[split], f"{split} split of {self.data}"
-        ppl, scored = lm_data.perplexity(self.model, ids, self.seq_len, self.batch_size)
+        ppl, scored = lm_data.perplexity(self.model, ids, self.seq_len, self.batch_size,
+                                         verbose=verbose)
         return Perplexity(ppl, scored, where)
 
     # ------------------------------------------------------------ export
