@@ -208,6 +208,46 @@ def load_pairs(spec, max_pairs=None):
     return pairs
 
 
+SPLIT_FILE_ROLES = {"valid": "validation", "test": "test"}
+
+
+def load_split_file(spec, split, *, pairs=True):
+    """Loads a separate validation or test file, its errors naming the split.
+
+    The file gets the checks of `load_pairs` (`pairs=True`) or `load_text`;
+    a `DataError` is re-raised with the split in front, so a user who gave
+    a training file and a validation file knows which one is at fault.
+
+    Args:
+        spec: a file path or `"bundled:NAME"` (see `resolve_data`).
+        split: "valid" or "test".
+        pairs: read `source<TAB>target` pairs (True) or a whole text.
+
+    Returns:
+        list of `(source, target)` (`pairs=True`) or str.
+
+    Raises:
+        DataError: missing file, empty file, not UTF-8, (pairs) a line with
+            no tab or an empty side; the message starts with
+            "validation data:" or "test data:" and names the file and line.
+
+    Example:
+
+    >>> load_split_file("no-such.tsv", "valid")
+    Traceback (most recent call last):
+    ...
+    keras_seq.errors.DataError: validation data: cannot read data: no such file: no-such.tsv
+    """
+    if split not in SPLIT_FILE_ROLES:
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    try:
+        return load_pairs(spec) if pairs else load_text(spec)
+    except DataError as e:
+        raise DataError(f"{SPLIT_FILE_ROLES[split]} data: {e}") from None
+
+
 # ----------------------------------------------------------------------------
 # Splits.
 

@@ -111,7 +111,7 @@ def evaluate_run(run, *, data=None, split="test", beam=None):
         pairs, where = translator.load_pairs(data), data
     else:
         pairs = translator.split(split)
-        where = f"{split} split of {translator.run_config['data']['spec']}"
+        where = translator.split_source(split)
     say(f"translating {len(pairs)} sentences of the {where}")
     print(format_scores(translator.evaluate(pairs, options), where))
     return 0
