@@ -238,14 +238,39 @@ def load_split_file(spec, split, *, pairs=True):
     ...
     keras_seq.errors.DataError: validation data: cannot read data: no such file: no-such.tsv
     """
-    if split not in SPLIT_FILE_ROLES:
-        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
-    if isinstance(spec, os.PathLike):
-        spec = os.fspath(spec)
+    spec = split_file_spec(spec, split)
     try:
         return load_pairs(spec) if pairs else load_text(spec)
     except DataError as e:
         raise DataError(f"{SPLIT_FILE_ROLES[split]} data: {e}") from None
+
+
+def split_file_spec(spec, split):
+    """Checks a validation or test file's spec; returns it as a str (as config.json keeps it).
+
+    Args:
+        spec: a file path (str or `os.PathLike`) or `"bundled:NAME"`.
+        split: "valid" or "test".
+
+    Returns:
+        str, `spec` itself (not resolved: a relative path stays relative).
+
+    Raises:
+        DataError: an empty spec, an unknown bundled name, no such file (the
+            message starts with "validation data:" / "test data:").
+        TypeError: `spec` is not a str or path.
+    """
+    if split not in SPLIT_FILE_ROLES:
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        raise TypeError(f"{split}_data must be a str or a path, got {type(spec).__name__}")
+    try:
+        resolve_data(spec)
+    except DataError as e:
+        raise DataError(f"{SPLIT_FILE_ROLES[split]} data: {e}") from None
+    return spec
 
 
 # ----------------------------------------------------------------------------

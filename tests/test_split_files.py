@@ -227,6 +227,19 @@ def test_translator_refuses_a_validation_file_with_nothing_to_score(pair_files, 
     assert not run.exists()
 
 
+@pytest.mark.parametrize("spec,error,message", [
+    ("", DataError, "^validation data: empty data spec"),
+    ("bundled:nope", DataError, "^validation data: unknown bundled data set 'nope'"),
+    (3, TypeError, "^valid_data must be a str or a path"),
+])
+def test_translator_refuses_a_bad_spec(pair_files, tmp_path, spec, error, message):
+    run = tmp_path / "run"
+    with pytest.raises(error, match=message):
+        _quiet(ks.train_translator, _recipe(), str(run), data=pair_files["train"],
+               valid_data=spec)
+    assert not run.exists()
+
+
 def test_load_split_file_names_the_split(tmp_path):
     with pytest.raises(DataError, match="^test data: cannot read data: no such file: x.txt$"):
         data_lib.load_split_file("x.txt", "test", pairs=False)

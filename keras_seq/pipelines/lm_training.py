@@ -94,15 +94,8 @@ def generation_limit(model):
 
 def _split_specs(valid_data, test_data):
     """`{"valid_spec": str, "test_spec": str}` of the files given (None ones left out)."""
-    specs = {}
-    for name, spec in (("valid", valid_data), ("test", test_data)):
-        if spec is not None:
-            if isinstance(spec, os.PathLike):
-                spec = os.fspath(spec)
-            if not isinstance(spec, str):
-                raise TypeError(f"{name}_data must be a path or None, got {type(spec).__name__}")
-            specs[f"{name}_spec"] = spec
-    return specs
+    return {f"{name}_spec": data_lib.split_file_spec(spec, name)
+            for name, spec in (("valid", valid_data), ("test", test_data)) if spec is not None}
 
 
 def _new_run(recipe, data, valid_data=None, test_data=None):

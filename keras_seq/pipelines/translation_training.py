@@ -352,14 +352,12 @@ def _data_info(data, reverse, max_pairs, valid_data, test_data):
     given, so a run split off one file has the same entry as before they
     existed.
     """
+    from keras_seq import data as data_lib
+
     info = {"spec": data, "reverse": bool(reverse), "max_pairs": max_pairs}
     for name, spec in (("valid", valid_data), ("test", test_data)):
         if spec is not None:
-            if isinstance(spec, os.PathLike):
-                spec = os.fspath(spec)
-            if not isinstance(spec, str):
-                raise TypeError(f"{name}_data must be a path or None, got {type(spec).__name__}")
-            info[f"{name}_spec"] = spec
+            info[f"{name}_spec"] = data_lib.split_file_spec(spec, name)
     return info
 
 
