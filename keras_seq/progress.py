@@ -116,8 +116,9 @@ def add_verbosity_arguments(parser):
 
     Both write one attribute, `verbose`: 0 with `--quiet`, 2 with
     `--verbose`, None (the normal level, 1, through `resolve_verbose` or
-    `TrainConfig`) without either. Because the attribute is named like the
-    `TrainConfig` field, `TrainConfig.from_namespace(args)` picks it up.
+    `TrainConfig`) without either. The CLI passes
+    `resolve_verbose(args.verbose)` to the library (`TrainConfig(verbose=...)`,
+    `tokenizer.fit(..., verbose=...)`); no Namespace goes below it.
 
     Args:
         parser: an `argparse.ArgumentParser` (or subparser).

@@ -177,6 +177,17 @@ BAD_ARGUMENTS = [
     (["train-lm", "--model", "lstmm"], "--model: invalid choice: 'lstmm'"),
     (["train-translator", "--dropout", "1"], "--dropout: must be in [0, 1)"),
     (["serve", "{tmp}", "--port", "70000"], "--port: must be a TCP port in 1..65535"),
+    # Every serve flag comes from keras_seq.serving.cli.add_arguments, with its range.
+    (["serve", "{tmp}", "--workers", "0"], "argument --workers: must be an integer in 1..1024"),
+    (["serve", "{tmp}", "--max-batch", "0"], "argument --max-batch: must be an integer in 1.."),
+    (["serve", "{tmp}", "--max-queue", "-1"], "argument --max-queue: must be an integer in 1.."),
+    (["serve", "{tmp}", "--poll-interval", "-1"], "argument --poll-interval: must be a number of seconds"),
+    (["serve", "{tmp}", "--queue-timeout-ms", "0"], "argument --queue-timeout-ms: must be an integer in 1.."),
+    (["serve", "{tmp}", "--request-timeout-ms", "x"], "argument --request-timeout-ms: must be an integer"),
+    (["serve", "{tmp}", "--max-body-bytes", "0"], "argument --max-body-bytes: must be an integer in 1.."),
+    (["serve", "{tmp}", "--max-versions", "0"], "argument --max-versions: must be an integer in 1.."),
+    (["serve", "{tmp}", "--host", " "], "argument --host: must be a host name or IP address"),
+    (["train-lm", "-q", "-v"], "argument -v/--verbose: not allowed with argument -q/--quiet"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]
 
@@ -382,6 +393,67 @@ def test_generate_and_translate_resolution(lm_run, translator_run, tmp_path, mon
     args, _ = cli.prepare(["translate", translator_run, "--input", "-"])
     with pytest.raises(InputError, match="no text to translate"):
         cli._read_sentences(args)  # read by the job, once
+
+
+def test_serve_passes_every_option_to_the_server(tmp_path, monkeypatch):
+    from keras_seq.serving import cli as serving_cli
+
+    calls = []
+    monkeypatch.setattr(serving_cli, "run_server", lambda base_dir, **kw: calls.append((base_dir, kw)))
+    args, target = cli.prepare(["serve", str(tmp_path), "--workers", "3", "--max-batch", "8",
+                                "--poll-interval", "0", "--max-queue", "5", "--queue-timeout-ms", "100",
+                                "--request-timeout-ms", "900", "--no-warmup", "--max-body-bytes", "4096",
+                                "--max-versions", "2", "--max-string-length", "64", "--port", "9001"])
+    assert target == ("keras_seq.cli", "_run_serve")
+    cli._run_serve(args)
+    assert calls == [(str(tmp_path), dict(
+        host="127.0.0.1", port=9001, onnx=False, poll_interval=0.0, max_body_bytes=4096, max_batch=8,
+        max_string_length=64, max_versions=2, workers=3, max_queue=5, queue_timeout_ms=100,
+        request_timeout_ms=900, warmup=False))]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_takes_quiet_and_verbose(command, lm_run, translator_run, tmp_path):
+    positional = {"generate": [lm_run, "x"], "translate": [translator_run, "x"],
+                  "evaluate": [lm_run], "export": [lm_run], "serve": [str(tmp_path)]}
+    parser = cli.build_parser()
+    levels = [parser.parse_args([command, *positional.get(command, []), *flag]).verbose
+              for flag in ([], ["-q"], ["--quiet"], ["-v"], ["--verbose"])]
+    assert levels == [None, 0, 0, 2, 2]
+
+
+def test_quiet_and_verbose_reach_the_library(lm_run, translator_run, tmp_path, monkeypatch):
+    """-q/-v become one level in TrainConfig and the pipeline calls; no Namespace goes below."""
+    args, _ = cli.prepare(["train-lm", "--run-dir", str(tmp_path / "a"), "-q"])
+    assert cli._lm_recipe(args).train.verbose == 0
+    args, _ = cli.prepare(["train-translator", "--run-dir", str(tmp_path / "b"), "--verbose"])
+    assert cli._translator_recipe(args).train.verbose == 2
+    args, _ = cli.prepare(["train-translator", "--run-dir", str(tmp_path / "c")])
+    assert cli._translator_recipe(args).train.verbose == 1
+
+    from keras_seq.pipelines import lm_commands, translation_commands
+
+    calls = {}
+    for module, name in ((lm_commands, "evaluate_run"), (lm_commands, "export_run"),
+                         (translation_commands, "evaluate_run"), (translation_commands, "export_run"),
+                         (translation_commands, "translate_lines")):
+        monkeypatch.setattr(module, name, lambda *a, _key=(module.__name__, name), **kw:
+                            calls.__setitem__(_key, kw["verbose"]))
+    monkeypatch.chdir(tmp_path)
+    cli._run_evaluate_lm(cli.prepare(["evaluate", lm_run, "-q"])[0])
+    cli._run_export_lm(cli.prepare(["export", lm_run, "--no-onnx", "-v"])[0])
+    cli._run_evaluate_translator(cli.prepare(["evaluate", translator_run])[0])
+    cli._run_export_translator(cli.prepare(["export", translator_run, "--no-onnx", "-q"])[0])
+    source = tmp_path / "in.txt"
+    source.write_text("a\nb\n", encoding="utf-8")
+    cli._run_translate(cli.prepare(["translate", translator_run, "--input", str(source), "-v"])[0])
+    assert calls == {
+        ("keras_seq.pipelines.lm_commands", "evaluate_run"): 0,
+        ("keras_seq.pipelines.lm_commands", "export_run"): 2,
+        ("keras_seq.pipelines.translation_commands", "evaluate_run"): 1,
+        ("keras_seq.pipelines.translation_commands", "export_run"): 0,
+        ("keras_seq.pipelines.translation_commands", "translate_lines"): 2,
+    }
 
 
 def test_evaluate_and_export_pick_the_task_from_config(lm_run, translator_run, tmp_path, monkeypatch):

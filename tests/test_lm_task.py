@@ -87,6 +87,21 @@ def test_train_writes_run_dir(trained):
     assert 1.0 < valid < vocab and 1.0 < test < vocab
 
 
+def test_quiet_silences_training_progress(trained, tmp_path):
+    """`-q`: no per-epoch line (stdout keeps the results); `-v`: the run header too."""
+    assert re.search(r"^epoch 1/1 ", trained["out"], re.M), trained["out"]  # normal: one line
+    quiet = tmp_path / "quiet"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(["train-lm", "--data", trained["data"], "--run-dir", str(quiet), "-q",
+                           *TRAIN_FLAGS])
+    assert status == 0, err.getvalue()[-2000:]
+    lines = out.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "validation perplexity", "test perplexity", "run directory"], lines
+    assert json.loads((quiet / "config.json").read_text())["training"]["verbose"] == 0
+
+
 def test_splits_are_contiguous_and_cover_the_text():
     text = "\n".join(f"line {i} of the text." for i in range(100))
     train, valid, test = lm_data.split_text(text)

@@ -49,7 +49,8 @@ def _print(message=""):
     print(message, flush=True)
 
 
-def run_demo(minutes=None, run_dir=os.path.join("runs", "demo"), *, export_dir=EXPORT_DIR):
+def run_demo(minutes=None, run_dir=os.path.join("runs", "demo"), *, export_dir=EXPORT_DIR,
+             verbose=None):
     """Runs the demo (see the module docstring).
 
     Args:
@@ -57,6 +58,9 @@ def run_demo(minutes=None, run_dir=os.path.join("runs", "demo"), *, export_dir=E
         run_dir: the translator's run directory (an earlier demo run there is
             replaced).
         export_dir: where the export goes.
+        verbose: the training's progress level (`TrainConfig.verbose`; 0
+            quiet); None: 1 on a terminal, else 2 (a line per epoch with
+            the learning rate and timings).
 
     Returns:
         0; a step that fails raises a `KerasSeqError`.
@@ -70,8 +74,9 @@ def run_demo(minutes=None, run_dir=os.path.join("runs", "demo"), *, export_dir=E
     _print()
 
     _print(f"[1/4] training (time budget {minutes:g} min)")
-    recipe = TranslatorRecipe().with_training(max_minutes=minutes,
-                                              verbose=1 if sys.stdout.isatty() else 2)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    recipe = TranslatorRecipe().with_training(max_minutes=minutes, verbose=verbose)
     translator = train_translator(recipe, run_dir, data="bundled:fra-eng",
                                   max_pairs=DEMO_PAIRS, overwrite=True)["translator"]
     _print()

@@ -13,6 +13,8 @@ from keras_seq import errors
 from keras_seq import extras
 from keras_seq.pipelines.lm_training import train_language_model
 from keras_seq.pipelines.text_generator import TextGenerator
+from keras_seq.pipelines.translation_commands import export_steps
+from keras_seq.pipelines.translation_commands import print_parity
 from keras_seq.recipes.common import say
 
 __all__ = ["evaluate_run", "export_run", "generate_text", "train_run"]
@@ -76,7 +78,7 @@ def generate_text(run, prompt, *, length, options, num_samples=1):
     print("\n----\n".join(texts))
 
 
-def evaluate_run(run, *, data=None, split="test"):
+def evaluate_run(run, *, data=None, split="test", verbose=0):
     """`keras-seq evaluate` of a language model: prints `<split> perplexity: X (N tokens of ...)`.
 
     Args:
@@ -84,13 +86,15 @@ def evaluate_run(run, *, data=None, split="test"):
         data: a text file or `"bundled:NAME"` to score instead of the run's
             own split.
         split: "train" | "valid" | "test" of the run's own text.
+        verbose: Keras's evaluation bar at this `keras_seq.progress` level
+            (0, silent, by default).
     """
-    result = TextGenerator.from_run(run).evaluate(data=data, split=split)
+    result = TextGenerator.from_run(run).evaluate(data=data, split=split, verbose=verbose)
     label = "perplexity" if data else f"{split} perplexity"
     print(f"{label}: {result.perplexity:.2f} ({result.tokens} tokens of the {result.source})")
 
 
-def export_run(run, to, *, version=None, onnx=True):
+def export_run(run, to, *, version=None, onnx=True, verbose=0):
     """`keras-seq export` of a language model: exports, then prints the parity report.
 
     Args:
@@ -98,13 +102,12 @@ def export_run(run, to, *, version=None, onnx=True):
         to: the export directory.
         version: int >= 1, or None for the next free version.
         onnx: also write the ONNX graphs (the onnx extra is checked first).
+        verbose: name the steps as they start (`keras_seq.progress.Steps`)
+            at this level (0, silent, by default).
     """
     if onnx:
         extras.check("onnx", "ONNX export")
-    generator = TextGenerator.from_run(run)
-    path, report = generator.export(to, version=version, onnx=onnx)
+    _, (path, report) = export_steps(TextGenerator.from_run, run, to, version=version,
+                                     onnx=onnx, verbose=verbose)
     print(f"exported {Path(run)} to {path}")
-    for backend, outputs in report.items():
-        worst = [v for v in outputs.values() if isinstance(v, float)]
-        print(f"parity with {backend}: {len(outputs)} outputs agree"
-              + (f" (max float difference {max(worst):.2e})" if worst else ""))
+    print_parity(report)

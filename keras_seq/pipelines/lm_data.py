@@ -34,6 +34,7 @@ import numpy as np
 from keras_seq import data as data_lib
 from keras_seq import errors
 from keras_seq import models
+from keras_seq import progress
 from keras_seq import text as text_lib
 
 __all__ = [
@@ -198,7 +199,8 @@ def load_parts(data_spec, tokenizer_type, *, val_fraction=0.05, test_fraction=0.
 
 
 def load_streams(data_spec, tokenizer_type, tokenizer=None, vocab_size=None, min_frequency=1,
-                 val_fraction=0.05, test_fraction=0.05, *, valid_data=None, test_data=None):
+                 val_fraction=0.05, test_fraction=0.05, verbose=0, *, valid_data=None,
+                 test_data=None):
     """Loads, preprocesses and splits a text; fits the tokenizer on train.
 
     Args:
@@ -208,6 +210,8 @@ def load_streams(data_spec, tokenizer_type, tokenizer=None, vocab_size=None, min
             None to fit a new one on the training part.
         vocab_size, min_frequency: for a new tokenizer.
         val_fraction, test_fraction: the split (see `split_text`).
+        verbose: progress of fitting a new tokenizer (`keras_seq.progress`
+            levels; 0, silent, by default).
         valid_data, test_data: separate validation / test files (see
             `load_parts`); they are read, and checked, before `data_spec`.
 
@@ -219,7 +223,7 @@ def load_streams(data_spec, tokenizer_type, tokenizer=None, vocab_size=None, min
                        test_fraction=test_fraction, valid_data=valid_data, test_data=test_data)
     if tokenizer is None:
         tokenizer = make_tokenizer(tokenizer_type, vocab_size, min_frequency)
-        tokenizer.fit([parts["train"]])
+        tokenizer.fit([parts["train"]], verbose=verbose)
     return tokenizer, {name: encode_stream(tokenizer, part) for name, part in parts.items()}
 
 
@@ -252,7 +256,7 @@ def compile_for_eval(model):
         model.compile(loss=None)  # the Transformer computes its own loss
 
 
-def perplexity(model, ids, seq_len, batch_size=None):
+def perplexity(model, ids, seq_len, batch_size=None, verbose=0):
     """Perplexity of one token stream (exp of the mean full-softmax cross-entropy).
 
     For a recurrent model the stream is cut into a few long rows read with a
@@ -268,6 +272,8 @@ def perplexity(model, ids, seq_len, batch_size=None):
         ids: int stream (NumPy array).
         seq_len: tokens per window.
         batch_size: most rows (default 32).
+        verbose: Keras's evaluation bar at this `keras_seq.progress` level
+            (0, silent, by default; see `progress.keras_verbose`).
 
     Returns:
         `(perplexity, tokens_scored)`.
@@ -288,5 +294,6 @@ def perplexity(model, ids, seq_len, batch_size=None):
         model.reset_states()
     compile_for_eval(model)
     dataset = data_lib.make_lm_dataset(ids, rows, seq_len)
-    loss = float(model.evaluate(dataset, verbose=0, return_dict=True)["loss"])
+    loss = float(model.evaluate(dataset, verbose=progress.keras_verbose(verbose),
+                                return_dict=True)["loss"])
     return math.exp(min(loss, 700.0)), dataset.num_batches * rows * seq_len

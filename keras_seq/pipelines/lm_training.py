@@ -35,6 +35,7 @@ import numpy as np
 
 from keras_seq import data as data_lib
 from keras_seq import models
+from keras_seq import progress
 from keras_seq import runs
 from keras_seq import text as text_lib
 from keras_seq import training
@@ -104,11 +105,11 @@ def _new_run(recipe, data, valid_data=None, test_data=None):
     held_out = lm_data.held_out_parts(valid_data, test_data)
     fractions = {"val_fraction": recipe.val_fraction if "valid" in held_out else 0.0,
                  "test_fraction": recipe.test_fraction if "test" in held_out else 0.0}
-    say(f"reading {data}")
+    progress.echo(f"reading {data}", recipe.train.verbose)
     tokenizer, streams = lm_data.load_streams(
         data, recipe.tokenizer, vocab_size=recipe.vocab_size,
-        min_frequency=recipe.min_frequency, valid_data=specs.get("valid_spec"),
-        test_data=specs.get("test_spec"), **fractions,
+        min_frequency=recipe.min_frequency, verbose=recipe.train.verbose,
+        valid_data=specs.get("valid_spec"), test_data=specs.get("test_spec"), **fractions,
     )
     info = recipe.model_info(tokenizer.vocab_size)
     run_config = {
@@ -224,15 +225,15 @@ def train_language_model(recipe=None, run_dir=DEFAULT_RUN_DIR, *, data=None, val
     if not resume:
         run, run_config = runs.prepare_run_dir(run_dir, run_config, overwrite=overwrite)
         tokenizer.save(str(run.vocab_dir))
-    say(
+    progress.echo(
         f"{tokenizer.type_name} tokenizer, vocabulary {tokenizer.vocab_size}; tokens: "
         + ", ".join(f"{k} {len(v)}" for k, v in streams.items())
-        + f"; batches of {config.batch_size} x {seq_len}"
-    )
+        + f"; batches of {config.batch_size} x {seq_len}", config.verbose)
     sampled = int(info["config"].get("sampled_softmax", 0) or 0)
     if sampled:
-        say(f"training loss: sampled softmax over {sampled} negatives of "
-            f"{tokenizer.vocab_size}; val_loss and perplexities: full softmax")
+        progress.echo(f"training loss: sampled softmax over {sampled} negatives of "
+                      f"{tokenizer.vocab_size}; val_loss and perplexities: full softmax",
+                      config.verbose)
     model, history = _fit(info, streams, run, config, seq_len, resume)
     valid_ppl, _ = lm_data.perplexity(model, streams["valid"], seq_len, config.batch_size)
     test_ppl, n_test = None, 0

@@ -269,7 +269,7 @@ class TextGenerator:
         return decoding.Greedy(), None, 1
 
     # ------------------------------------------------------------ evaluation
-    def evaluate(self, text=None, *, data=None, split="test"):
+    def evaluate(self, text=None, *, data=None, split="test", verbose=0):
         """Perplexity of a text, a data file, or a split of the run's own text.
 
         Args:
@@ -278,6 +278,8 @@ class TextGenerator:
             split: "train" | "valid" | "test" of the run's own text, when
                 neither `text` nor `data` is given (a run trained with
                 separate validation / test files reads them).
+            verbose: Keras's evaluation bar at this `keras_seq.progress`
+                level (0, silent, by default).
 
         Returns:
             A `Perplexity` (perplexity, tokens scored, source).
@@ -304,7 +306,8 @@ class TextGenerator:
                                        only=split)
             ids = lm_data.encode_stream(self.tokenizer, parts[split])
             where = self.split_source(split)
-        ppl, scored = lm_data.perplexity(self.model, ids, self.seq_len, self.batch_size)
+        ppl, scored = lm_data.perplexity(self.model, ids, self.seq_len, self.batch_size,
+                                         verbose=verbose)
         return Perplexity(ppl, scored, where)
 
     def split_source(self, split="test"):

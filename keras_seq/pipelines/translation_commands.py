@@ -11,15 +11,16 @@ import sys
 
 from keras_seq import errors
 from keras_seq import extras
+from keras_seq import progress
 from keras_seq.pipelines.translator import Translator
 from keras_seq.pipelines.translator import format_scores
 from keras_seq.recipes.common import say
 
-__all__ = ["evaluate_run", "export_run", "translate_lines"]
+__all__ = ["evaluate_run", "export_run", "export_steps", "print_parity", "translate_lines"]
 
 
 def translate_lines(run, sentences, *, beam=None, length_penalty=None, n_best=1,
-                    max_length=None, plot=None):
+                    max_length=None, plot=None, verbose=0):
     """`keras-seq translate`: one output line per input line.
 
     Args:
@@ -30,6 +31,8 @@ def translate_lines(run, sentences, *, beam=None, length_penalty=None, n_best=1,
         n_best: translations per line (<= beam).
         max_length: most output tokens (None: 1.5 x the source + 10).
         plot: a PNG path for the attention map of the first translated line.
+        verbose: a progress bar over the lines, on stderr, at this
+            `keras_seq.progress` level (0, silent, by default).
 
     Output (stdout): with `n_best=1` one translation per input line (an empty
     line for a line that could not be translated); with `n_best > 1` the Moses
@@ -51,7 +54,7 @@ def translate_lines(run, sentences, *, beam=None, length_penalty=None, n_best=1,
     translator = Translator.from_run(run)
     results = translator.translate(
         sentences, greedy=beam is None, beam=beam, length_penalty=length_penalty,
-        n_best=n_best, max_length=max_length, return_attention=bool(plot),
+        n_best=n_best, max_length=max_length, return_attention=bool(plot), verbose=verbose,
     )
     failed = 0
     for number, result in enumerate(results, start=1):
@@ -85,7 +88,7 @@ def _plot_first(results, plot):
     say(f"attention map of the first sentence written to {plot}")
 
 
-def evaluate_run(run, *, data=None, split="test", beam=None):
+def evaluate_run(run, *, data=None, split="test", beam=None, verbose=0):
     """`keras-seq evaluate` for a translator: BLEU and chrF, greedy vs beam search.
 
     Args:
@@ -96,6 +99,8 @@ def evaluate_run(run, *, data=None, split="test", beam=None):
         split: "train" | "valid" | "test" (the split held out from training
             and model selection).
         beam: beam size (None: the run's, 5).
+        verbose: a progress bar per decoding, on stderr, at this
+            `keras_seq.progress` level (0, silent, by default).
 
     Returns:
         0; prints a table of BLEU and chrF (sacrebleu, detokenized,
@@ -112,12 +117,12 @@ def evaluate_run(run, *, data=None, split="test", beam=None):
     else:
         pairs = translator.split(split)
         where = translator.split_source(split)
-    say(f"translating {len(pairs)} sentences of the {where}")
-    print(format_scores(translator.evaluate(pairs, options), where))
+    progress.echo(f"translating {len(pairs)} sentences of the {where}", verbose)
+    print(format_scores(translator.evaluate(pairs, options, verbose=verbose), where))
     return 0
 
 
-def export_run(run, to, *, version=None, onnx=True):
+def export_run(run, to, *, version=None, onnx=True, verbose=0):
     """`keras-seq export` for a translator: SavedModel + ONNX, parity-checked.
 
     Writes `to/<version>/` (TF Serving layout: `translate` on strings,
@@ -125,18 +130,47 @@ def export_run(run, to, *, version=None, onnx=True):
     5, length penalty 0.6) fixed in the graph and, with `onnx`, the id-level
     graphs in `to/onnx/*.onnx` (the string signature is not converted); then
     checks that the Keras model, the reloaded SavedModel and onnxruntime agree
-    on a few validation sentences.
+    on a few validation sentences. With `verbose`, the steps are named as they
+    start (`keras_seq.progress.Steps`).
 
     Returns:
         0; prints the version directory and the parity report.
     """
     if onnx:
         extras.check("onnx", "ONNX export")
-    translator = Translator.from_run(run)
-    path, report = translator.export(to, version=version, onnx=onnx)
+    translator, (path, report) = export_steps(Translator.from_run, run, to, version=version,
+                                              onnx=onnx, verbose=verbose)
     print(f"exported {translator.run_dir} to {path}")
+    print_parity(report)
+    return 0
+
+
+def export_steps(load, run, to, *, version=None, onnx=True, verbose=0):
+    """Loads a run with `load(run)` and exports it, naming the steps as they start.
+
+    Shared by the translator and language-model `export` jobs.
+
+    Args:
+        load: `Translator.from_run` or `TextGenerator.from_run`.
+        run: the run directory.
+        to, version, onnx: see `Translator.export`.
+        verbose: `keras_seq.progress.Steps` at this level (0: silent).
+
+    Returns:
+        `(pipeline, (path, report))`: the loaded pipeline and what its
+        `export` returned.
+    """
+    what = "SavedModel and ONNX" if onnx else "SavedModel"
+    with progress.Steps(f"exporting {run}", 2, verbose=verbose, stream=sys.stderr) as steps:
+        steps.step("loading the run")
+        pipeline = load(run)
+        steps.step(f"writing the {what} to {to} and checking parity")
+        return pipeline, pipeline.export(to, version=version, onnx=onnx)
+
+
+def print_parity(report):
+    """Prints one line per backend of an export's parity report."""
     for backend, outputs in report.items():
         worst = [v for v in outputs.values() if isinstance(v, float)]
         print(f"parity with {backend}: {len(outputs)} outputs agree"
               + (f" (max float difference {max(worst):.2e})" if worst else ""))
-    return 0

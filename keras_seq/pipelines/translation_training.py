@@ -30,6 +30,7 @@ import os
 import time
 
 from keras_seq import errors
+from keras_seq import progress
 from keras_seq import runs
 from keras_seq.recipes import TranslatorRecipe
 from keras_seq.recipes.common import choose_sampled_softmax
@@ -364,8 +365,8 @@ def _data_info(data, reverse, max_pairs, valid_data, test_data):
 def _held_out_fractions(recipe, info, files, num_pairs):
     """Says where the held-out splits come from; `(val_fraction, test_fraction)` of the corpus."""
     for name, pairs in files.items():
-        say(f"{len(pairs)} {'validation' if name == 'valid' else 'test'} pairs from "
-            f"{info[name + '_spec']}")
+        progress.echo(f"{len(pairs)} {'validation' if name == 'valid' else 'test'} pairs from "
+                      f"{info[name + '_spec']}", recipe.train.verbose)
         if _same_file(info["spec"], info[f"{name}_spec"]):
             say(f"warning: the {'validation' if name == 'valid' else 'test'} file is the "
                 "training data file; its scores will be optimistic")
@@ -390,17 +391,18 @@ def _new_setup(recipe, data, reverse, max_pairs, valid_data=None, test_data=None
     max_length = recipe.source_max_length
     info = _data_info(data, reverse, max_pairs, valid_data, test_data)
     files = split_files(info)  # bad validation / test files fail before the corpus is read
-    say(f"reading {data}")
+    progress.echo(f"reading {data}", recipe.train.verbose)
     pairs = load_corpus(data, reverse=reverse, max_pairs=max_pairs)
     val_fraction, test_fraction = _held_out_fractions(recipe, info, files, len(pairs))
     splits = dict(split_corpus(pairs, recipe.split_seed, val_fraction, test_fraction,
                                held_out=corpus_held_out(info)), **files)
     source_tokenizer = make_tokenizer(
         tokenizer_type, recipe.source_vocab_size, recipe.min_frequency,
-        lowercase=tokenizer_type != "char").fit([s for s, _ in splits["train"]])
+        lowercase=tokenizer_type != "char").fit([s for s, _ in splits["train"]],
+                                                verbose=recipe.train.verbose)
     target_tokenizer = make_tokenizer(
         tokenizer_type, recipe.target_vocab_size, recipe.min_frequency,
-        lowercase=False).fit([t for _, t in splits["train"]])
+        lowercase=False).fit([t for _, t in splits["train"]], verbose=recipe.train.verbose)
     model_info = model_info_for(recipe, source_tokenizer.vocab_size,
                                 target_tokenizer.vocab_size, max_length)
     smoothing = recipe.label_smoothing
@@ -567,8 +569,9 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
         steps_per_epoch=steps_per_epoch, resume=resume,
     )
     minutes = (time.monotonic() - started) / 60.0
-    say(f"training stopped ({history.stop_reason}) after {minutes:.1f} min; best epoch "
-        f"{history.state.get('best_epoch')} (val_loss {history.state.get('best') or float('nan'):.4f})")
+    progress.echo(f"training stopped ({history.stop_reason}) after {minutes:.1f} min; best epoch "
+                  f"{history.state.get('best_epoch')} "
+                  f"(val_loss {history.state.get('best') or float('nan'):.4f})", setup.config.verbose)
     return _report_validation(model, setup, run, history, minutes)
 
 
@@ -579,15 +582,15 @@ def _report_data(setup, train_ds, model_info, run, max_length):
     cap = int(s.run_config.get("recipe", {}).get("steps_per_epoch_cap",
                                                   TranslatorRecipe.steps_per_epoch_cap))
     steps_per_epoch = cap if num_batches > cap else None
-    say(
+    progress.echo(
         f"{len(splits['train'])} training pairs ({train_ds.num_examples} within {max_length} "
         f"tokens), {len(splits['valid'])} validation, {len(splits['test'])} "
         f"test (held out); vocabularies {s.source_tokenizer.vocab_size} source / "
         f"{s.target_tokenizer.vocab_size} target ({s.source_tokenizer.type_name}); "
         f"{num_batches} batches of {s.config.batch_size} per pass"
-        + (f", epochs of {cap} batches" if steps_per_epoch else "")
-    )
-    say(f"model: {model_info['type']} {_describe_model(model_info)}; run directory {run.path}")
+        + (f", epochs of {cap} batches" if steps_per_epoch else ""), s.config.verbose)
+    progress.echo(f"model: {model_info['type']} {_describe_model(model_info)}; "
+                  f"run directory {run.path}", s.config.verbose)
     return steps_per_epoch
 
 

@@ -20,10 +20,12 @@ lines are still translated, one result per input line):
 
 import dataclasses
 import math
+import sys
 import time
 
 from keras_seq import errors
 from keras_seq import extras
+from keras_seq import progress
 from keras_seq import runs
 from keras_seq.pipelines.translation_training import load_corpus
 from keras_seq.pipelines.translation_training import load_split
@@ -259,7 +261,7 @@ class Translator:
 
     def translate(self, sentences, options=None, *, beam=None, length_penalty=None,
                   n_best=None, greedy=False, max_length=None, batch_size=DECODE_BATCH,
-                  return_attention=False):
+                  return_attention=False, verbose=0, label="translating"):
         """Translates lines of text.
 
         Args:
@@ -273,6 +275,10 @@ class Translator:
                 `length_penalty`, `num_return`; `greedy=True` is beam 1).
             batch_size: sentences decoded together.
             return_attention: fill `Translation.attention`.
+            verbose: a progress bar counting the lines, on stderr (so stdout
+                stays for the results), at this `keras_seq.progress` level
+                (0, silent, by default).
+            label: the progress bar's label.
 
         Returns:
             list of `Translation`, one per input line, in order.
@@ -293,8 +299,9 @@ class Translator:
         eager = (self.decode_mode == "eager" or (
             self.decode_mode == "auto" and not self.jit_compile
             and len(order) <= EAGER_MAX_SENTENCES))
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        for rows in progress.track(batches, total=len(order), size=len, unit="line",
+                                   label=label, verbose=verbose, stream=sys.stderr):
             batch = right_pad([encoded[i] for i in rows])
             limit = options.max_length or self.output_limit(batch.shape[1])
             fn = self._decoder(dataclasses.replace(options, max_length=None), limit,
@@ -395,7 +402,7 @@ class Translator:
 
     # -- evaluate --------------------------------------------------------------
 
-    def evaluate(self, pairs=None, options=None, *, split="test"):
+    def evaluate(self, pairs=None, options=None, *, split="test", verbose=0):
         """BLEU and chrF (sacrebleu, detokenized, cased) of greedy decoding and beam search.
 
         Args:
@@ -407,6 +414,8 @@ class Translator:
             split: the run's split when `pairs` is None ("test" by default,
                 the split held out from training and model selection, or
                 the run's test file; see `split`).
+            verbose: a progress bar per decoding, on stderr, at this
+                `keras_seq.progress` level (0, silent, by default).
 
         Returns:
             dict: "greedy" and "beam" (`keras_seq.metrics.TranslationScores`),
@@ -432,7 +441,8 @@ class Translator:
         out = {"seconds": {}, "outputs": {}, "options": options, "sentences": len(pairs)}
         for name, kwargs in (("greedy", dict(greedy=True)), ("beam", dict(options=options))):
             start = time.perf_counter()
-            results = self.translate(sources, **kwargs)
+            results = self.translate(sources, **kwargs, verbose=verbose,
+                                     label=f"translating ({name})")
             out["seconds"][name] = time.perf_counter() - start
             out["outputs"][name] = [r.text for r in results]
             out[name] = metrics.translation_scores(out["outputs"][name], references)

@@ -110,7 +110,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 #   app         create_app: the Starlette app and its handlers
 #   logs        one JSON line per event (JsonFormatter, configure_logging)
 #   defaults    the default limits and options (a light module)
-#   cli         add_arguments, serve, main (python -m keras_seq.serving)
+#   cli         add_arguments, run_server, serve, main (python -m keras_seq.serving)
 # Imported on first use, so that `keras_seq.serving.cli.add_arguments` (the
 # `keras-seq serve` flags) costs no Starlette or NumPy import.
 _EXPORTS = {
@@ -121,6 +121,7 @@ _EXPORTS = {
     "add_arguments": "cli",
     "main": "cli",
     "serve": "cli",
+    "run_server": "cli",
     "JsonFormatter": "logs",
     "configure_logging": "logs",
     "logger": "logs",
@@ -153,6 +154,7 @@ __all__ = [
     "configure_logging",
     "create_app",
     "main",
+    "run_server",
     "serve",
 ]
 

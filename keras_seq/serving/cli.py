@@ -57,6 +57,7 @@ def _seconds(text):
 
 
 def _host(text):
+    """An argparse type: a host name or IP address (no whitespace)."""
     if not text.strip() or any(c.isspace() for c in text):
         raise argparse.ArgumentTypeError(f"must be a host name or IP address, got {text!r}")
     return text
@@ -126,12 +127,70 @@ def add_arguments(parser):
 
 
 def _option(args, name, default=None):
+    """`args.name`, or `default` when it is missing or None."""
     value = getattr(args, name, None)
     return default if value is None else value
 
 
+def run_server(base_dir, *, host="127.0.0.1", port=DEFAULT_PORT, onnx=False,
+               poll_interval=DEFAULT_POLL_INTERVAL, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
+               max_batch=DEFAULT_MAX_BATCH, max_string_length=DEFAULT_MAX_STRING_LENGTH,
+               max_versions=None, workers=None, max_queue=DEFAULT_MAX_QUEUE,
+               queue_timeout_ms=DEFAULT_QUEUE_TIMEOUT_MS,
+               request_timeout_ms=DEFAULT_REQUEST_TIMEOUT_MS, warmup=True):
+    """Runs the server over `base_dir` on uvicorn until interrupted.
+
+    The keyword form behind `keras-seq serve`, `python -m keras_seq.serving`
+    and `serve(args)`: each option is the value of the flag of the same name
+    (see `add_arguments`), and is checked by `create_app`.
+
+    Args:
+        base_dir: the model base directory (NAME/VERSION/saved_model.pb), one
+            model's directory, or with `onnx=True` a `.onnx` file.
+        host: the interface to listen on.
+        port: the TCP port, 1..65535.
+        onnx: serve the ONNX graphs through onnxruntime.
+        poll_interval, max_body_bytes, max_batch, max_string_length,
+            max_versions, workers, max_queue, queue_timeout_ms,
+            request_timeout_ms, warmup: see `keras_seq.serving.create_app`.
+
+    Raises:
+        ValueError: an option out of range.
+        InputError: the server did not start (e.g. the port is in use).
+
+    Example:
+
+    >>> run_server("exported/", port=8502, workers=8)     # doctest: +SKIP
+    """
+    import uvicorn
+
+    from keras_seq.serving.app import create_app
+    from keras_seq.serving.logs import configure_logging
+
+    if not (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535):
+        raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
+    configure_logging()
+    app = create_app(
+        base_dir, onnx=bool(onnx), max_body_bytes=max_body_bytes, max_batch=max_batch,
+        max_string_length=max_string_length, poll_interval=poll_interval,
+        max_versions=max_versions, workers=workers, max_queue=max_queue,
+        queue_timeout_ms=queue_timeout_ms, request_timeout_ms=request_timeout_ms,
+        warmup=warmup,
+    )
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None,
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind
+        pass
+    if not server.started:  # bind failed or start-up failed: uvicorn logged why
+        raise errors.InputError(
+            f"the server did not start on {config.host}:{port} (see the log line above)")
+
+
 def serve(args):
-    """Runs the server on uvicorn until interrupted.
+    """Runs the server of parsed `add_arguments` flags (`run_server` with their values).
 
     Args:
         args: an `argparse.Namespace` with `dir` and optionally any other
@@ -143,19 +202,15 @@ def serve(args):
 
     >>> serve(argparse.Namespace(dir="exported/", port=8502))     # doctest: +SKIP
     """
-    import uvicorn
-
-    from keras_seq.serving.app import create_app
-    from keras_seq.serving.logs import configure_logging
-
-    configure_logging()
-    app = create_app(
+    run_server(
         args.dir,
+        host=_option(args, "host", "127.0.0.1"),
+        port=_option(args, "port", DEFAULT_PORT),
         onnx=bool(getattr(args, "onnx", False)),
+        poll_interval=_option(args, "poll_interval", DEFAULT_POLL_INTERVAL),
         max_body_bytes=_option(args, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         max_batch=_option(args, "max_batch", DEFAULT_MAX_BATCH),
         max_string_length=_option(args, "max_string_length", DEFAULT_MAX_STRING_LENGTH),
-        poll_interval=_option(args, "poll_interval", DEFAULT_POLL_INTERVAL),
         max_versions=_option(args, "max_versions"),
         workers=_option(args, "workers"),
         max_queue=_option(args, "max_queue", DEFAULT_MAX_QUEUE),
@@ -163,19 +218,6 @@ def serve(args):
         request_timeout_ms=_option(args, "request_timeout_ms", DEFAULT_REQUEST_TIMEOUT_MS),
         warmup=_option(args, "warmup", True),
     )
-    port = _option(args, "port", DEFAULT_PORT)
-    if not (isinstance(port, int) and 1 <= port <= 65535):
-        raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
-    config = uvicorn.Config(app, host=_option(args, "host", "127.0.0.1"), port=port,
-                            access_log=False, log_config=None, timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    try:
-        server.run()
-    except SystemExit:  # uvicorn exits when it cannot bind
-        pass
-    if not server.started:  # bind failed or start-up failed: uvicorn logged why
-        raise errors.InputError(
-            f"the server did not start on {config.host}:{port} (see the log line above)")
 
 
 def main(argv=None, prog=None):
@@ -196,7 +238,7 @@ def main(argv=None, prog=None):
     except SystemExit as exit:  # --help, or a usage error already printed
         return exit.code if isinstance(exit.code, int) else 2
     try:
-        serve(args)
+        serve(args)  # the Namespace stops here: run_server takes plain values
     except (errors.KerasSeqError, ValueError, OSError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2

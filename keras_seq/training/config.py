@@ -133,30 +133,6 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: unknown field(s) {', '.join(unknown)}")
         return cls(**config)
 
-    @classmethod
-    def from_namespace(cls, args, **defaults):
-        """Build from a `keras-seq` argparse Namespace.
-
-        Attributes of `args` named like a field and not None win; then
-        `defaults` (the task's recipe, e.g. `epochs=20, optimizer="sgd"`);
-        then the field defaults.
-
-        Example:
-
-        >>> config = TrainConfig.from_namespace(args, epochs=20)  # doctest: +SKIP
-        """
-        values = {}
-        for field in dataclasses.fields(cls):
-            value = getattr(args, field.name, None)
-            if value is not None:
-                values[field.name] = value
-            elif field.name in defaults:
-                values[field.name] = defaults[field.name]
-        unknown = sorted(set(defaults) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown field(s) {', '.join(unknown)}")
-        return cls(**values)
-
 
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
