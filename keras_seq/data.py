@@ -7,6 +7,9 @@ Loading:
 - `load_pairs(spec, max_pairs=None)`: `source<TAB>target` lines (plain or
   gzip) -> `[(source, target), ...]`.
 - `load_text(spec)`: a whole text file (plain or gzip) -> `str`.
+- `load_split_file(spec, "valid" | "test", pairs=True)`: a separate
+  validation or test file, read as above, its errors starting with
+  "validation data:" / "test data:".
 
 Every problem with a data file raises `keras_seq.errors.DataError` with a
 one-line message naming the file (and the line or byte at fault).
