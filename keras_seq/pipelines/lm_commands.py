@@ -21,7 +21,7 @@ __all__ = ["evaluate_run", "export_run", "generate_text", "train_run"]
 
 
 def train_run(recipe, run_dir, *, data=None, resume=False, overwrite=False,
-              sampled_softmax=None):
+              sampled_softmax=None, valid_data=None, test_data=None):
     """`keras-seq train-lm`: trains, then prints the perplexities and the run directory.
 
     Args:
@@ -31,15 +31,21 @@ def train_run(recipe, run_dir, *, data=None, resume=False, overwrite=False,
         data: the text (None: the recipe's default, or the run's own when
             resuming).
         resume, overwrite: see `train_language_model`.
+        valid_data, test_data: separate validation / test files (see
+            `train_language_model`).
         sampled_softmax: the `--sampled-softmax` asked for; when resuming a
             run trained with another value, a warning says it is ignored.
     """
     if resume and sampled_softmax is not None and sampled_softmax != recipe.sampled_softmax:
         say(f"--resume: training goes on with the run's own --sampled-softmax "
             f"{recipe.sampled_softmax} (ignoring --sampled-softmax {sampled_softmax})")
-    result = train_language_model(recipe, run_dir, data=data, resume=resume, overwrite=overwrite)
+    result = train_language_model(recipe, run_dir, data=data, valid_data=valid_data,
+                                  test_data=test_data, resume=resume, overwrite=overwrite)
     print(f"validation perplexity: {result.valid_perplexity:.2f}")
-    print(f"test perplexity: {result.test_perplexity:.2f} ({result.test_tokens} tokens)")
+    if result.test_perplexity is None:
+        print("test perplexity: none (no test data)")
+    else:
+        print(f"test perplexity: {result.test_perplexity:.2f} ({result.test_tokens} tokens)")
     print(f"run directory: {result.run_dir}")
 
 

@@ -14,6 +14,9 @@ The same data handling serves training (`train_language_model`), evaluation
   of the characters train, the next 5% validate, the last 5% test (the valid
   and test splits are therefore later chapters of the book, not a random
   sample of sentences). Each split is one token stream ending with EOS.
+- Or the validation and test text come from files of their own
+  (`valid_data`, `test_data`; see `load_parts`): with a validation file the
+  whole text trains, and there is a test split only with a test file.
 - The tokenizer is fitted on the training split only, so validation and test
   words unseen in training count as `<unk>`.
 
@@ -38,6 +41,8 @@ __all__ = [
     "check_stream",
     "compile_for_eval",
     "encode_stream",
+    "held_out_parts",
+    "load_parts",
     "load_streams",
     "make_tokenizer",
     "perplexity",
@@ -68,7 +73,7 @@ def preprocess_text(text, tokenizer_type):
     return "\n".join(line for line in lines if line)
 
 
-def split_text(text, val_fraction=0.05, test_fraction=0.05):
+def split_text(text, val_fraction=0.05, test_fraction=0.05, *, held_out=("valid", "test")):
     """Cuts a text into contiguous train / valid / test parts at line ends.
 
     The first `1 - val_fraction - test_fraction` of the characters go to
@@ -79,12 +84,15 @@ def split_text(text, val_fraction=0.05, test_fraction=0.05):
         text: str.
         val_fraction: the validation share (the recipe's `val_fraction`).
         test_fraction: the test share (the recipe's `test_fraction`).
+        held_out: the held-out parts that must not come out empty (a part
+            read from a file of its own has a fraction of 0 and is left out).
 
     Returns:
         `(train, valid, test)` strings.
 
     Raises:
-        DataError: a part would be empty (text too short or a single line).
+        DataError: the training part or one of `held_out` would be empty
+            (text too short or a single line).
     """
     n = len(text)
     cuts = []
@@ -93,8 +101,9 @@ def split_text(text, val_fraction=0.05, test_fraction=0.05):
         newline = text.find("\n", at)
         cuts.append(n if newline < 0 else newline + 1)
     train, valid, test = text[: cuts[0]], text[cuts[0] : cuts[1]], text[cuts[1] :]
-    for name, part in (("training", train), ("validation", valid), ("test", test)):
-        if not part.strip():
+    for name, key, part in (("training", "train", train), ("validation", "valid", valid),
+                            ("test", "test", test)):
+        if not part.strip() and (key == "train" or key in held_out):
             raise errors.DataError(
                 f"the text ({n} characters, {text.count(chr(10)) + 1} lines) is too short to "
                 f"cut into train/valid/test parts by line ({int(100 * (1 - val_fraction - test_fraction))}"
@@ -132,8 +141,66 @@ def encode_stream(tokenizer, text):
     return np.asarray(ids, dtype=np.int32)
 
 
+def held_out_parts(valid_data=None, test_data=None):
+    """The held-out parts cut off the training text (`split_text`'s `held_out`).
+
+    Both without separate files; only the validation part with a test file
+    alone; none with a validation file (all of the text trains, and the test
+    part is the test file or absent).
+    """
+    if valid_data is not None:
+        return ()
+    return ("valid",) if test_data is not None else ("valid", "test")
+
+
+def load_parts(data_spec, tokenizer_type, *, val_fraction=0.05, test_fraction=0.05,
+               valid_data=None, test_data=None, only=None):
+    """The preprocessed text of each split, from the data file or separate files.
+
+    Args:
+        data_spec: the training text, a file path or "bundled:NAME".
+        tokenizer_type: "word" | "char" | "wordpiece" (see `preprocess_text`).
+        val_fraction, test_fraction: the shares cut off `data_spec` for the
+            parts that have no file (see `split_text`, `held_out_parts`).
+        valid_data, test_data: separate validation / test text files, or
+            None. With `valid_data`, all of `data_spec` is training text.
+        only: a split name to read only that part (a file part reads only
+            its file), or None for all.
+
+    Returns:
+        `{"train": str, "valid": str, "test": str}` (or `only`), without
+        "test" when the run has no test part (`valid_data` alone).
+
+    Raises:
+        DataError: a file that is missing, empty or not UTF-8 (a separate
+            file's message starts with "validation data:" / "test data:"),
+            or a text too short to split.
+        InputError: `only="test"` and there is no test part.
+    """
+    wanted = ("train", "valid", "test") if only is None else (only,)
+    held_out = held_out_parts(valid_data, test_data)
+    parts = {}
+    for name, spec in (("valid", valid_data), ("test", test_data)):
+        if spec is not None and name in wanted:
+            raw = data_lib.load_split_file(spec, name, pairs=False)
+            parts[name] = preprocess_text(raw, tokenizer_type)
+    if only == "test" and "test" not in held_out and test_data is None:
+        raise errors.InputError(
+            f"the run has no test split: it trained on all of {data_spec} with the validation "
+            f"file {valid_data} and no test file; evaluate a text file instead")
+    if any(name not in parts for name in wanted):
+        text = preprocess_text(data_lib.load_text(data_spec), tokenizer_type)
+        cut = split_text(text, val_fraction if "valid" in held_out else 0.0,
+                         test_fraction if "test" in held_out else 0.0, held_out=held_out)
+        for name, part in zip(("train", "valid", "test"), cut):
+            if name not in parts and (name == "train" or name in held_out):
+                parts[name] = part
+    return {name: parts[name] for name in wanted if name in parts}
+
+
 def load_streams(data_spec, tokenizer_type, tokenizer=None, vocab_size=None, min_frequency=1,
-                 val_fraction=0.05, test_fraction=0.05, verbose=0):
+                 val_fraction=0.05, test_fraction=0.05, verbose=0, *, valid_data=None,
+                 test_data=None):
     """Loads, preprocesses and splits a text; fits the tokenizer on train.
 
     Args:
@@ -145,24 +212,35 @@ def load_streams(data_spec, tokenizer_type, tokenizer=None, vocab_size=None, min
         val_fraction, test_fraction: the split (see `split_text`).
         verbose: progress of fitting a new tokenizer (`keras_seq.progress`
             levels; 0, silent, by default).
+        valid_data, test_data: separate validation / test files (see
+            `load_parts`); they are read, and checked, before `data_spec`.
 
     Returns:
-        `(tokenizer, {"train": ids, "valid": ids, "test": ids})`.
+        `(tokenizer, {"train": ids, "valid": ids, "test": ids})`, without
+        "test" when `valid_data` is given alone.
     """
-    text = preprocess_text(data_lib.load_text(data_spec), tokenizer_type)
-    parts = dict(zip(("train", "valid", "test"), split_text(text, val_fraction, test_fraction)))
+    parts = load_parts(data_spec, tokenizer_type, val_fraction=val_fraction,
+                       test_fraction=test_fraction, valid_data=valid_data, test_data=test_data)
     if tokenizer is None:
         tokenizer = make_tokenizer(tokenizer_type, vocab_size, min_frequency)
         tokenizer.fit([parts["train"]], verbose=verbose)
     return tokenizer, {name: encode_stream(tokenizer, part) for name, part in parts.items()}
 
 
-def check_stream(ids, name, batch_size, seq_len):
-    """Raises `DataError` unless `ids` fill one `batch_size x seq_len` batch."""
+def check_stream(ids, name, batch_size, seq_len, source=None):
+    """Raises `DataError` unless `ids` fill one `batch_size x seq_len` batch.
+
+    Args:
+        ids: the token stream.
+        name: the split ("train", "valid").
+        batch_size, seq_len: the training batch.
+        source: the split's own file, named in the message, or None.
+    """
     need = batch_size * (seq_len + 1)
     if len(ids) < need:
+        where = f"the {name} split" + (f" ({source})" if source else "")
         raise errors.DataError(
-            f"the {name} split has {len(ids)} tokens, too few for one batch of "
+            f"{where} has {len(ids)} tokens, too few for one batch of "
             f"batch_size={batch_size} x seq_len={seq_len} (needs {need}); give a longer text or "
             "lower --batch-size / --seq-len"
         )

@@ -71,6 +71,9 @@ class TextGenerator:
         data: the training text (`"bundled:NAME"` or a file), for
             `evaluate(split=...)`.
         val_fraction, test_fraction: how that text was split.
+        valid_data, test_data: the run's separate validation / test files
+            (None: those splits are cut off `data`; see
+            `keras_seq.pipelines.lm_data.load_parts`).
 
     Example:
 
@@ -85,7 +88,7 @@ class TextGenerator:
     """
 
     def __init__(self, model, tokenizer, *, seq_len=35, batch_size=32, data=None,
-                 val_fraction=0.05, test_fraction=0.05):
+                 val_fraction=0.05, test_fraction=0.05, valid_data=None, test_data=None):
         if getattr(model, "task", None) != "language_model":
             raise ValueError(
                 f"TextGenerator needs a language model; got {type(model).__name__}")
@@ -101,6 +104,8 @@ class TextGenerator:
         self.data = data
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
+        self.valid_data = valid_data
+        self.test_data = test_data
 
     @classmethod
     def from_run(cls, run_dir, which="best"):
@@ -140,6 +145,7 @@ class TextGenerator:
             batch_size=int(config.get("training", {}).get("batch_size", 32)),
             data=data.get("spec"), val_fraction=data.get("val_fraction", 0.05),
             test_fraction=data.get("test_fraction", 0.05),
+            valid_data=data.get("valid_spec"), test_data=data.get("test_spec"),
         )
 
     # ------------------------------------------------------------ generation
@@ -270,7 +276,8 @@ class TextGenerator:
             text: a str to score (preprocessed like the training text).
             data: a UTF-8 file or `"bundled:NAME"` to score instead.
             split: "train" | "valid" | "test" of the run's own text, when
-                neither `text` nor `data` is given.
+                neither `text` nor `data` is given (a run trained with
+                separate validation / test files reads them).
             verbose: Keras's evaluation bar at this `keras_seq.progress`
                 level (0, silent, by default).
 
@@ -278,8 +285,10 @@ class TextGenerator:
             A `Perplexity` (perplexity, tokens scored, source).
 
         Raises:
-            DataError: too little text.
+            DataError: too little text, or a file that can no longer be read.
             ValueError: an unknown split, or the run's data is unknown.
+            InputError: `split="test"` of a run trained with a validation
+                file and no test file.
         """
         tokenizer_type = self.tokenizer.type_name
         if text is not None or data is not None:
@@ -291,13 +300,22 @@ class TextGenerator:
                 raise ValueError(f"split must be train, valid or test; got {split!r}")
             if self.data is None:
                 raise ValueError("this TextGenerator has no data of its own; pass text or data")
-            _, streams = lm_data.load_streams(self.data, tokenizer_type, self.tokenizer,
-                                              val_fraction=self.val_fraction,
-                                              test_fraction=self.test_fraction)
-            ids, where = streams[split], f"{split} split of {self.data}"
+            parts = lm_data.load_parts(self.data, tokenizer_type, val_fraction=self.val_fraction,
+                                       test_fraction=self.test_fraction,
+                                       valid_data=self.valid_data, test_data=self.test_data,
+                                       only=split)
+            ids = lm_data.encode_stream(self.tokenizer, parts[split])
+            where = self.split_source(split)
         ppl, scored = lm_data.perplexity(self.model, ids, self.seq_len, self.batch_size,
                                          verbose=verbose)
         return Perplexity(ppl, scored, where)
+
+    def split_source(self, split="test"):
+        """Where a split of the run's text comes from, e.g. "test file news.txt"."""
+        spec = {"valid": self.valid_data, "test": self.test_data}.get(split)
+        if spec:
+            return f"{'validation' if split == 'valid' else split} file {spec}"
+        return f"{split} split of {self.data}"
 
     # ------------------------------------------------------------ export
     def export(self, to, *, version=None, onnx=True, max_length=None, check=True):

@@ -116,7 +116,7 @@ def evaluate_run(run, *, data=None, split="test", beam=None, verbose=0):
         pairs, where = translator.load_pairs(data), data
     else:
         pairs = translator.split(split)
-        where = f"{split} split of {translator.run_config['data']['spec']}"
+        where = translator.split_source(split)
     progress.echo(f"translating {len(pairs)} sentences of the {where}", verbose)
     print(format_scores(translator.evaluate(pairs, options, verbose=verbose), where))
     return 0

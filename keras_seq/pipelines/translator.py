@@ -375,8 +375,25 @@ class Translator:
         return self.run_config
 
     def split(self, name="test"):
-        """The `(source, target)` pairs of a split of the run's data ("train" | "valid" | "test")."""
+        """The `(source, target)` pairs of a split of the run's data ("train" | "valid" | "test").
+
+        A run trained with `valid_data` / `test_data` reads those files
+        (recorded in its config.json); other runs rebuild the seeded split of
+        their data file.
+
+        Raises:
+            InputError: an unknown split, or "test" of a run trained with a
+                validation file and no test file.
+            DataError: the data or split file can no longer be read.
+        """
         return load_split(self._config(f"the {name} split"), name)
+
+    def split_source(self, name="test"):
+        """Where a split comes from: "test file news.tsv" or "test split of bundled:fra-eng"."""
+        info = self._config(f"the {name} split").get("data", {})
+        if info.get(f"{name}_spec"):
+            return f"{'validation' if name == 'valid' else name} file {info[name + '_spec']}"
+        return f"{name} split of {info.get('spec')}"
 
     def load_pairs(self, data):
         """Pairs of a file or "bundled:NAME", columns swapped as in the run's training data."""
@@ -395,7 +412,8 @@ class Translator:
             options: the beam search's `DecodeOptions` (None: this
                 translator's `options`).
             split: the run's split when `pairs` is None ("test" by default,
-                the split held out from training and model selection).
+                the split held out from training and model selection, or
+                the run's test file; see `split`).
             verbose: a progress bar per decoding, on stderr, at this
                 `keras_seq.progress` level (0, silent, by default).
 
