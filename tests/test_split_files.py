@@ -394,3 +394,25 @@ def test_lm_run_without_files_has_no_new_keys(text_files):
                                       "tokens", "val_fraction"]
     assert (config["data"]["val_fraction"], config["data"]["test_fraction"]) == (0.05, 0.05)
     assert sorted(streams) == ["test", "train", "valid"]
+
+
+@pytest.mark.parametrize("command", ["train-translator", "train-lm"])
+def test_cli_refuses_bad_split_files_in_one_line(command, pair_files, tmp_path, capsys):
+    from keras_seq.cli import main
+
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("", encoding="utf-8")
+    cases = [
+        (["--valid-data", str(tmp_path / "missing.tsv")], "missing.tsv"),
+        (["--test-data", str(empty)], "test data:"),
+    ]
+    for extra, message in cases:
+        run_dir = tmp_path / f"run-{len(extra[1])}"
+        argv = [command, "--data", pair_files["train"], "--run-dir", str(run_dir), *extra]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        errors_printed = [line for line in err.splitlines() if "error" in line]
+        assert len(errors_printed) == 1, err  # one line; progress notes may precede it
+        assert errors_printed[0].startswith("keras-seq: error: ") and message in err
+        assert "Traceback" not in err
+        assert not run_dir.exists()

@@ -8,7 +8,8 @@ Flags map onto the library; no Namespace leaves this module:
                with --resume the run's own `LanguageModelRecipe.from_run` with
                the training flags applied. Then
                `keras_seq.pipelines.lm_commands.train_run(recipe, --run-dir,
-               data=--data, resume=, overwrite=)`.
+               data=--data, valid_data=--valid-data, test_data=--test-data,
+               resume=, overwrite=)`.
     generate   `_generate_options(args)` -> `keras_seq.decoding.DecodeOptions`
                (--greedy; --beam N with --num-samples as the n-best; otherwise
                sampling: --temperature (1.0), --top-k, --top-p, --seed), then
@@ -197,8 +198,10 @@ def _run_train_lm(args):
 
     # When resuming, the default --data means the run's own.
     data = None if args.resume and args.data == DEFAULT_DATA else args.data
-    lm_commands.train_run(_lm_recipe(args), args.run_dir, data=data, resume=args.resume,
-                          overwrite=args.overwrite, sampled_softmax=args.sampled_softmax)
+    lm_commands.train_run(_lm_recipe(args), args.run_dir, data=data,
+                          valid_data=args.valid_data, test_data=args.test_data,
+                          resume=args.resume, overwrite=args.overwrite,
+                          sampled_softmax=args.sampled_softmax)
 
 
 def _generate_options(args):

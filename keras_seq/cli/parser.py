@@ -101,13 +101,25 @@ def add_training_flags(parser, *, default_data, default_run_dir, models, default
 
 
 def _add_data_flags(parser, default_data, default_run_dir):
-    """--data, --run-dir, --resume, --overwrite."""
+    """--data, --valid-data, --test-data, --run-dir, --resume, --overwrite."""
     group = parser.add_argument_group("data and run directory")
     group.add_argument(
         "--data",
         type=data_spec,
         default=default_data,
         help="training data: a file path or bundled:NAME " f"(bundled: {', '.join(bundled_names())})",
+    )
+    group.add_argument(
+        "--valid-data",
+        type=data_spec,
+        help="a validation file: train on all of --data and select, schedule and early-stop "
+        "on this file (default: a seeded 5%% split of --data)",
+    )
+    group.add_argument(
+        "--test-data",
+        type=data_spec,
+        help="a test file, scored at the end and by `evaluate` (default: a seeded 5%% split "
+        "of --data, or no test split with --valid-data alone)",
     )
     group.add_argument(
         "--run-dir", default=default_run_dir, help="where config, vocab, checkpoints and logs go"

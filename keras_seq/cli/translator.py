@@ -7,7 +7,8 @@ Flags map onto the library; no Namespace leaves this module:
                --seed also seeds the data split; `-q`/`-v` set
                `TrainConfig.verbose`); the rnn-only flags are an error with
                --model transformer. Then `keras_seq.pipelines.train_translator(
-               recipe, --run-dir, data=--data, reverse=, max_pairs=, overwrite=)`;
+               recipe, --run-dir, data=--data, valid_data=--valid-data,
+               test_data=--test-data, reverse=, max_pairs=, overwrite=)`;
                with --resume, `train_translator(None, --run-dir, resume=True,
                train_overrides={given training flags})` (the run's own recipe).
     translate  `translation_commands.translate_lines(RUN, sentences, beam=,
@@ -264,9 +265,11 @@ def _run_train_translator(args):
 
     if args.resume:
         train_translator(None, args.run_dir, data=args.data, resume=True,
+                         valid_data=args.valid_data, test_data=args.test_data,
                          train_overrides=training_values(args))
     else:
         train_translator(_translator_recipe(args), args.run_dir, data=args.data,
+                         valid_data=args.valid_data, test_data=args.test_data,
                          reverse=args.reverse, max_pairs=args.max_pairs, overwrite=args.overwrite)
 
 
