@@ -23,6 +23,43 @@ __all__ = ["RNNLanguageModel"]
 _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 
 
+def _check_config(
+    vocab_size, embedding_dim, units, num_layers, cell, dropout, batch_size, stateful,
+    sampled_softmax,
+):
+    """Validates `RNNLanguageModel`'s arguments; returns the checked `sampled_softmax`."""
+    for arg, value in (
+        ("vocab_size", vocab_size),
+        ("embedding_dim", embedding_dim),
+        ("units", units),
+        ("num_layers", num_layers),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"`{arg}` must be a positive integer; received {value!r}."
+            )
+    if cell not in _CELLS:
+        raise ValueError(
+            f"`cell` must be one of {sorted(_CELLS)}; received {cell!r}."
+        )
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1); received {dropout!r}.")
+    if stateful:
+        if (
+            batch_size is None
+            or isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or batch_size < 1
+        ):
+            raise ValueError(
+                "`stateful=True` needs a fixed positive integer "
+                f"`batch_size` (rows of carried state); received "
+                f"batch_size={batch_size!r}. Pass `stateful=False` for a "
+                "model that starts every call from a zero state."
+            )
+    return check_sampled_softmax("RNNLanguageModel", sampled_softmax, vocab_size)
+
+
 @keras.saving.register_keras_serializable(package="keras_seq")
 class RNNLanguageModel(LanguageModel, SampledSoftmaxModel, keras.Model):
     """Word- or character-level recurrent language model.
@@ -136,38 +173,10 @@ class RNNLanguageModel(LanguageModel, SampledSoftmaxModel, keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for arg, value in (
-            ("vocab_size", vocab_size),
-            ("embedding_dim", embedding_dim),
-            ("units", units),
-            ("num_layers", num_layers),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"`{arg}` must be a positive integer; received {value!r}."
-                )
-        if cell not in _CELLS:
-            raise ValueError(
-                f"`cell` must be one of {sorted(_CELLS)}; received {cell!r}."
-            )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1); received {dropout!r}.")
-        sampled_softmax = check_sampled_softmax(
-            "RNNLanguageModel", sampled_softmax, vocab_size
+        sampled_softmax = _check_config(
+            vocab_size, embedding_dim, units, num_layers, cell, dropout, batch_size,
+            stateful, sampled_softmax,
         )
-        if stateful:
-            if (
-                batch_size is None
-                or isinstance(batch_size, bool)
-                or not isinstance(batch_size, int)
-                or batch_size < 1
-            ):
-                raise ValueError(
-                    "`stateful=True` needs a fixed positive integer "
-                    f"`batch_size` (rows of carried state); received "
-                    f"batch_size={batch_size!r}. Pass `stateful=False` for a "
-                    "model that starts every call from a zero state."
-                )
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.units = units
@@ -179,6 +188,16 @@ class RNNLanguageModel(LanguageModel, SampledSoftmaxModel, keras.Model):
         self.stateful = bool(stateful)
         self.sampled_softmax = sampled_softmax
 
+        self._make_layers()
+        # All shapes follow from the config: build now. The recorded input
+        # shape (and `input_dtype`) give Keras/TF a valid default signature
+        # when the model is saved inside a SavedModel.
+        self.build((batch_size if self.stateful else None, None))
+
+    def _make_layers(self):
+        """Creates the embedding, recurrent stack, projection and softmax head."""
+        vocab_size, embedding_dim, units = self.vocab_size, self.embedding_dim, self.units
+        num_layers, cell = self.num_layers, self.cell
         if self.tie_embeddings:
             # One [vocab, embedding_dim] table: the lookup, and (transposed)
             # the softmax weights of `output_head` (computed in float32).
@@ -238,10 +257,6 @@ class RNNLanguageModel(LanguageModel, SampledSoftmaxModel, keras.Model):
             name="softmax",
             **tie,
         )
-        # All shapes follow from the config: build now. The recorded input
-        # shape (and `input_dtype`) give Keras/TF a valid default signature
-        # when the model is saved inside a SavedModel.
-        self.build((batch_size if self.stateful else None, None))
 
     @property
     def input_dtype(self):
