@@ -22,4 +22,4 @@ import sys
 from keras_seq import serving
 
 if __name__ == "__main__":
-    sys.exit(serving.main())
+    sys.exit(serving.main(prog="apps/serve.py"))

@@ -9,19 +9,20 @@ Runs the whole job through the library (the same functions as the
     python apps/translation.py --reverse                        # French -> English
     python apps/translation.py --skip-training --run-dir runs/translator "I am cold."
 
-Steps:
+Steps, all through the public API (`import keras_seq as ks`):
 
-1. `keras_seq.tasks.translation.train`: splits the pairs (the test split is
-   held out), fits word vocabularies, trains the default attention recipe
-   (bidirectional LSTM encoder, LSTM decoder, Bahdanau attention) with early
-   stopping on validation loss within `--max-minutes`.
-2. `evaluate`: BLEU and chrF (sacrebleu) of greedy decoding and beam search
-   on the held-out test split.
-3. `Translator.translate`: translates the given sentences with beam search
-   (5, length penalty 0.6), prints the n-best list of the first one and
+1. `ks.train_translator(ks.TranslatorRecipe(...), run_dir, data=...)`: splits
+   the pairs (the test split is held out), fits word vocabularies, trains the
+   default attention recipe (bidirectional LSTM encoder, LSTM decoder,
+   Bahdanau attention) with early stopping on validation loss within
+   `--max-minutes`.
+2. `ks.Translator.from_run(run_dir).evaluate()`: BLEU and chrF (sacrebleu) of
+   greedy decoding and beam search on the held-out test split.
+3. `translator.translate(...)`: translates the given sentences with beam
+   search (5, length penalty 0.6), prints the n-best list of the first one and
    saves its attention map as a PNG (`--plot`).
-4. `keras_seq.export.export_translator`: SavedModel (TF Serving layout) and
-   ONNX in `--export-dir`, checked against the Keras model.
+4. `translator.export(...)`: SavedModel (TF Serving layout) and ONNX in
+   `--export-dir`, checked against the Keras model.
 
 The attention map needs the `plot` extra and ONNX the `onnx` extra
 (`pip install "keras-seq[all]"`); without them those steps are skipped with
@@ -29,6 +30,7 @@ a note saying what to install.
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -58,39 +60,36 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    import numpy as np
-
-    from keras_seq import export as export_lib
-    from keras_seq import plotting, runs
-    from keras_seq.tasks import translation
+    import keras_seq as ks
 
     args = parse_args(argv)
     # Optional steps whose extra is missing are skipped now, not after training.
+    plot = args.plot
     plot_note = extras.missing_message("plot", "the attention map")
-    if args.plot and plot_note:
+    if plot and plot_note:
         print(f"skipped: {plot_note}")
-        args.plot = None
+        plot = None
     onnx_note = extras.missing_message("onnx", "ONNX export")
     if onnx_note and not args.no_export:
         print(f"skipped: {onnx_note}")
 
     # 1. Train.
     if not args.skip_training:
-        translation.train(translation.train_args(
-            data=args.data, reverse=args.reverse, run_dir=args.run_dir,
-            max_minutes=args.max_minutes, max_pairs=args.max_pairs, model=args.model,
-            attention=args.attention, overwrite=True,
-        ))
+        recipe = ks.TranslatorRecipe.for_model(args.model).with_training(
+            max_minutes=args.max_minutes)
+        if args.attention:
+            recipe = dataclasses.replace(recipe, attention=args.attention)
+        ks.train_translator(recipe, args.run_dir, data=args.data, reverse=args.reverse,
+                            max_pairs=args.max_pairs, overwrite=True)
 
     # 2. Evaluate on the held-out test split.
-    config = runs.load_run_config(args.run_dir)
-    translation.evaluate(argparse.Namespace(run=args.run_dir, run_config=config, data=None,
-                                            split="test", beam=None))
+    translator = ks.Translator.from_run(args.run_dir)
+    scores = translator.evaluate(split="test")
+    print(ks.pipelines.format_scores(scores, "test split"))
 
     # 3. Translate, n-best, attention map.
-    translator = translation.Translator.from_run(args.run_dir)
-    results = translator.translate(args.sentences, beam=5, length_penalty=0.6, n_best=3,
-                                   return_attention=True)
+    options = ks.decoding.DecodeOptions(beam_size=5, length_penalty=0.6, num_return=3)
+    results = translator.translate(args.sentences, options, return_attention=True)
     for sentence, result in zip(args.sentences, results):
         print(f"{sentence}\n  -> {result.text}")
         for warning in result.warnings:
@@ -100,23 +99,17 @@ def main(argv=None):
         print(f"n-best of {args.sentences[0]!r}:")
         for text, score in first.hypotheses:
             print(f"  {score:8.3f}  {text}")
-        if args.plot:
+        if plot:
+            from keras_seq import plotting
+
             plotting.plot_attention(first.attention, first.source_tokens, first.output_tokens,
-                                    args.plot, title=first.text)
-            print(f"attention map written to {args.plot}")
+                                    plot, title=first.text)
+            print(f"attention map written to {plot}")
 
     # 4. Export and check the export.
     if not args.no_export:
-        path = export_lib.export_translator(
-            translator.model, translator.source_tokenizer, translator.target_tokenizer,
-            args.export_dir, beam_size=5, length_penalty=0.6,
-            max_length=min(int(translator.model.max_length), 64), onnx=onnx_note is None)
-        encoded, _ = translator.prepare(args.sentences)
-        encoded = [e for e in encoded if e is not None]
-        batch = np.zeros((len(encoded), max(len(e) for e in encoded)), np.int32)
-        for i, e in enumerate(encoded):
-            batch[i, : len(e)] = e
-        report = export_lib.check_parity(translator.model, path, batch)
+        path, report = translator.export(args.export_dir, onnx=onnx_note is None,
+                                         parity_sentences=args.sentences)
         print(f"exported to {path}; parity checked with {', '.join(report)}")
     return 0
 

@@ -211,12 +211,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from keras_seq import metrics
-    from keras_seq.tasks import translation
+    from keras_seq.pipelines import translation_training as translation
+    from keras_seq.recipes import TranslatorRecipe
 
     keras.utils.set_random_seed(0)
+    recipe = TranslatorRecipe()
     pairs = translation.load_corpus(args.data, reverse=args.reverse, max_pairs=args.max_pairs)
-    seed = translation.DEFAULT_SPLIT_SEED if args.seed is None else args.seed
-    val_fraction, test_fraction = translation.held_out_fractions(len(pairs))
+    seed = recipe.split_seed if args.seed is None else args.seed
+    val_fraction, test_fraction = recipe.held_out_fractions(len(pairs))
     splits = translation.split_corpus(pairs, seed, val_fraction, test_fraction)
     start = time.monotonic()
     src_vec = keras.layers.TextVectorization(standardize=standardize_tf, max_tokens=MAX_VOCAB,

@@ -78,9 +78,13 @@ def _has_backend(model_dir, backend):
 
 
 class ServerProcess:
-    """`python -m keras_seq.serving DIR` on a free loopback port."""
+    """`python -m keras_seq.serving DIR [EXTRA_ARGS]` on a free loopback port.
 
-    def __init__(self, model_dir, onnx, startup_timeout):
+    `startup_seconds` is how long it took to answer `/healthz` (models loaded
+    and warmed up).
+    """
+
+    def __init__(self, model_dir, onnx, startup_timeout, extra_args=()):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
@@ -90,6 +94,8 @@ class ServerProcess:
         ]
         if onnx:
             command.append("--onnx")
+        command += list(extra_args)
+        start = time.monotonic()
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=self.log, env=env)
@@ -107,6 +113,7 @@ class ServerProcess:
                 except httpx.TransportError:
                     pass
                 time.sleep(0.2)
+        self.startup_seconds = time.monotonic() - start
 
     def tail(self, n=3000):
         self.log.flush()

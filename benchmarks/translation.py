@@ -43,10 +43,11 @@ import numpy as np
 
 
 def _load(run_dir):
-    from keras_seq.tasks import translation
+    from keras_seq import pipelines
 
-    model, src_tok, tgt_tok, config, run = translation.load_run(run_dir)
-    return translation, model, src_tok, tgt_tok, config
+    translator = pipelines.Translator.from_run(run_dir)
+    return (pipelines.translation_training, translator.model, translator.source_tokenizer,
+            translator.target_tokenizer, translator.run_config)
 
 
 # ----------------------------------------------------------------------------
@@ -69,8 +70,10 @@ def quality(args):
 
     normalized_refs = [standardize_py(t) for t in refs]
     out = {"run": args.run, "test_pairs": len(pairs), "load_before": load_average(), "rows": []}
+    from keras_seq.pipelines import Translator
+
     for unk in (True, False):
-        translator = translation.Translator(model, src_tok, tgt_tok, unk_replace=unk)
+        translator = Translator(model, src_tok, tgt_tok, unk_replace=unk)
         settings = [("greedy", dict(greedy=True))]
         alphas = (0.0, 0.6, 1.0) if unk else (0.6,)
         settings += [(f"beam 5, lp {a:g}", dict(beam=5, length_penalty=a)) for a in alphas]
@@ -193,7 +196,9 @@ def decode_speed(args):
     translation, model, src_tok, tgt_tok, config = _load(args.run)
     pairs = translation.load_split(config, "test")[: args.sentences]
     sentences = [s for s, _ in pairs]
-    translator = translation.Translator(model, src_tok, tgt_tok, unk_replace=False)
+    from keras_seq.pipelines import Translator
+
+    translator = Translator(model, src_tok, tgt_tok, unk_replace=False)
     batches = _batches(translator, sentences, args.batch_size)
     width = max(b.shape[1] for b in batches)
     max_length = translator.output_limit(width)
@@ -255,7 +260,9 @@ def latency(args):
     export_seconds = time.perf_counter() - start
     pairs = translation.load_split(config, "test")[: args.sentences]
     sentences = [s for s, _ in pairs]
-    translator = translation.Translator(model, src_tok, tgt_tok, unk_replace=False)
+    from keras_seq.pipelines import Translator
+
+    translator = Translator(model, src_tok, tgt_tok, unk_replace=False)
     encoded, _ = translator.prepare(sentences)
     rows = [np.array([e], np.int32) for e in encoded if e is not None]
     out = {"run": args.run, "export": path, "export_seconds": round(export_seconds, 1),
@@ -316,7 +323,7 @@ def throughput(args):
 
     translation, model, src_tok, tgt_tok, config = _load(args.run)
     pairs = translation.load_split(config, "train")
-    src, tgt = translation._encode_pairs(src_tok, tgt_tok, pairs)
+    src, tgt = translation.encode_pairs(src_tok, tgt_tok, pairs)
     max_length = int(config["data"]["max_length"]) + 1
     out = {"run": args.run, "steps": args.steps, "batch_size": args.batch_size,
            "mixed_precision": args.mixed_precision, "load_before": load_average(), "rows": []}
@@ -329,7 +336,9 @@ def throughput(args):
         pad = data_lib.padding_fraction(ds, max_batches=200)
         batches = list(ds.repeat().take(args.steps + 5))
         tokens = sum(int(np.count_nonzero(y.numpy())) for _, y in batches[5:])
-        m = translation.build_model(config["model"])
+        from keras_seq.models import build_model
+
+        m = build_model("translator", config["model"])
         m.compile(keras.optimizers.Adam(1e-3, global_clipnorm=5.0),
                   loss=translation.label_smoothed_loss(0.1), metrics=None)
         warm = tf.data.Dataset.from_generator(lambda: iter(batches[:5]),

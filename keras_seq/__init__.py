@@ -20,6 +20,7 @@ registering their classes, so `keras.models.load_model("x.keras")` finds them
     ks.text        tokenizers and vocabularies (in-graph encode/decode)
     ks.data        loaders and tf.data pipelines (bucketed pairs, TBPTT streams)
     ks.training    compiled training with checkpoints, resume and strategies
+    ks.progress    verbosity levels (0 quiet, 1, 2 verbose) and progress bars
     ks.metrics     perplexity, BLEU and chrF (sacrebleu)
     ks.export      SavedModel (TF Serving layout) and ONNX, with parity checks
     ks.serving     TF Serving-compatible HTTP server for exported models
@@ -49,7 +50,7 @@ __version__ = "0.1.0"
 _SUBMODULES = frozenset(
     {
         "data", "datasets", "decoding", "errors", "export", "layers", "metrics",
-        "models", "pipelines", "plotting", "recipes", "runs", "serving", "text",
+        "models", "pipelines", "plotting", "progress", "recipes", "runs", "serving", "text",
         "training", "utils",
     }
 )

@@ -7,6 +7,9 @@ Loading:
 - `load_pairs(spec, max_pairs=None)`: `source<TAB>target` lines (plain or
   gzip) -> `[(source, target), ...]`.
 - `load_text(spec)`: a whole text file (plain or gzip) -> `str`.
+- `load_split_file(spec, "valid" | "test", pairs=True)`: a separate
+  validation or test file, read as above, its errors starting with
+  "validation data:" / "test data:".
 
 Every problem with a data file raises `keras_seq.errors.DataError` with a
 one-line message naming the file (and the line or byte at fault).
@@ -206,6 +209,71 @@ def load_pairs(spec, max_pairs=None):
         if max_pairs is not None and len(pairs) >= max_pairs:
             break
     return pairs
+
+
+SPLIT_FILE_ROLES = {"valid": "validation", "test": "test"}
+
+
+def load_split_file(spec, split, *, pairs=True):
+    """Loads a separate validation or test file, its errors naming the split.
+
+    The file gets the checks of `load_pairs` (`pairs=True`) or `load_text`;
+    a `DataError` is re-raised with the split in front, so a user who gave
+    a training file and a validation file knows which one is at fault.
+
+    Args:
+        spec: a file path or `"bundled:NAME"` (see `resolve_data`).
+        split: "valid" or "test".
+        pairs: read `source<TAB>target` pairs (True) or a whole text.
+
+    Returns:
+        list of `(source, target)` (`pairs=True`) or str.
+
+    Raises:
+        DataError: missing file, empty file, not UTF-8, (pairs) a line with
+            no tab or an empty side; the message starts with
+            "validation data:" or "test data:" and names the file and line.
+
+    Example:
+
+    >>> load_split_file("no-such.tsv", "valid")
+    Traceback (most recent call last):
+    ...
+    keras_seq.errors.DataError: validation data: cannot read data: no such file: no-such.tsv
+    """
+    spec = split_file_spec(spec, split)
+    try:
+        return load_pairs(spec) if pairs else load_text(spec)
+    except DataError as e:
+        raise DataError(f"{SPLIT_FILE_ROLES[split]} data: {e}") from None
+
+
+def split_file_spec(spec, split):
+    """Checks a validation or test file's spec; returns it as a str (as config.json keeps it).
+
+    Args:
+        spec: a file path (str or `os.PathLike`) or `"bundled:NAME"`.
+        split: "valid" or "test".
+
+    Returns:
+        str, `spec` itself (not resolved: a relative path stays relative).
+
+    Raises:
+        DataError: an empty spec, an unknown bundled name, no such file (the
+            message starts with "validation data:" / "test data:").
+        TypeError: `spec` is not a str or path.
+    """
+    if split not in SPLIT_FILE_ROLES:
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        raise TypeError(f"{split}_data must be a str or a path, got {type(spec).__name__}")
+    try:
+        resolve_data(spec)
+    except DataError as e:
+        raise DataError(f"{SPLIT_FILE_ROLES[split]} data: {e}") from None
+    return spec
 
 
 # ----------------------------------------------------------------------------

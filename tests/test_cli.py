@@ -77,6 +77,58 @@ def test_help_of_every_subcommand(capsys, command):
     assert "examples:" in out and f"keras-seq {command}" in out.split("examples:")[1]
 
 
+def test_version_is_instant_and_single_sourced(capsys):
+    import keras_seq
+
+    status, out, _ = _run_main(capsys, ["--version"])
+    assert status == 0 and out == f"keras-seq {keras_seq.__version__}\n"
+
+
+def test_export_and_demo_help_say_what_they_do(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    _, export, _ = _run_main(capsys, ["export", "--help"])
+    assert "DIR/onnx/*.onnx" in export and "string signatures are not converted to ONNX" in export
+    assert "DIR.onnx" not in export
+    _, demo, _ = _run_main(capsys, ["demo", "--help"])
+    assert "trains a translator only, no language model" in demo
+    assert "and language model" not in demo
+
+
+def test_train_lm_help_shows_the_recipe_defaults(capsys, monkeypatch):
+    from keras_seq.recipes import LanguageModelRecipe
+
+    monkeypatch.setenv("COLUMNS", "250")
+    _, lm, _ = _run_main(capsys, ["train-lm", "--help"])
+    word, char = LanguageModelRecipe(), LanguageModelRecipe.rnn("lstm", "char")
+    transformer = LanguageModelRecipe.transformer()
+    assert f"number of epochs (recipe default: {word.train.epochs})" in lm
+    assert (f"(recipe default: {word.seq_len}; char: {char.seq_len}, "
+            f"transformer: {transformer.seq_len})") in lm
+    assert f"(recipe default: {word.units}; char: {char.units})" in lm
+    assert (f"(recipe default: {word.train.learning_rate}; "
+            f"transformer: {transformer.train.learning_rate})") in lm
+    assert "(recipe default: 10000; char: every token, wordpiece: 8000)" in lm
+    assert "(recipe default: on; char: off)" in lm  # --tie-embeddings
+    assert "(default: lstm)" in lm and "(default: word)" in lm
+    _, generate, _ = _run_main(capsys, ["generate", "--help"])
+    assert "tokens to generate (default: 200)" in generate
+
+
+def test_translator_help_shows_the_recipe_defaults(capsys, monkeypatch):
+    from keras_seq.recipes import TranslatorRecipe
+
+    monkeypatch.setenv("COLUMNS", "250")
+    _, tr, _ = _run_main(capsys, ["train-translator", "--help"])
+    rnn, transformer = TranslatorRecipe.rnn(), TranslatorRecipe.transformer()
+    assert f"number of epochs (recipe default: {rnn.train.epochs})" in tr
+    assert f"(recipe default: {rnn.layers}; transformer: {transformer.layers})" in tr
+    assert f"(recipe default: {rnn.train.learning_rate}; transformer: {transformer.train.learning_rate})" in tr
+    assert f"(recipe default: {rnn.attention})" in tr
+    _, translate, _ = _run_main(capsys, ["translate", "--help"])
+    assert f"beam size (default {rnn.beam_size})" in translate
+    assert f"(default: {rnn.length_penalty})" in translate
+
+
 def test_training_flags_in_help(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # no line wrapping inside the words checked below
     _, lm, _ = _run_main(capsys, ["train-lm", "--help"])
@@ -125,6 +177,17 @@ BAD_ARGUMENTS = [
     (["train-lm", "--model", "lstmm"], "--model: invalid choice: 'lstmm'"),
     (["train-translator", "--dropout", "1"], "--dropout: must be in [0, 1)"),
     (["serve", "{tmp}", "--port", "70000"], "--port: must be a TCP port in 1..65535"),
+    # Every serve flag comes from keras_seq.serving.cli.add_arguments, with its range.
+    (["serve", "{tmp}", "--workers", "0"], "argument --workers: must be an integer in 1..1024"),
+    (["serve", "{tmp}", "--max-batch", "0"], "argument --max-batch: must be an integer in 1.."),
+    (["serve", "{tmp}", "--max-queue", "-1"], "argument --max-queue: must be an integer in 1.."),
+    (["serve", "{tmp}", "--poll-interval", "-1"], "argument --poll-interval: must be a number of seconds"),
+    (["serve", "{tmp}", "--queue-timeout-ms", "0"], "argument --queue-timeout-ms: must be an integer in 1.."),
+    (["serve", "{tmp}", "--request-timeout-ms", "x"], "argument --request-timeout-ms: must be an integer"),
+    (["serve", "{tmp}", "--max-body-bytes", "0"], "argument --max-body-bytes: must be an integer in 1.."),
+    (["serve", "{tmp}", "--max-versions", "0"], "argument --max-versions: must be an integer in 1.."),
+    (["serve", "{tmp}", "--host", " "], "argument --host: must be a host name or IP address"),
+    (["train-lm", "-q", "-v"], "argument -v/--verbose: not allowed with argument -q/--quiet"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]
 
@@ -250,26 +313,30 @@ def test_train_args_and_target(tmp_path):
         ["train-lm", "--run-dir", str(tmp_path / "run"), "--epochs", "3", "--no-jit", "--lr-schedule", "step",
          "--tokenizer", "char", "--tie-embeddings", "--sampled-softmax", "64"]  # fmt: skip
     )
-    assert target == ("keras_seq.tasks.lm", "train")
+    assert target == ("keras_seq.cli", "_run_train_lm")
     assert args.data == "bundled:anna-karenina" and args.model == "lstm"
     assert (args.epochs, args.jit_compile, args.lr_schedule, args.tokenizer) == (3, False, "step", "char")
     assert args.tie_embeddings is True and args.sampled_softmax == 64
     assert args.batch_size is None and args.mixed_precision is None and args.resume is False
-    from keras_seq.training import TrainConfig
-
-    config = TrainConfig.from_namespace(args, epochs=20, optimizer="sgd")
+    # The flags map onto the recipe: given flags win, unset ones keep the
+    # recipe's defaults (here the character LSTM's).
+    recipe = cli._lm_recipe(args)
+    config = recipe.train
     assert (config.epochs, config.optimizer, config.jit_compile, config.lr_schedule) == (
         3,
-        "sgd",
+        "adam",
         False,
         "step",
     )
+    assert (recipe.tokenizer, recipe.tie_embeddings, recipe.sampled_softmax) == ("char", True, 64)
+    assert (recipe.seq_len, recipe.units, config.batch_size, config.mixed_precision) == (
+        100, 512, 32, False)
 
     args, target = cli.prepare(
         ["train-translator", "--run-dir", str(tmp_path / "tr"), "--attention", "luong-general",
          "--no-bidirectional", "--input-feeding", "--reverse", "--mixed-precision"]  # fmt: skip
     )
-    assert target == ("keras_seq.tasks.translation", "train")
+    assert target == ("keras_seq.cli", "_run_train_translator")
     assert args.data == "bundled:fra-eng" and args.model == "rnn"
     assert (args.attention, args.bidirectional, args.input_feeding, args.reverse) == (
         "luong-general",
@@ -278,63 +345,138 @@ def test_train_args_and_target(tmp_path):
         True,
     )
     assert args.mixed_precision is True and args.jit_compile is None
+    recipe = cli._translator_recipe(args)  # unset flags keep TranslatorRecipe's defaults
+    assert (recipe.attention, recipe.bidirectional, recipe.input_feeding) == ("luong-general", False, True)
+    assert (recipe.units, recipe.cell, recipe.train.epochs, recipe.train.learning_rate) == (
+        256, "lstm", 30, 2e-3)
+    assert recipe.train.mixed_precision is True and recipe.train.jit_compile == "auto"
+    args, _ = cli.prepare(["train-translator", "--model", "transformer", "--seed", "7", "--units", "64"])
+    recipe = cli._translator_recipe(args)
+    assert (recipe.model, recipe.units, recipe.layers, recipe.train.learning_rate) == (
+        "transformer", 64, 3, 5e-4)
+    assert recipe.train.seed == recipe.split_seed == 7
+    with pytest.raises(InputError, match="^--cell applies to --model rnn, not to the Transformer$"):
+        cli.prepare(["train-translator", "--model", "transformer", "--cell", "gru"])
+    with pytest.raises(InputError, match="--embedding-dim must equal --units"):
+        cli.prepare(["train-translator", "--model", "transformer", "--embedding-dim", "32"])
 
 
 def test_generate_and_translate_resolution(lm_run, translator_run, tmp_path, monkeypatch):
     args, target = cli.prepare(["generate", lm_run, "Once upon", "--top-p", "0.9", "--seed", "7"])
-    assert target == ("keras_seq.tasks.lm", "generate")
-    assert (args.decoding, args.temperature, args.top_p, args.top_k, args.seed) == (
-        "sample",
-        1.0,
-        0.9,
-        None,
-        7,
-    )
-    assert args.run_config["task"] == "lm" and args.length == 200 and args.num_samples == 1
+    assert target == ("keras_seq.cli", "_run_generate")
+    assert cli._generate_options(args) == dict(sample=True, temperature=1.0, top_k=None, top_p=0.9,
+                                               seed=7)
+    assert args.temperature is None  # the derived value is not written back
+    assert not hasattr(args, "run_config") and args.length == 200 and args.num_samples == 1
     args, _ = cli.prepare(["generate", lm_run, "x", "--beam", "4", "--num-samples", "2"])
-    assert (args.decoding, args.beam) == ("beam", 4)
+    assert cli._generate_options(args) == dict(beam_size=4, num_return=2)
+    args, _ = cli.prepare(["generate", lm_run, "x", "--greedy"])
+    assert cli._generate_options(args) == {}
 
     args, target = cli.prepare(["translate", translator_run, "I am cold.", "Hello"])
-    assert target == ("keras_seq.tasks.translation", "translate")
-    assert (args.decoding, args.beam, args.length_penalty, args.n_best) == ("beam", 5, 0.6, 1)
-    assert args.sentences == ["I am cold.", "Hello"]
+    assert target == ("keras_seq.cli", "_run_translate")
+    assert (cli._translate_beam(args), args.length_penalty, args.n_best) == (5, 0.6, 1)
+    assert args.beam is None and not hasattr(args, "sentences")  # nothing written back
+    assert cli._read_sentences(args) == ["I am cold.", "Hello"]
     args, _ = cli.prepare(["translate", translator_run, "x", "--greedy"])
-    assert (args.decoding, args.beam) == ("greedy", None)
+    assert cli._translate_beam(args) is None
 
     source = tmp_path / "in.txt"
     source.write_text("first\n\nthird\n", encoding="utf-8")
     args, _ = cli.prepare(["translate", translator_run, "--input", str(source)])
-    assert args.sentences == ["first", "", "third"]  # blank lines kept: outputs align
+    assert cli._read_sentences(args) == ["first", "", "third"]  # blank lines kept: outputs align
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("from stdin\nsecond line\n"))
     args, _ = cli.prepare(["translate", translator_run])
-    assert args.sentences == ["from stdin", "second line"]
+    assert cli._read_sentences(args) == ["from stdin", "second line"]
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n  \n"))
+    args, _ = cli.prepare(["translate", translator_run, "--input", "-"])
     with pytest.raises(InputError, match="no text to translate"):
-        cli.prepare(["translate", translator_run, "--input", "-"])
+        cli._read_sentences(args)  # read by the job, once
+
+
+def test_serve_passes_every_option_to_the_server(tmp_path, monkeypatch):
+    from keras_seq.serving import cli as serving_cli
+
+    calls = []
+    monkeypatch.setattr(serving_cli, "run_server", lambda base_dir, **kw: calls.append((base_dir, kw)))
+    args, target = cli.prepare(["serve", str(tmp_path), "--workers", "3", "--max-batch", "8",
+                                "--poll-interval", "0", "--max-queue", "5", "--queue-timeout-ms", "100",
+                                "--request-timeout-ms", "900", "--no-warmup", "--max-body-bytes", "4096",
+                                "--max-versions", "2", "--max-string-length", "64", "--port", "9001"])
+    assert target == ("keras_seq.cli", "_run_serve")
+    cli._run_serve(args)
+    assert calls == [(str(tmp_path), dict(
+        host="127.0.0.1", port=9001, onnx=False, poll_interval=0.0, max_body_bytes=4096, max_batch=8,
+        max_string_length=64, max_versions=2, workers=3, max_queue=5, queue_timeout_ms=100,
+        request_timeout_ms=900, warmup=False))]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_takes_quiet_and_verbose(command, lm_run, translator_run, tmp_path):
+    positional = {"generate": [lm_run, "x"], "translate": [translator_run, "x"],
+                  "evaluate": [lm_run], "export": [lm_run], "serve": [str(tmp_path)]}
+    parser = cli.build_parser()
+    levels = [parser.parse_args([command, *positional.get(command, []), *flag]).verbose
+              for flag in ([], ["-q"], ["--quiet"], ["-v"], ["--verbose"])]
+    assert levels == [None, 0, 0, 2, 2]
+
+
+def test_quiet_and_verbose_reach_the_library(lm_run, translator_run, tmp_path, monkeypatch):
+    """-q/-v become one level in TrainConfig and the pipeline calls; no Namespace goes below."""
+    args, _ = cli.prepare(["train-lm", "--run-dir", str(tmp_path / "a"), "-q"])
+    assert cli._lm_recipe(args).train.verbose == 0
+    args, _ = cli.prepare(["train-translator", "--run-dir", str(tmp_path / "b"), "--verbose"])
+    assert cli._translator_recipe(args).train.verbose == 2
+    args, _ = cli.prepare(["train-translator", "--run-dir", str(tmp_path / "c")])
+    assert cli._translator_recipe(args).train.verbose == 1
+
+    from keras_seq.pipelines import lm_commands, translation_commands
+
+    calls = {}
+    for module, name in ((lm_commands, "evaluate_run"), (lm_commands, "export_run"),
+                         (translation_commands, "evaluate_run"), (translation_commands, "export_run"),
+                         (translation_commands, "translate_lines")):
+        monkeypatch.setattr(module, name, lambda *a, _key=(module.__name__, name), **kw:
+                            calls.__setitem__(_key, kw["verbose"]))
+    monkeypatch.chdir(tmp_path)
+    cli._run_evaluate_lm(cli.prepare(["evaluate", lm_run, "-q"])[0])
+    cli._run_export_lm(cli.prepare(["export", lm_run, "--no-onnx", "-v"])[0])
+    cli._run_evaluate_translator(cli.prepare(["evaluate", translator_run])[0])
+    cli._run_export_translator(cli.prepare(["export", translator_run, "--no-onnx", "-q"])[0])
+    source = tmp_path / "in.txt"
+    source.write_text("a\nb\n", encoding="utf-8")
+    cli._run_translate(cli.prepare(["translate", translator_run, "--input", str(source), "-v"])[0])
+    assert calls == {
+        ("keras_seq.pipelines.lm_commands", "evaluate_run"): 0,
+        ("keras_seq.pipelines.lm_commands", "export_run"): 2,
+        ("keras_seq.pipelines.translation_commands", "evaluate_run"): 1,
+        ("keras_seq.pipelines.translation_commands", "export_run"): 0,
+        ("keras_seq.pipelines.translation_commands", "translate_lines"): 2,
+    }
 
 
 def test_evaluate_and_export_pick_the_task_from_config(lm_run, translator_run, tmp_path, monkeypatch):
     args, target = cli.prepare(["evaluate", translator_run, "--beam", "3"])
-    assert target == ("keras_seq.tasks.translation", "evaluate") and args.task == "translator"
+    assert target == ("keras_seq.cli", "_run_evaluate_translator")
     assert (args.split, args.beam, args.data) == ("test", 3, None)
     args, target = cli.prepare(["evaluate", lm_run, "--split", "valid"])
-    assert target == ("keras_seq.tasks.lm", "evaluate") and args.split == "valid"
+    assert target == ("keras_seq.cli", "_run_evaluate_lm") and args.split == "valid"
     monkeypatch.chdir(tmp_path)
     args, target = cli.prepare(["export", lm_run, "--no-onnx"])
-    assert target == ("keras_seq.tasks.lm", "export")
-    assert (args.to, args.version, args.onnx) == (str(Path("exported") / "lm"), None, False)
+    assert target == ("keras_seq.cli", "_run_export_lm")
+    assert (cli._export_dir(args), args.version, args.onnx) == (str(Path("exported") / "lm"), None, False)
     args, target = cli.prepare(["export", translator_run, "--to", "exported/fra", "--version", "3"])
-    assert target == ("keras_seq.tasks.translation", "export")
-    assert (args.to, args.version, args.onnx) == ("exported/fra", 3, True)
+    assert target == ("keras_seq.cli", "_run_export_translator")
+    assert (cli._export_dir(args), args.version, args.onnx) == ("exported/fra", 3, True)
     args, target = cli.prepare(["serve", str(tmp_path), "--onnx", "--port", "9000"])
-    assert target == ("keras_seq.serving", "serve") and (args.host, args.port, args.onnx) == (
+    assert target == ("keras_seq.cli", "_run_serve") and (args.host, args.port, args.onnx) == (
         "127.0.0.1",
         9000,
         True,
     )
     args, target = cli.prepare(["demo", "--minutes", "2"])
-    assert target == ("keras_seq.tasks.demo", "run") and (args.minutes, args.run_dir) == (2.0, "runs/demo")
+    assert target == ("keras_seq.cli", "_run_demo") and (args.minutes, args.run_dir) == (2.0, "runs/demo")
 
 
 def test_a_missing_task_is_reported_not_faked():

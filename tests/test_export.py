@@ -20,7 +20,9 @@ from export_helpers import (BEAM, SOURCES, assert_generate_ids_matches_model, as
 from keras_seq import export
 from keras_seq import serving
 from keras_seq.decoding import BeamSearch
+from keras_seq.decoding import Greedy
 from keras_seq.decoding import RandomSampler
+from keras_seq.decoding import serialize
 from keras_seq.models import AttentionSeq2Seq
 from keras_seq.models import RNNLanguageModel
 from keras_seq.text import EOS_ID
@@ -69,7 +71,7 @@ def _spy_on_subprocess(monkeypatch):
         seen.append(process)
         return outputs, process
 
-    monkeypatch.setattr(export, "_run_saved_model_subprocess", spy)
+    monkeypatch.setattr(export.parity, "_run_saved_model_subprocess", spy)
     return seen
 
 
@@ -166,7 +168,8 @@ def test_lm_layout_signatures_and_onnx_graphs(lm_setup, lm_loaded):
         {"name": "state_c_0", "dtype": "float32", "shape": [None, U]},
         {"name": "state_h_0", "dtype": "float32", "shape": [None, U]},
     ]
-    assert info["decoding"]["max_length"] == L and info["decoding"]["strategy"] == "greedy"
+    assert info["decoding"]["max_length"] == L
+    assert info["decoding"]["strategy"] == serialize(Greedy())
     assert info["tokenizer"]["vocab_size"] == V
 
     # ONNX: one graph per id-level signature, serving_default = generate_ids.
@@ -304,7 +307,7 @@ def test_versions_and_atomic_export(lm_setup, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(export, "_convert_onnx", fail)
+    monkeypatch.setattr(export.onnx, "convert", fail)
     with pytest.raises(RuntimeError, match="injected failure"):
         export.export_language_model(model, tokenizer, to, max_length=LM_MAX_LENGTH)
     assert sorted(os.listdir(to)) == before  # no version, no temporary directory
@@ -344,8 +347,14 @@ def test_bad_export_arguments(lm_setup, translator_setup, tmp_path):
     with pytest.raises(TypeError, match="GenerativeModel"):
         export.export_language_model(translator_setup[0], tokenizer, tmp_path)
     translator, source, target = translator_setup[:3]
-    with pytest.raises(ValueError, match="exceeds the model's max_length=10"):
-        export.export_translator(translator, source, target, tmp_path, max_length=11)
+    # The contract's output limit (AttentionSeq2Seq has none; a Transformer's
+    # cache holds max_length positions).
+    from keras_seq.models import Transformer
+
+    limited = Transformer(source.vocab_size, target.vocab_size, d_model=8, num_heads=1,
+                          ff_dim=8, num_layers=1, max_length=10)
+    with pytest.raises(ValueError, match="max_length=11 exceeds the model's limit of 10"):
+        export.export_translator(limited, source, target, tmp_path, max_length=11)
     with pytest.raises(ValueError, match="vocabulary mismatch: `target_tokenizer`"):
         export.export_translator(translator, source, source, tmp_path)
     assert os.listdir(tmp_path) == []
@@ -389,7 +398,7 @@ def test_translator_layout_and_signatures(translator_setup, translator_loaded):
     with open(to / "1" / export.EXPORT_INFO) as f:
         info = json.load(f)
     assert info["task"] == "translation"
-    assert info["decoding"]["strategy"] == {"beam_search": BEAM.get_config()}
+    assert info["decoding"]["strategy"] == serialize(BEAM)
     assert [s["name"] for s in info["state"]] == sorted(state)
     assert sorted(os.listdir(to / "onnx")) == [
         "encode.onnx", "export.json", "serving_default.onnx", "step.onnx", "translate_ids.onnx"

@@ -1,5 +1,6 @@
 """A missing optional extra is one line with the install command (keras_seq.extras)."""
 
+import argparse
 import sys
 import tomllib
 from pathlib import Path
@@ -82,7 +83,7 @@ def test_plot_attention_without_matplotlib(monkeypatch, tmp_path):
 
 
 def test_the_command_prints_one_line_and_exits_2(monkeypatch, capsys, tmp_path):
-    """`keras-seq translate --plot` without matplotlib: the task's plotting step fails."""
+    """`keras-seq translate --plot` without matplotlib: checked before translating."""
     from keras_seq import runs
 
     run = runs.RunDir.create(tmp_path / "run", {"task": "translator", "model": {},
@@ -90,7 +91,7 @@ def test_the_command_prints_one_line_and_exits_2(monkeypatch, capsys, tmp_path):
     run.best_weights.write_bytes(b"weights")
     run.last_weights.write_bytes(b"weights")
 
-    def translate(args):  # the task's last step, without a model to load
+    def translate(args):  # the job, without a model to load: never reached
         print("je suis froid")
         plotting.plot_attention(np.eye(2), ["a", "b"], ["x", "y"], args.plot)
 
@@ -99,23 +100,57 @@ def test_the_command_prints_one_line_and_exits_2(monkeypatch, capsys, tmp_path):
     _block(monkeypatch, "matplotlib")
     status = cli.main(["translate", str(run.path), "I am cold.", "--plot",
                        str(tmp_path / "a.png")])
-    err = capsys.readouterr().err
-    assert status == 2
-    assert err == 'keras-seq: error: attention plotting needs matplotlib: pip install "keras-seq[plot]"\n'
+    captured = capsys.readouterr()
+    assert status == 2 and captured.out == ""  # nothing translated
+    assert captured.err == 'keras-seq: error: --plot needs matplotlib: pip install "keras-seq[plot]"\n'
+    # The library's plotting step says the same in its own words.
+    with pytest.raises(errors.MissingExtraError, match="^attention plotting needs matplotlib"):
+        translate(argparse.Namespace(plot=str(tmp_path / "a.png")))
 
 
 def test_the_command_names_the_extra_of_an_unguarded_import(monkeypatch, capsys, tmp_path):
-    """An import of an extra's module that does not go through `require` (e.g. serving)."""
+    """An import of an extra's module that does not go through `require`."""
+    from keras_seq import runs
 
-    def serve(args):
+    run = runs.RunDir.create(tmp_path / "run", {"task": "translator", "model": {},
+                                                "tokenizer": {}, "training": {}})
+    run.best_weights.write_bytes(b"weights")
+
+    def job(args):
         import uvicorn  # noqa: F401
 
-    monkeypatch.setattr(cli, "_call_task", lambda module, function, args: serve(args))
+    monkeypatch.setattr(cli, "_call_task", lambda module, function, args: job(args))
     _block(monkeypatch, "uvicorn")
-    status = cli.main(["serve", str(tmp_path)])
+    status = cli.main(["evaluate", str(run.path)])
     assert status == 2
     assert capsys.readouterr().err == (
         'keras-seq: error: this command needs uvicorn: pip install "keras-seq[serve]"\n'
+    )
+
+
+def test_serve_and_export_check_their_extras_before_loading(monkeypatch, capsys, tmp_path):
+    def job(args):
+        raise AssertionError("the job must not start")
+
+    monkeypatch.setattr(cli, "_call_task", lambda module, function, args: job(args))
+    _block(monkeypatch, "uvicorn")
+    assert cli.main(["serve", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        'keras-seq: error: `keras-seq serve` needs uvicorn: pip install "keras-seq[serve]"\n'
+    )
+    monkeypatch.undo()
+    monkeypatch.setattr(cli, "_call_task", lambda module, function, args: job(args))
+    _block(monkeypatch, "onnxruntime")
+    assert cli.main(["serve", str(tmp_path), "--onnx"]) == 2
+    assert "`keras-seq serve --onnx` needs onnxruntime" in capsys.readouterr().err
+    from keras_seq import runs
+
+    run = runs.RunDir.create(tmp_path / "run", {"task": "translator", "model": {},
+                                                "tokenizer": {}, "training": {}})
+    run.best_weights.write_bytes(b"weights")
+    assert cli.main(["export", str(run.path), "--to", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        'keras-seq: error: ONNX export needs onnxruntime: pip install "keras-seq[onnx]"\n'
     )
 
 

@@ -1,8 +1,10 @@
-"""End-to-end tests of the language-model jobs through the `keras-seq` command.
+"""End-to-end tests of the language-model pipeline: the `keras-seq` command and the Python API.
 
 One tiny word-level LSTM is trained once (1 epoch on ~20k characters of the
 bundled Anna Karenina) and reused by every test; a second one, trained the
 same way with `--sampled-softmax 8`, serves the sampled-softmax tests.
+`test_public_api_pipeline` trains, reopens, generates and evaluates through
+`import keras_seq as ks` only.
 """
 
 import contextlib
@@ -17,7 +19,9 @@ import pytest
 
 from keras_seq import cli
 from keras_seq.data import load_text
-from keras_seq.tasks import lm
+from keras_seq.pipelines import lm_data
+from keras_seq.pipelines import text_generator
+from keras_seq.pipelines.text_generator import TextGenerator
 
 TRAIN_FLAGS = ["--epochs", "1", "--batch-size", "4", "--seq-len", "10", "--units", "12",
                "--embedding-dim", "12", "--layers", "1", "--seed", "7"]
@@ -83,9 +87,24 @@ def test_train_writes_run_dir(trained):
     assert 1.0 < valid < vocab and 1.0 < test < vocab
 
 
+def test_quiet_silences_training_progress(trained, tmp_path):
+    """`-q`: no per-epoch line (stdout keeps the results); `-v`: the run header too."""
+    assert re.search(r"^epoch 1/1 ", trained["out"], re.M), trained["out"]  # normal: one line
+    quiet = tmp_path / "quiet"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(["train-lm", "--data", trained["data"], "--run-dir", str(quiet), "-q",
+                           *TRAIN_FLAGS])
+    assert status == 0, err.getvalue()[-2000:]
+    lines = out.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "validation perplexity", "test perplexity", "run directory"], lines
+    assert json.loads((quiet / "config.json").read_text())["training"]["verbose"] == 0
+
+
 def test_splits_are_contiguous_and_cover_the_text():
     text = "\n".join(f"line {i} of the text." for i in range(100))
-    train, valid, test = lm.split_text(text)
+    train, valid, test = lm_data.split_text(text)
     assert train + valid + test == text
     assert len(valid) == pytest.approx(0.05 * len(text), rel=0.3)
     assert len(test) == pytest.approx(0.05 * len(text), rel=0.3)
@@ -94,8 +113,8 @@ def test_splits_are_contiguous_and_cover_the_text():
 
 def test_paragraphs_are_unwrapped_for_word_tokenizers():
     text = "Happy families are\nall alike.\n\n\nEvery unhappy\nfamily.\n"
-    assert lm.preprocess_text(text, "word") == "Happy families are all alike.\nEvery unhappy family."
-    assert lm.preprocess_text(text, "char") == text
+    assert lm_data.preprocess_text(text, "word") == "Happy families are all alike.\nEvery unhappy family."
+    assert lm_data.preprocess_text(text, "char") == text
 
 
 def test_evaluate_matches_a_numpy_perplexity(trained, capsys):
@@ -107,8 +126,9 @@ def test_evaluate_matches_a_numpy_perplexity(trained, capsys):
     assert f"test perplexity: {match.group(1)}" in trained["out"]
 
     # Oracle: one stateless pass over the whole test stream, cross-entropy in NumPy.
-    model, tokenizer, config, _ = lm.load_run(trained["run"])
-    _, streams = lm.load_streams(trained["data"], "word", tokenizer)
+    generator = TextGenerator.from_run(trained["run"])
+    model, tokenizer = generator.model, generator.tokenizer
+    _, streams = lm_data.load_streams(trained["data"], "word", tokenizer)
     ids = streams["test"]
     assert len(ids) < 2000  # a single row: every token has its full left context
     logits = model(ids[None, :scored]).numpy()[0].astype(np.float64)  # [scored, V]
@@ -158,9 +178,9 @@ def test_generate_sampling_seeded_and_beam(trained, capsys):
     [
         (["   "], "the prompt is empty"),
         (["qwxz zzyzx"], "every word of the prompt 'qwxz zzyzx' is unknown to the model's vocabulary"),
-        (["Anna", "--length", str(lm.MAX_RNN_GENERATE_LENGTH + 1)],
-         f"--length {lm.MAX_RNN_GENERATE_LENGTH + 1} is above this model's limit of "
-         f"{lm.MAX_RNN_GENERATE_LENGTH} tokens"),
+        (["Anna", "--length", str(text_generator.MAX_RNN_GENERATE_LENGTH + 1)],
+         f"--length {text_generator.MAX_RNN_GENERATE_LENGTH + 1} is above this model's limit of "
+         f"{text_generator.MAX_RNN_GENERATE_LENGTH} tokens"),
     ],
 )
 def test_generate_bad_input(trained, capsys, args, message):
@@ -228,9 +248,10 @@ def test_train_with_sampled_softmax(sampled):
 
     # The reported perplexities are full-softmax ones: the oracle is one
     # stateless pass of the best weights over each (short) stream, in NumPy.
-    model, tokenizer, _, _ = lm.load_run(run)
+    generator = TextGenerator.from_run(run)
+    model, tokenizer = generator.model, generator.tokenizer
     assert model.sampled_softmax == 8
-    _, streams = lm.load_streams(sampled["data"], "word", tokenizer)
+    _, streams = lm_data.load_streams(sampled["data"], "word", tokenizer)
     for split, label in (("valid", "validation"), ("test", "test")):
         ids = streams[split]
         assert len(ids) < 2000  # scored as a single row of 10-token windows
@@ -254,7 +275,8 @@ def test_generate_and_evaluate_a_sampled_softmax_run(sampled, capsys):
     status, out, err = _main(capsys, argv)
     assert status == 0, err
     assert out.startswith("anna and the prince")
-    model, tokenizer, _, _ = lm.load_run(run)
+    generator = TextGenerator.from_run(run)
+    model, tokenizer = generator.model, generator.tokenizer
     assert 4 < len(tokenizer.tokenize([out.strip()])[0]) <= 10  # prompt + 6 (fewer at EOS)
     assert _main(capsys, argv)[1] == out
     # Greedy decoding picks the argmax of the full softmax: the next word is
@@ -295,3 +317,93 @@ def test_export_parity(which, request, capsys, tmp_path):
     assert os.path.isfile(tmp_path / "lm" / "1" / "saved_model.pb")
     assert os.path.isfile(tmp_path / "lm" / "onnx" / "step.onnx")
     assert "parity with onnx" in out and "parity with saved_model" in out
+
+
+# ----------------------------------------------------------------------------
+# The Python API: import keras_seq as ks, nothing else
+# ----------------------------------------------------------------------------
+
+
+def test_public_api_pipeline(trained, tmp_path):
+    import keras_seq as ks
+
+    # The recipe of TRAIN_FLAGS: the CLI's `trained` run, through the library.
+    recipe = ks.LanguageModelRecipe.for_model(
+        "lstm", epochs=1, batch_size=4, seq_len=10, units=12, embedding_dim=12, layers=1, seed=7)
+    assert (recipe.tokenizer, recipe.dropout, recipe.train.learning_rate) == ("word", 0.3, 2e-3)
+    result = ks.train_language_model(recipe, tmp_path / "run", data=trained["data"])
+    # Same recipe, same data, same seed: the figures the command printed.
+    assert f"validation perplexity: {result.valid_perplexity:.2f}" in trained["out"]
+    assert (f"test perplexity: {result.test_perplexity:.2f} ({result.test_tokens} tokens)"
+            in trained["out"])
+    with open(tmp_path / "run" / "config.json", encoding="utf-8") as f, \
+            open(os.path.join(trained["run"], "config.json"), encoding="utf-8") as g:
+        mine, theirs = json.load(f), json.load(g)
+    theirs["data"]["spec"] = mine["data"]["spec"]
+    assert mine == theirs  # the same run directory layout and config.json
+
+    generator = ks.TextGenerator.from_run(result.run_dir)
+    text = generator.generate("Anna and the prince", length=12)
+    assert isinstance(text, str) and text.startswith("anna and the prince")
+    assert generator.generate(["Anna and the prince"], length=12) == [text]
+    sampling = ks.DecodeOptions(temperature=0.8, top_k=5, seed=3)
+    samples = generator.generate(["Anna", "the prince"], length=6, options=sampling,
+                                 num_samples=2)
+    assert [len(s) for s in samples] == [2, 2]
+    assert samples[0][0].startswith("anna") and samples[1][1].startswith("the prince")
+    assert generator.generate(["Anna", "the prince"], length=6, options=sampling,
+                              num_samples=2) == samples  # seeded: reproducible
+    beams = generator.generate("the prince", length=8, options=ks.DecodeOptions(beam_size=3),
+                               num_samples=2)
+    assert 1 <= len(beams) <= 2 and all(b.startswith("the prince") for b in beams)
+
+    evaluation = generator.evaluate(split="test")
+    assert evaluation.perplexity == pytest.approx(result.test_perplexity, rel=1e-6)
+    assert evaluation.tokens == result.test_tokens
+    other = generator.evaluate("Anna said that the prince was there.\n" * 20)
+    assert 1.0 < other.perplexity and other.source == "given text"
+
+    with pytest.raises(ks.KerasSeqError, match="the prompt is empty"):
+        generator.generate("   ")
+    with pytest.raises(ValueError, match="greedy decoding gives one text per prompt"):
+        generator.generate("Anna", length=3, num_samples=2)
+    with pytest.raises(ks.KerasSeqError, match="no prompt given"):
+        generator.generate([])
+    with pytest.raises(ValueError, match="`num_samples` must be an int >= 1"):
+        generator.generate("Anna", length=3, num_samples=0)
+    limit = text_generator.MAX_RNN_GENERATE_LENGTH
+    assert generator.length_limit(4) == limit
+    with pytest.raises(ks.KerasSeqError, match=f"above this model's limit of {limit} tokens"):
+        generator.generate("Anna", length=limit + 1)
+
+
+def test_public_api_transformer_limits_come_from_the_model(trained, tmp_path, capsys):
+    import keras_seq as ks
+
+    recipe = ks.LanguageModelRecipe.transformer(
+        epochs=1, batch_size=4, seq_len=10, units=8, layers=1, num_heads=2, seed=7)
+    assert recipe.embedding_dim is None and recipe.train.warmup_steps == 200
+    result = ks.train_language_model(recipe, tmp_path / "run", data=trained["data"])
+    assert math.isfinite(result.test_perplexity)
+    with open(tmp_path / "run" / "config.json", encoding="utf-8") as f:
+        config = json.load(f)
+    assert config["model"]["type"] == "transformer"
+    assert config["model"]["config"]["max_length"] == 512 == config["generation"]["max_length"]
+
+    generator = ks.TextGenerator.from_run(result.run_dir)
+    model = generator.model
+    # The prompt and the generated tokens share the model's positions.
+    assert generator.length_limit(4) == model.output_length_limit() - 3 == 509
+    assert model.input_length_limit(509) >= 4 > model.input_length_limit(510)
+    assert generator.generate("anna and the prince", length=3).startswith("anna and the prince")
+    with pytest.raises(ks.KerasSeqError, match="above this model's limit of 509 tokens"):
+        generator.generate("anna and the prince", length=510)
+    with pytest.raises(ks.KerasSeqError, match="the prompt has 513 tokens; .* at most 512"):
+        generator.generate("anna " * 513, length=1)
+    assert generator.evaluate(split="valid").tokens > 0
+    # The command names its flag, and why the limit depends on the prompt.
+    status = cli.main(["generate", str(result.run_dir), "anna and the prince", "--length", "510",
+                       "--greedy"])
+    err = capsys.readouterr().err
+    assert status == 2 and ("--length 510 is above this model's limit of 509 tokens (its "
+                            "max_length minus the prompt)") in err

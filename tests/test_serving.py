@@ -13,10 +13,8 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,9 +22,9 @@ import httpx
 import numpy as np
 import pytest
 import tensorflow as tf
-import uvicorn
 
 from keras_seq import errors, serving
+from serving_helpers import assert_error, free_socket, running_server
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_BATCH = 16
@@ -100,13 +98,6 @@ def exports(tmp_path_factory):
     return paths
 
 
-def _free_socket():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 class _Server:
     def __init__(self, base, url, client):
         self.base = base
@@ -143,34 +134,8 @@ def server(tmp_path_factory, exports):
         max_body_bytes=MAX_BODY,
         workers=8,
     )
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-    runner = uvicorn.Server(config)
-    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not runner.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    with httpx.Client(base_url=url, timeout=30.0, limits=limits) as client:
-        yield _Server(base, url, client)
-    runner.should_exit = True
-    thread.join(timeout=15)
-    sock.close()
-
-
-def _assert_error(response, status, *fragments):
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"]
-    assert "Traceback" not in response.text and 'File "' not in response.text
-    assert "\n" not in body["error"]
-    for fragment in fragments:
-        assert fragment in body["error"], (fragment, body["error"])
+    with running_server(app) as client:
+        yield _Server(base, str(client.base_url), client)
 
 
 def test_model_status(server):
@@ -182,8 +147,8 @@ def test_model_status(server):
     }
     response = server.client.get("/v1/models/echo/versions/1")
     assert response.json() == {"model_version_status": [{"version": "1", **available}]}
-    _assert_error(server.client.get("/v1/models/echo/versions/9"), 404, "9")
-    _assert_error(server.client.get("/v1/models/nope"), 404, "nope")
+    assert_error(server.client.get("/v1/models/echo/versions/9"), 404, "9")
+    assert_error(server.client.get("/v1/models/nope"), 404, "nope")
     health = server.client.get("/healthz").json()
     assert health["status"] == "ok" and health["models"]["echo"] == ["2", "1"]
     assert "README.md" not in health["models"]
@@ -277,7 +242,7 @@ def test_version_routing(server):
         version=1,
     )
     assert ids.json()["outputs"] == _expected_ids([[1, 2]], [2], 1)
-    _assert_error(server.predict("echo", body, version=3), 404, "version 3")
+    assert_error(server.predict("echo", body, version=3), 404, "version 3")
 
 
 def _served(server, model="swap"):
@@ -315,7 +280,7 @@ def test_hot_swap_and_failed_versions(server, exports, caplog):
     assert row["status"]["error_code"] != "OK" and row["status"]["error_message"]
     assert _status(server)["3"]["state"] == "AVAILABLE"
     assert _served(server) == ("3", "X|v3")  # the previous version keeps serving
-    _assert_error(server.predict("swap", {"instances": ["x"]}, version=5), 404, "5")
+    assert_error(server.predict("swap", {"instances": ["x"]}, version=5), 404, "5")
     assert server.client.get("/v1/models/swap/versions/5").json()["model_version_status"][0][
         "state"
     ] == "END"
@@ -340,99 +305,6 @@ def test_hot_swap_and_failed_versions(server, exports, caplog):
     assert any(line["model"] == "swap" and line["version"] == 5 for line in failures)
     loads = [line for line in lines if line["event"] == "version_loaded"]
     assert {(line["model"], line["version"]) for line in loads} >= {("swap", 3), ("swap", 4)}
-
-
-def _bad_requests():
-    ids_sig = "generate_ids"
-    return [
-        # (label, path, body (bytes = raw), status, fragment)
-        ("malformed JSON", "echo:predict", b'{"instances": [', 400, "malformed JSON"),
-        ("not UTF-8", "echo:predict", b'{"instances": ["\xff\xfe"]}', 400, "malformed JSON"),
-        ("not an object", "echo:predict", b"[1, 2]", 400, "JSON object"),
-        ("neither", "echo:predict", {"signature_name": "generate"}, 400, "neither"),
-        ("both", "echo:predict", {"instances": ["a"], "inputs": ["a"]}, 400, "both"),
-        ("instances not a list", "echo:predict", {"instances": "abc"}, 400, "must be a list"),
-        ("empty instances", "echo:predict", {"instances": []}, 400, "empty"),
-        ("number for string", "echo:predict", {"instances": ["ok", 3]}, 400, "expected a string"),
-        ("null for string", "echo:predict", {"inputs": [None]}, 400, "expected a string"),
-        ("empty string", "echo:predict", {"instances": ["ok", ""]}, 400, "empty string"),
-        ("string too long", "echo:predict", {"instances": ["x" * (MAX_STRING + 1)]}, 400,
-         "over the limit"),
-        ("too many instances", "echo:predict", {"instances": ["a"] * (MAX_BATCH + 1)}, 400,
-         "too many instances"),
-        ("columnar batch too big", "echo:predict", {"inputs": ["a"] * (MAX_BATCH + 1)}, 400,
-         "limit"),
-        ("wrong rank", "echo:predict", {"inputs": "abc"}, 400, "rank 1"),
-        ("nested too deep", "echo:predict", {"instances": [["a"]]}, 400, "rank 1"),
-        ("bad base64", "echo:predict", {"instances": [{"b64": "***"}]}, 400, "base64"),
-        ("signature name type", "echo:predict", {"signature_name": 3, "instances": ["a"]}, 400,
-         "signature_name"),
-        ("ragged instances", "echo:predict",
-         {"signature_name": ids_sig,
-          "instances": [{"ids": [1, 2], "lengths": 2}, {"ids": [1], "lengths": 1}]},
-         400, "ragged"),
-        ("ragged columns", "echo:predict",
-         {"signature_name": ids_sig, "inputs": {"ids": [[1, 2], [3]], "lengths": [2, 1]}},
-         400, "ragged"),
-        ("float for int", "echo:predict",
-         {"signature_name": ids_sig, "inputs": {"ids": [[1.5]], "lengths": [1]}},
-         400, "expected an integer"),
-        ("bool for int", "echo:predict",
-         {"signature_name": ids_sig, "inputs": {"ids": [[True]], "lengths": [1]}},
-         400, "expected an integer"),
-        ("string for int", "echo:predict",
-         {"signature_name": ids_sig, "inputs": {"ids": [["7"]], "lengths": [1]}},
-         400, "expected an integer"),
-        ("int32 overflow", "echo:predict",
-         {"signature_name": ids_sig, "inputs": {"ids": [[2**40]], "lengths": [1]}},
-         400, "out of range"),
-        ("missing input", "echo:predict",
-         {"signature_name": ids_sig, "inputs": {"ids": [[1]]}}, 400, "missing input 'lengths'"),
-        ("unknown input", "echo:predict",
-         {"signature_name": ids_sig, "inputs": {"ids": [[1]], "lengths": [1], "x": [1]}},
-         400, "unknown input 'x'"),
-        ("bare value, two inputs", "echo:predict",
-         {"signature_name": ids_sig, "instances": [[1, 2]]}, 400, "2 inputs"),
-        ("error inside the model", "echo:predict",
-         {"signature_name": ids_sig, "inputs": {"ids": [[5000]], "lengths": [1]}},
-         400, "token id out of range"),
-        ("unknown signature", "echo:predict", {"signature_name": "nope", "instances": ["a"]},
-         404, "nope"),
-        ("unknown model", "nope:predict", {"instances": ["a"]}, 404, "nope"),
-        ("unknown version", "echo/versions/7:predict", {"instances": ["a"]}, 404, "7"),
-        ("non-numeric version", "echo/versions/latest:predict", {"instances": ["a"]}, 404,
-         "latest"),
-        ("version label", "echo/labels/stable:predict", {"instances": ["a"]}, 404, "label"),
-        ("unknown verb", "echo:explode", {"instances": ["a"]}, 404, "explode"),
-        ("classify", "echo:classify", {"examples": []}, 400, ":predict"),
-        ("POST on status", "echo", {"instances": ["a"]}, 405, "POST"),
-    ]
-
-
-def test_bad_requests(server):
-    for label, path, body, status, fragment in _bad_requests():
-        content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        response = server.client.post(f"/v1/models/{path}", content=content)
-        try:
-            _assert_error(response, status, fragment)
-        except AssertionError as error:
-            raise AssertionError(f"{label}: {error}") from None
-    # A body over the limit: 413 (documented; TF Serving answers 400).
-    big = json.dumps({"instances": ["a" * 60] * 2000}).encode()
-    assert len(big) > MAX_BODY
-    _assert_error(server.client.post("/v1/models/echo:predict", content=big), 413, "limit")
-
-    def chunks():  # no Content-Length: the streamed size is checked too
-        for _ in range(100):
-            yield b" " * 1024
-
-    _assert_error(server.client.post("/v1/models/echo:predict", content=chunks()), 413, "limit")
-    _assert_error(server.client.get("/v1/models/echo:predict"), 405, "POST")
-    _assert_error(server.client.get("/v2/anything"), 404, "unknown path")
-    _assert_error(server.client.delete("/v1/models/echo"), 405)
-    # The server is still up and right.
-    assert server.client.get("/healthz").status_code == 200
-    assert server.predict("echo", {"instances": ["ok"]}).json() == {"predictions": ["OK|v2"]}
 
 
 def test_concurrent_requests(server, caplog):
@@ -566,7 +438,7 @@ def _onnx_files(directory, suffix):
 def test_onnx_server_via_app_script(tmp_path):
     base = tmp_path / "models"
     _onnx_files(base / "echo" / "onnx", "|onnx1")
-    sock = _free_socket()
+    sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
@@ -610,11 +482,11 @@ def test_onnx_server_via_app_script(tmp_path):
             ids = client.post("/v1/models/echo:predict", json={
                 "signature_name": "generate_ids", "inputs": [[1, 2], [3, 4]]})
             assert ids.json() == {"outputs": [[2, 3], [4, 5]]}
-            _assert_error(generate({"instances": [7]}), 400, "expected a string")
-            _assert_error(generate({"instances": ["a"] * 5}), 400, "too many instances")
-            _assert_error(client.post("/v1/models/echo:predict", json={
+            assert_error(generate({"instances": [7]}), 400, "expected a string")
+            assert_error(generate({"instances": ["a"] * 5}), 400, "too many instances")
+            assert_error(client.post("/v1/models/echo:predict", json={
                 "signature_name": "generate_ids", "inputs": [[1, 2]] * 2 + [[1]]}), 400, "ragged")
-            _assert_error(client.post("/v1/models/echo:predict", json={"instances": ["a"]}),
+            assert_error(client.post("/v1/models/echo:predict", json={"instances": ["a"]}),
                           404, "serving_default")
 
             # New ONNX files replace the old set without a restart.

@@ -1,11 +1,12 @@
-"""The translation jobs (keras_seq.tasks.translation), metrics and attention plots.
+"""The translator pipeline (keras_seq.pipelines, keras_seq.recipes), metrics and attention plots.
 
-One tiny translator is trained once (module fixture) through
-`tasks.translation.train` on a slice of the bundled pairs; the tests then
-translate with it (greedy, beam, n-best, a batch with bad lines), evaluate,
-plot, and check every bad-input case of `keras-seq translate`.
+One tiny translator is trained once (module fixture) through the public API
+(`ks.train_translator` with a `ks.TranslatorRecipe`) on a slice of the bundled
+pairs; the tests then translate with it (greedy, beam, n-best, a batch with bad
+lines), evaluate, plot, and check every bad-input case of `keras-seq translate`.
 """
 
+import dataclasses
 import io
 import json
 import os
@@ -15,42 +16,43 @@ import numpy as np
 import pytest
 import sacrebleu
 
+import keras_seq as ks
 from keras_seq import cli, metrics, plotting, runs
 from keras_seq.errors import InputError, RunDirError
-from keras_seq.tasks import translation
+from keras_seq.pipelines import translation_training
+from keras_seq.pipelines.translation_commands import translate_lines
 from keras_seq.text import EOS_ID, UNK_ID
+
+
+def _recipe(train=None, **values):
+    """A tiny `TranslatorRecipe` (the recurrent recipe's other settings kept)."""
+    return ks.TranslatorRecipe(**values).with_training(**(train or {}))
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("translator") / "run"
-    args = translation.train_args(
-        run_dir=str(path), max_pairs=700, epochs=2, batch_size=32, units=16, embedding_dim=16,
-        max_length=12, verbose=0,
-    )
+    recipe = _recipe(units=16, embedding_dim=16, max_length=12,
+                     train=dict(epochs=2, batch_size=32, verbose=0))
     out = io.StringIO()
     with redirect_stdout(out), redirect_stderr(io.StringIO()):
-        result = translation.train(args)
+        result = ks.train_translator(recipe, str(path), max_pairs=700)
     result["stdout"] = out.getvalue()
     return str(path), result
 
 
 @pytest.fixture(scope="module")
 def translator(run_dir):
-    return translation.Translator.from_run(run_dir[0])
+    return ks.Translator.from_run(run_dir[0])
 
 
-def _translate_args(run, sentences, **kwargs):
-    values = dict(run=run, sentences=sentences, text=[], input=None, greedy=False, beam=3,
-                  length_penalty=0.6, n_best=1, plot=None, max_length=None)
+def _translate(run, sentences, **kwargs):
+    """`keras-seq translate` on `sentences` (the job behind the command, plain values)."""
+    values = dict(beam=3, length_penalty=0.6, n_best=1, plot=None, max_length=None)
     values.update(kwargs)
-    return cli.argparse.Namespace(**values)
-
-
-def _call(fn, args):
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        status = fn(args)
+        status = translate_lines(run, sentences, **values)
     return status, out.getvalue(), err.getvalue()
 
 
@@ -80,45 +82,66 @@ def test_train_writes_a_complete_run_directory(run_dir):
 
 
 def test_recipe_picks_the_sampled_softmax_for_large_vocabularies():
-    args = translation.train_args()
-    large = translation.model_config_from_args(args, 9000, 8000, 50)
+    model_info_for = translation_training.model_info_for
+    large = model_info_for(ks.TranslatorRecipe(), 9000, 8000, 50)
     assert large["config"]["sampled_softmax"] == 512
     assert large["config"]["cell"] == "lstm" and large["config"]["attention"] == "bahdanau"
     assert large["config"]["max_length"] == 51
-    small = translation.model_config_from_args(args, 900, 800, 50)
+    small = model_info_for(ks.TranslatorRecipe(), 900, 800, 50)
     assert "sampled_softmax" not in small["config"]
-    explicit = translation.model_config_from_args(translation.train_args(sampled_softmax=0),
-                                                  9000, 8000, 50)
+    explicit = model_info_for(ks.TranslatorRecipe(sampled_softmax=0), 9000, 8000, 50)
     assert "sampled_softmax" not in explicit["config"]
     with pytest.raises(InputError, match="smaller than the target vocabulary"):
-        translation.model_config_from_args(translation.train_args(sampled_softmax=900),
-                                           900, 800, 50)
+        model_info_for(ks.TranslatorRecipe(sampled_softmax=900), 900, 800, 50)
+    transformer = model_info_for(ks.TranslatorRecipe.transformer(), 9000, 8000, 50)
+    assert transformer["type"] == "transformer" and transformer["config"]["sampled_softmax"] == 0
+
+
+def test_recipe_defaults_and_checks():
+    rnn, transformer = ks.TranslatorRecipe(), ks.TranslatorRecipe.transformer()
+    assert (rnn.units, rnn.layers, rnn.dropout, rnn.label_smoothing) == (256, 1, 0.3, 0.1)
+    assert (rnn.train.epochs, rnn.train.learning_rate, rnn.train.warmup_steps) == (30, 2e-3, 300)
+    assert (rnn.train.lr_schedule, rnn.train.patience, rnn.steps_per_epoch_cap) == ("plateau", 3, 1000)
+    assert (transformer.layers, transformer.dropout, transformer.num_heads) == (3, 0.1, 4)
+    assert (transformer.train.learning_rate, transformer.train.warmup_steps) == (5e-4, 400)
+    assert transformer.cell is None and transformer.label_smoothing == 0.0
+    assert rnn.decode_options() == ks.decoding.DecodeOptions(beam_size=5, length_penalty=0.6)
+    assert rnn.decoding_info() == {"beam": 5, "length_penalty": 0.6, "unk_replace": True}
+    assert rnn.source_max_length == 50 and ks.TranslatorRecipe(tokenizer="char").source_max_length == 200
+    with pytest.raises(InputError, match="^TranslatorRecipe: dropout must be in"):
+        ks.TranslatorRecipe(dropout=1.0)
+    with pytest.raises(InputError, match="attention must be one of"):
+        ks.TranslatorRecipe(attention="dot")
+    with pytest.raises(InputError, match="cell applies to the rnn model"):
+        ks.TranslatorRecipe.transformer(cell="gru")
+    with pytest.raises(InputError, match="multiple of the 4 attention heads"):
+        ks.TranslatorRecipe.transformer(units=30)
 
 
 def test_sampled_softmax_training_run(tmp_path):
-    args = translation.train_args(
-        run_dir=str(tmp_path / "run"), max_pairs=300, epochs=1, batch_size=32, units=8,
-        embedding_dim=8, max_length=10, sampled_softmax=32, verbose=0)
+    recipe = _recipe(units=8, embedding_dim=8, max_length=10, sampled_softmax=32,
+                     train=dict(epochs=1, batch_size=32, verbose=0))
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-        result = translation.train(args)
+        result = ks.train_translator(recipe, str(tmp_path / "run"), max_pairs=300)
     config = runs.load_run_config(result["run_dir"])
     assert config["model"]["config"]["sampled_softmax"] == 32
     assert config["recipe"]["label_smoothing"] == 0.0
     history = runs.RunDir(result["run_dir"]).training_state()["history"]
     assert np.isfinite(history[0]["val_loss"])  # scored with the full softmax
-    outputs = translation.Translator.from_run(result["run_dir"]).translate(["Go!"], greedy=True)
+    outputs = ks.Translator.from_run(result["run_dir"]).translate(["Go!"], greedy=True)
     assert isinstance(outputs[0].text, str)
 
 
 def test_resume_continues_with_the_stored_recipe(tmp_path):
     run = str(tmp_path / "run")
-    common = dict(run_dir=run, batch_size=32, verbose=0)
+    recipe = _recipe(units=8, embedding_dim=8, max_length=10,
+                     train=dict(epochs=1, batch_size=32, verbose=0))
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-        translation.train(translation.train_args(
-            max_pairs=300, epochs=1, units=8, embedding_dim=8, max_length=10, **common))
+        ks.train_translator(recipe, run, max_pairs=300)
         before = runs.load_run_config(run)
-        # Model flags are ignored on resume: the stored config wins.
-        translation.train(translation.train_args(resume=True, epochs=2, units=64, **common))
+        # The recipe is ignored on resume: the stored config wins.
+        ks.train_translator(dataclasses.replace(recipe, units=64), run, resume=True,
+                            train_overrides={"epochs": 2})
     after = runs.load_run_config(run)
     assert after["model"] == before["model"] and after["data"] == before["data"]
     assert after["training"]["epochs"] == 2
@@ -126,23 +149,51 @@ def test_resume_continues_with_the_stored_recipe(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
 
 
+def test_the_commands_drive_the_same_pipeline(tmp_path, monkeypatch):
+    """train-translator, translate and resume through `keras-seq` (flags -> TranslatorRecipe)."""
+    run = str(tmp_path / "run")
+    flags = ["--run-dir", run, "--max-pairs", "300", "--epochs", "1", "--batch-size", "32",
+             "--units", "8", "--embedding-dim", "8", "--max-length", "10", "--attention",
+             "luong-dot", "--seed", "5"]
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        assert cli.main(["train-translator", *flags]) == 0
+    assert "validation BLEU (greedy" in out.getvalue() and f"run directory: {run}" in out.getvalue()
+    config = runs.load_run_config(run)
+    assert config["model"]["config"]["attention"] == "luong-dot"
+    assert config["data"]["split_seed"] == config["training"]["seed"] == 5
+    assert config["training"]["learning_rate"] == ks.TranslatorRecipe().train.learning_rate
+    assert config["decoding"] == ks.TranslatorRecipe().decoding_info()
+    assert config["recipe"] == {"label_smoothing": 0.1, "steps_per_epoch_cap": 1000}
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        assert cli.main(["translate", run, "I am cold.", "", "Go!", "--greedy"]) == 0
+    assert len(out.getvalue().split("\n")) == 4  # one line per input line
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        assert cli.main(["train-translator", "--resume", "--run-dir", run, "--epochs", "2",
+                         "--units", "64"]) == 0
+    after = runs.load_run_config(run)
+    assert after["model"] == config["model"] and after["training"]["epochs"] == 2
+
+
 def test_test_split_is_rebuilt_and_held_out(run_dir):
     path, _ = run_dir
     config = runs.load_run_config(path)
-    train_pairs = translation.load_split(config, "train")
-    test_pairs = translation.load_split(config, "test")
+    train_pairs = translation_training.load_split(config, "train")
+    test_pairs = translation_training.load_split(config, "test")
     assert len(test_pairs) == config["data"]["pairs"]["test"]
     assert len(train_pairs) == config["data"]["pairs"]["train"]
     # No test source sentence is seen in training (all its translations are held out).
     assert not {s for s, _ in test_pairs} & {s for s, _ in train_pairs}
     # Deterministic: the same split twice.
-    assert translation.load_split(config, "test") == test_pairs
+    assert ks.Translator.from_run(path).split("test") == test_pairs
 
 
 def test_held_out_fractions_are_capped():
-    assert translation.held_out_fractions(10_000) == (0.05, 0.05)
-    val, test = translation.held_out_fractions(200_000)
-    assert round(val * 200_000) == translation.MAX_HELD_OUT == round(test * 200_000)
+    recipe = ks.TranslatorRecipe()
+    assert recipe.held_out_fractions(10_000) == (0.05, 0.05)
+    val, test = recipe.held_out_fractions(200_000)
+    assert round(val * 200_000) == recipe.max_held_out == 2500 == round(test * 200_000)
 
 
 def test_label_smoothed_loss_matches_numpy():
@@ -154,11 +205,41 @@ def test_label_smoothed_loss_matches_numpy():
     mask = labels != 0
     nll = -np.take_along_axis(logp, labels[..., None], -1)[..., 0]
     expected = (((1 - eps) * nll - eps * logp.mean(-1)) * mask).sum() / mask.sum()
-    loss = translation.label_smoothed_loss(eps)(labels, logits)
+    loss = translation_training.label_smoothed_loss(eps)(labels, logits)
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
     # Without smoothing: the plain masked cross-entropy.
-    plain = translation.label_smoothed_loss(0.0)(labels, logits)
+    plain = translation_training.label_smoothed_loss(0.0)(labels, logits)
     np.testing.assert_allclose(float(plain), (nll * mask).sum() / mask.sum(), rtol=1e-5)
+
+
+def test_the_pipeline_from_the_public_api_only(run_dir):
+    """Train (the module fixture: `ks.train_translator`), `from_run`, translate, evaluate."""
+    path, result = run_dir
+    assert isinstance(result["translator"], ks.Translator)
+    translator = ks.Translator.from_run(path)
+    assert translator.options == ks.TranslatorRecipe().decode_options()
+    options = ks.decoding.DecodeOptions(beam_size=3, length_penalty=0.6, num_return=2)
+    [result] = translator.translate(["I am cold."], options)
+    assert isinstance(result, ks.pipelines.Translation) and result.error is None
+    assert 1 <= len(result.hypotheses) <= 2 and result.text == result.hypotheses[0][0]
+    assert translator.translate(["I am cold."], greedy=True)[0].text == (
+        translator.translate(["I am cold."], ks.decoding.DecodeOptions())[0].text)
+    scores = translator.evaluate()  # the held-out test split
+    assert scores["sentences"] == runs.load_run_config(path)["data"]["pairs"]["test"]
+    for name in ("greedy", "beam"):
+        assert 0.0 <= scores[name]["bleu"] <= 100.0 and 0.0 <= scores[name]["chrf"] <= 100.0
+        assert len(scores["outputs"][name]) == scores["sentences"]
+    table = ks.pipelines.format_scores(scores, "test split")
+    assert table.startswith("test split: ") and "beam 5, length penalty 0.6" in table
+
+
+def test_apps_use_the_public_api_only():
+    root = os.path.join(os.path.dirname(__file__), os.pardir, "apps")
+    for name in sorted(os.listdir(root)):
+        if name.endswith(".py"):
+            with open(os.path.join(root, name), encoding="utf-8") as f:
+                source = f.read()
+            assert "keras_seq.tasks" not in source and "Namespace(" not in source, name
 
 
 # ----------------------------------------------------------------------------
@@ -186,9 +267,9 @@ def test_greedy_beam_and_n_best(translator):
 
 def test_graph_and_eager_decoding_agree(translator):
     sentences = ["I am cold.", "Tom is here.", "Go!", "Who are you?"]
-    graph = translation.Translator(translator.model, translator.source_tokenizer,
+    graph = ks.Translator(translator.model, translator.source_tokenizer,
                                    translator.target_tokenizer, decode_mode="graph")
-    eager = translation.Translator(translator.model, translator.source_tokenizer,
+    eager = ks.Translator(translator.model, translator.source_tokenizer,
                                    translator.target_tokenizer, decode_mode="eager")
     for kwargs in (dict(greedy=True), dict(beam=3, n_best=2)):
         a = graph.translate(sentences, batch_size=3, **kwargs)
@@ -200,7 +281,7 @@ def test_graph_and_eager_decoding_agree(translator):
 
 def test_output_is_the_tokenizers_detokenization(translator):
     # Without <unk> replacement, the text is exactly target_tokenizer.decode(ids).
-    plain = translation.Translator(translator.model, translator.source_tokenizer,
+    plain = ks.Translator(translator.model, translator.source_tokenizer,
                                    translator.target_tokenizer, unk_replace=False)
     source = translator.source_tokenizer.encode(["I am cold."])[0] + [EOS_ID]
     result = translator.model.generate(np.array([source], "int32"))
@@ -220,7 +301,7 @@ def test_bad_lines_do_not_lose_the_others(run_dir):
     path, _ = run_dir
     long_line = " ".join(["cold"] * 40)
     sentences = ["I am cold.", "", "   ", b"caf\xe9 au lait", "qwzx vbnm", long_line, "Go!"]
-    status, out, err = _call(translation.translate, _translate_args(path, sentences))
+    status, out, err = _translate(path, sentences)
     lines = out.split("\n")
     assert lines[-1] == ""  # trailing newline
     lines = lines[:-1]
@@ -232,16 +313,14 @@ def test_bad_lines_do_not_lose_the_others(run_dir):
     assert "line 5: warning: every word is unknown" in err
     assert "line 6: warning: 40 tokens, longer than the model's maximum of 12" in err
     # The good lines match a batch without the bad ones.
-    status2, out2, _ = _call(translation.translate,
-                             _translate_args(path, ["I am cold.", "Go!"]))
+    status2, out2, _ = _translate(path, ["I am cold.", "Go!"])
     assert status2 == 0
     assert out2.split("\n")[:2] == [lines[0], lines[6]]
 
 
 def test_n_best_output_format(run_dir):
     path, _ = run_dir
-    status, out, _ = _call(translation.translate,
-                           _translate_args(path, ["I am cold.", "Go!"], beam=3, n_best=2))
+    status, out, _ = _translate(path, ["I am cold.", "Go!"], beam=3, n_best=2)
     assert status == 0
     rows = [line.split(" ||| ") for line in out.strip().split("\n")]
     assert {r[0] for r in rows} == {"0", "1"}
@@ -261,14 +340,14 @@ def test_bad_decoding_settings(translator, run_dir, capsys):
 
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(RunDirError, match="does not exist"):
-        translation.Translator.from_run(str(tmp_path / "missing"))
+        ks.Translator.from_run(str(tmp_path / "missing"))
     run = runs.RunDir.create(tmp_path / "empty", {"task": "translator"})
     with pytest.raises(RunDirError, match="no checkpoint"):
-        translation.Translator.from_run(str(run.path))
+        ks.Translator.from_run(str(run.path))
     lm = runs.RunDir.create(tmp_path / "lm", {"task": "lm"})
     lm.best_weights.write_bytes(b"x")
     with pytest.raises(RunDirError, match="not a translator run"):
-        translation.Translator.from_run(str(lm.path))
+        ks.Translator.from_run(str(lm.path))
 
 
 def test_plot_writes_the_attention_map(run_dir, tmp_path):
@@ -276,13 +355,12 @@ def test_plot_writes_the_attention_map(run_dir, tmp_path):
 
     path, _ = run_dir
     png = tmp_path / "attention.png"
-    status, _, err = _call(translation.translate,
-                           _translate_args(path, ["", "I am cold.", "Go!"], plot=str(png)))
+    status, _, err = _translate(path, ["", "I am cold.", "Go!"], plot=str(png))
     assert status == 0 and png.is_file() and "attention map" in err
     image = matplotlib.image.imread(str(png))
     assert image.ndim == 3 and image.shape[0] > 50 and image.shape[1] > 50
     # The figure's axes: source tokens across, output tokens down.
-    result = translation.Translator.from_run(path).translate(
+    result = ks.Translator.from_run(path).translate(
         ["I am cold."], beam=3, return_attention=True)[0]
     assert result.source_tokens == ["i", "am", "cold", ".", "</s>"]
     assert result.attention.shape == (len(result.output_tokens), 5)
@@ -311,10 +389,11 @@ def test_evaluate_prints_bleu_and_chrf(run_dir, tmp_path):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("I am cold.\tJ'ai froid.\nGo!\tVa !\nTom is here.\tTom est ici.\n",
                      encoding="utf-8")
-    args = cli.argparse.Namespace(run=path, run_config=runs.load_run_config(path),
-                                  data=str(pairs), split="test", beam=2)
-    status, out, _ = _call(translation.evaluate, args)
-    assert status is None
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = cli.main(["evaluate", path, "--data", str(pairs), "--beam", "2"])
+    out = out.getvalue()
+    assert status == 0
     assert "3 sentence pairs" in out and "BLEU" in out and "chrF" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
     assert set(rows) == {"greedy", "beam"}
@@ -346,3 +425,21 @@ def test_metrics_bad_input():
         metrics.corpus_chrf([], [])
     with pytest.raises(ValueError, match="NaN"):
         metrics.perplexity(float("nan"))
+
+
+@pytest.mark.slow
+def test_export_and_the_demo_without_the_onnx_extra(translator, tmp_path, monkeypatch, capsys):
+    """`Translator.export` (SavedModel, parity-checked); the demo's export step skips ONNX."""
+    from keras_seq import extras
+    from keras_seq.pipelines import demo
+
+    note = 'ONNX export needs tf2onnx: pip install "keras-seq[onnx]"'
+    monkeypatch.setattr(extras, "missing_message",
+                        lambda extra, feature: note if extra == "onnx" else None)
+    demo._export(translator, str(tmp_path / "exported"))
+    out = capsys.readouterr().out
+    assert f"skipped: {note}" in out and "SavedModel: " in out
+    assert "parity: the Keras model, saved_model give the same translations" in out
+    assert (tmp_path / "exported" / "1").is_dir() and not (tmp_path / "exported" / "onnx").exists()
+    path, report = translator.export(str(tmp_path / "exported"), onnx=False, parity_sentences=[])
+    assert path.endswith("2") and report == {}

@@ -9,6 +9,7 @@ and without XLA, and tf2onnx cannot convert them).
 
 import tensorflow as tf
 
+from keras_seq.decoding.config import DecodingConfig
 from keras_seq.decoding.tensor_utils import _shape_list
 from keras_seq.decoding.tensor_utils import _take_along
 from keras_seq.utils import is_int as _is_int
@@ -48,7 +49,7 @@ def _gumbel_argmax(logits, key, step):
     return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
 
 
-class RandomSampler:
+class RandomSampler(DecodingConfig):
     """Random token choice for `decode(..., strategy="greedy", sampler=...)`.
 
     With neither `top_k` nor `top_p` this is ancestral sampling from
@@ -117,21 +118,7 @@ class RandomSampler:
             "seed": self.seed,
         }
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
-    def __eq__(self, other):
-        return isinstance(other, RandomSampler) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash(tuple(sorted(self.get_config().items())))
-
-    def __repr__(self):
-        return (
-            f"RandomSampler(temperature={self.temperature}, top_k={self.top_k}, "
-            f"top_p={self.top_p}, seed={self.seed})"
-        )
 
     def make_key(self):
         """int64 scalar key in [0, 2**31 - 1) for one `decode()` call.

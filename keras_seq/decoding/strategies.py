@@ -7,6 +7,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from keras_seq.decoding.config import DecodingConfig
 from keras_seq.decoding.sampling import RandomSampler
 from keras_seq.utils import is_int as _is_int
 from keras_seq.utils import is_number as _is_number
@@ -34,7 +35,7 @@ def length_penalty(lengths, alpha):
     return tf.pow((5.0 + lengths) / 6.0, tf.cast(alpha, tf.float32))
 
 
-class Greedy:
+class Greedy(DecodingConfig):
     """One hypothesis per row: the strategy of greedy and sampled decoding.
 
     Each step keeps a single continuation per row: the most likely token, or,
@@ -55,21 +56,10 @@ class Greedy:
     def get_config(self):
         return {}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return isinstance(other, Greedy)
-
-    def __hash__(self):
-        return hash(Greedy)
-
-    def __repr__(self):
-        return "Greedy()"
 
 
-class BeamSearch:
+
+class BeamSearch(DecodingConfig):
     """Beam search strategy for `decode()`.
 
     Each step every live hypothesis is extended by every token; among the
@@ -141,22 +131,7 @@ class BeamSearch:
             "num_return": self.num_return,
         }
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
-    def __eq__(self, other):
-        return isinstance(other, BeamSearch) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash(tuple(sorted(self.get_config().items())))
-
-    def __repr__(self):
-        return (
-            f"BeamSearch(beam_size={self.beam_size}, "
-            f"length_penalty={self.length_penalty}, "
-            f"num_return={self.num_return})"
-        )
 
 
 _STRATEGIES = {"Greedy": Greedy, "BeamSearch": BeamSearch}

@@ -18,10 +18,11 @@ from keras import ops
 from keras_seq.utils import check_ids
 from keras_seq.utils import check_positive_int
 
+PAD_ID = 0
 BOS_ID = 2
 EOS_ID = 3
 
-__all__ = ["GenerativeModel"]
+__all__ = ["GenerativeModel", "LanguageModel", "TranslationModel"]
 
 
 class GenerativeModel:
@@ -221,3 +222,67 @@ class GenerativeModel:
             sampler=sampler,
             return_attention=return_attention,
         )
+
+
+class LanguageModel(GenerativeModel):
+    """A `GenerativeModel` that continues prompts (`task = "language_model"`).
+
+    Subclasses define `vocab_size`. `initial_state(prompt_ids)` reads every
+    real prompt token except the last one, which `start_tokens` returns (BOS
+    for an empty prompt), so prompts of different lengths decode together.
+    """
+
+    task = "language_model"
+    input_name = "prompt_ids"
+
+    @property
+    def output_vocab_size(self):
+        """Classes of `step` (the vocabulary)."""
+        return self.vocab_size
+
+    @property
+    def default_output_length(self):
+        """No default: `generate` needs `max_length`."""
+        return None
+
+    def start_tokens(self, prompt_ids):
+        """The last real token of each prompt: the decoder's `start_ids`.
+
+        Args:
+            prompt_ids: int `[N, T]`, right-padded with 0.
+
+        Returns:
+            int32 `[N]`; BOS (2) for an empty (all-padding) prompt.
+        """
+        prompt = check_ids(prompt_ids, "prompt_ids", 2)
+        lengths = ops.sum(ops.cast(ops.not_equal(prompt, PAD_ID), "int32"), 1)
+        index = ops.maximum(lengths - 1, 0)[:, None]
+        last = ops.take_along_axis(prompt, index, axis=1)[:, 0]
+        return ops.where(lengths > 0, last, ops.full_like(last, self.start_id))
+
+
+class TranslationModel(GenerativeModel):
+    """A `GenerativeModel` from a source sequence to a target (`task = "translation"`).
+
+    Subclasses define `source_vocab_size`, `target_vocab_size` and
+    `max_length` (the longest source, EOS included). Decoding starts from BOS
+    and records attention weights (`generate(return_attention=True)`).
+    """
+
+    task = "translation"
+    input_name = "source_ids"
+    supports_attention = True
+
+    @property
+    def input_vocab_size(self):
+        """Source token ids accepted."""
+        return self.source_vocab_size
+
+    @property
+    def output_vocab_size(self):
+        """Target classes of `step`."""
+        return self.target_vocab_size
+
+    def input_length_limit(self, max_length=None):
+        """Sources up to `max_length` tokens (EOS included)."""
+        return self.max_length

@@ -14,7 +14,7 @@ from keras_seq.layers.sampled_softmax import (
     SampledSoftmaxModel,
     check_sampled_softmax,
 )
-from keras_seq.models.generative import GenerativeModel
+from keras_seq.models.generative import LanguageModel
 from keras_seq.text import PAD_ID as _PAD_ID
 from keras_seq.utils import check_ids
 
@@ -23,8 +23,45 @@ __all__ = ["RNNLanguageModel"]
 _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 
 
+def _check_config(
+    vocab_size, embedding_dim, units, num_layers, cell, dropout, batch_size, stateful,
+    sampled_softmax,
+):
+    """Validates `RNNLanguageModel`'s arguments; returns the checked `sampled_softmax`."""
+    for arg, value in (
+        ("vocab_size", vocab_size),
+        ("embedding_dim", embedding_dim),
+        ("units", units),
+        ("num_layers", num_layers),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"`{arg}` must be a positive integer; received {value!r}."
+            )
+    if cell not in _CELLS:
+        raise ValueError(
+            f"`cell` must be one of {sorted(_CELLS)}; received {cell!r}."
+        )
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1); received {dropout!r}.")
+    if stateful:
+        if (
+            batch_size is None
+            or isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or batch_size < 1
+        ):
+            raise ValueError(
+                "`stateful=True` needs a fixed positive integer "
+                f"`batch_size` (rows of carried state); received "
+                f"batch_size={batch_size!r}. Pass `stateful=False` for a "
+                "model that starts every call from a zero state."
+            )
+    return check_sampled_softmax("RNNLanguageModel", sampled_softmax, vocab_size)
+
+
 @keras.saving.register_keras_serializable(package="keras_seq")
-class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
+class RNNLanguageModel(LanguageModel, SampledSoftmaxModel, keras.Model):
     """Word- or character-level recurrent language model.
 
     `tokens -> Embedding -> dropout -> [RNN -> dropout] x num_layers ->
@@ -121,9 +158,6 @@ class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
     # The SampledSoftmax layer that `SampledSoftmaxModel` wires into fit/evaluate.
     _output_head_attribute = "output_head"
 
-    task = "language_model"
-    input_name = "prompt_ids"
-
     def __init__(
         self,
         vocab_size,
@@ -139,38 +173,10 @@ class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for arg, value in (
-            ("vocab_size", vocab_size),
-            ("embedding_dim", embedding_dim),
-            ("units", units),
-            ("num_layers", num_layers),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"`{arg}` must be a positive integer; received {value!r}."
-                )
-        if cell not in _CELLS:
-            raise ValueError(
-                f"`cell` must be one of {sorted(_CELLS)}; received {cell!r}."
-            )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1); received {dropout!r}.")
-        sampled_softmax = check_sampled_softmax(
-            "RNNLanguageModel", sampled_softmax, vocab_size
+        sampled_softmax = _check_config(
+            vocab_size, embedding_dim, units, num_layers, cell, dropout, batch_size,
+            stateful, sampled_softmax,
         )
-        if stateful:
-            if (
-                batch_size is None
-                or isinstance(batch_size, bool)
-                or not isinstance(batch_size, int)
-                or batch_size < 1
-            ):
-                raise ValueError(
-                    "`stateful=True` needs a fixed positive integer "
-                    f"`batch_size` (rows of carried state); received "
-                    f"batch_size={batch_size!r}. Pass `stateful=False` for a "
-                    "model that starts every call from a zero state."
-                )
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.units = units
@@ -182,6 +188,16 @@ class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
         self.stateful = bool(stateful)
         self.sampled_softmax = sampled_softmax
 
+        self._make_layers()
+        # All shapes follow from the config: build now. The recorded input
+        # shape (and `input_dtype`) give Keras/TF a valid default signature
+        # when the model is saved inside a SavedModel.
+        self.build((batch_size if self.stateful else None, None))
+
+    def _make_layers(self):
+        """Creates the embedding, recurrent stack, projection and softmax head."""
+        vocab_size, embedding_dim, units = self.vocab_size, self.embedding_dim, self.units
+        num_layers, cell = self.num_layers, self.cell
         if self.tie_embeddings:
             # One [vocab, embedding_dim] table: the lookup, and (transposed)
             # the softmax weights of `output_head` (computed in float32).
@@ -241,15 +257,6 @@ class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
             name="softmax",
             **tie,
         )
-        # All shapes follow from the config: build now. The recorded input
-        # shape (and `input_dtype`) give Keras/TF a valid default signature
-        # when the model is saved inside a SavedModel.
-        self.build((batch_size if self.stateful else None, None))
-
-    @property
-    def output_vocab_size(self):
-        """The number of output classes of `step` (the vocabulary)."""
-        return self.vocab_size
 
     @property
     def input_dtype(self):
@@ -380,18 +387,6 @@ class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
                 state[name] = ops.cast(value, "float32")
         return state
 
-    def start_tokens(self, prompt_ids):
-        """The last real token of each prompt: the decoder's `start_ids`.
-
-        Args:
-            prompt_ids: int `[N, T]`, right-padded with 0.
-
-        Returns:
-            int32 `[N]`; `BOS` (2) for an empty (all-padding) prompt.
-        """
-        prompt = self._check_ids(prompt_ids, rank=2, what="prompt_ids")
-        return last_prompt_token(prompt, self.start_id)
-
     def step(self, tokens, state):
         """One decoding step: feed `tokens`, get next-token logits.
 
@@ -446,18 +441,3 @@ class RNNLanguageModel(GenerativeModel, SampledSoftmaxModel, keras.Model):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
 
-
-def last_prompt_token(prompt, bos_id):
-    """The last real (non-PAD) token of each right-padded prompt row.
-
-    Args:
-        prompt: int32 `[N, T]`, right-padded with 0.
-        bos_id: the token returned for an empty (all-padding) row.
-
-    Returns:
-        int32 `[N]`.
-    """
-    lengths = ops.sum(ops.cast(ops.not_equal(prompt, _PAD_ID), "int32"), 1)
-    index = ops.maximum(lengths - 1, 0)[:, None]
-    last = ops.take_along_axis(prompt, index, axis=1)[:, 0]
-    return ops.where(lengths > 0, last, ops.full_like(last, bos_id))

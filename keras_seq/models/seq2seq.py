@@ -29,7 +29,7 @@ from keras_seq.layers.sampled_softmax import (
     SampledSoftmaxModel,
     check_sampled_softmax,
 )
-from keras_seq.models.generative import GenerativeModel
+from keras_seq.models.generative import TranslationModel
 from keras_seq.utils import check_positive_int
 
 # Fixed token id of the shared contract (`keras_seq.text`).
@@ -135,8 +135,40 @@ def _check_positive_int(name, value, minimum=1):
     return check_positive_int(name, value, minimum, owner="AttentionSeq2Seq")
 
 
+def _check_config(
+    source_vocab_size, target_vocab_size, embedding_dim, units, num_layers, cell,
+    attention, dropout, teacher_forcing_ratio, max_length, sampled_softmax,
+):
+    """Validates `AttentionSeq2Seq`'s arguments; returns the checked `sampled_softmax`."""
+    _check_positive_int("source_vocab_size", source_vocab_size, 4)
+    _check_positive_int("target_vocab_size", target_vocab_size, 4)
+    _check_positive_int("embedding_dim", embedding_dim)
+    _check_positive_int("units", units)
+    _check_positive_int("num_layers", num_layers)
+    _check_positive_int("max_length", max_length)
+    if cell not in _CELLS:
+        raise ValueError(
+            f"AttentionSeq2Seq: `cell` must be one of {tuple(_CELLS)}; received {cell!r}."
+        )
+    if attention not in _ATTENTIONS:
+        raise ValueError(
+            f"AttentionSeq2Seq: `attention` must be one of {_ATTENTIONS}; "
+            f"received {attention!r}."
+        )
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(
+            f"AttentionSeq2Seq: `dropout` must be in [0, 1); received {dropout!r}."
+        )
+    if not 0.0 <= float(teacher_forcing_ratio) <= 1.0:
+        raise ValueError(
+            "AttentionSeq2Seq: `teacher_forcing_ratio` must be in [0, 1]; "
+            f"received {teacher_forcing_ratio!r}."
+        )
+    return check_sampled_softmax("AttentionSeq2Seq", sampled_softmax, target_vocab_size)
+
+
 @keras.saving.register_keras_serializable(package="keras_seq")
-class AttentionSeq2Seq(GenerativeModel, SampledSoftmaxModel, keras.Model):
+class AttentionSeq2Seq(TranslationModel, SampledSoftmaxModel, keras.Model):
     """Recurrent encoder-decoder with attention, for translation.
 
     Args:
@@ -207,23 +239,6 @@ class AttentionSeq2Seq(GenerativeModel, SampledSoftmaxModel, keras.Model):
 
     # The SampledSoftmax layer that `SampledSoftmaxModel` wires into fit/evaluate.
     _output_head_attribute = "output_head"
-    task = "translation"
-    input_name = "source_ids"
-    supports_attention = True
-
-    @property
-    def input_vocab_size(self):
-        """Source token ids accepted."""
-        return self.source_vocab_size
-
-    @property
-    def output_vocab_size(self):
-        """Target classes of `step`."""
-        return self.target_vocab_size
-
-    def input_length_limit(self, max_length=None):
-        """Sources up to `max_length` tokens (EOS included)."""
-        return self.max_length
 
     @property
     def default_output_length(self):
@@ -247,32 +262,9 @@ class AttentionSeq2Seq(GenerativeModel, SampledSoftmaxModel, keras.Model):
         sampled_softmax=0,
         **kwargs,
     ):
-        _check_positive_int("source_vocab_size", source_vocab_size, 4)
-        _check_positive_int("target_vocab_size", target_vocab_size, 4)
-        _check_positive_int("embedding_dim", embedding_dim)
-        _check_positive_int("units", units)
-        _check_positive_int("num_layers", num_layers)
-        _check_positive_int("max_length", max_length)
-        if cell not in _CELLS:
-            raise ValueError(
-                f"AttentionSeq2Seq: `cell` must be one of {tuple(_CELLS)}; received {cell!r}."
-            )
-        if attention not in _ATTENTIONS:
-            raise ValueError(
-                f"AttentionSeq2Seq: `attention` must be one of {_ATTENTIONS}; "
-                f"received {attention!r}."
-            )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(
-                f"AttentionSeq2Seq: `dropout` must be in [0, 1); received {dropout!r}."
-            )
-        if not 0.0 <= float(teacher_forcing_ratio) <= 1.0:
-            raise ValueError(
-                "AttentionSeq2Seq: `teacher_forcing_ratio` must be in [0, 1]; "
-                f"received {teacher_forcing_ratio!r}."
-            )
-        sampled_softmax = check_sampled_softmax(
-            "AttentionSeq2Seq", sampled_softmax, target_vocab_size
+        sampled_softmax = _check_config(
+            source_vocab_size, target_vocab_size, embedding_dim, units, num_layers,
+            cell, attention, dropout, teacher_forcing_ratio, max_length, sampled_softmax,
         )
         super().__init__(**kwargs)
         self.source_vocab_size = source_vocab_size
@@ -289,13 +281,26 @@ class AttentionSeq2Seq(GenerativeModel, SampledSoftmaxModel, keras.Model):
         self.max_length = max_length
         self.sampled_softmax = sampled_softmax
 
-        policy = self.dtype_policy
-        rnn_class = _CELLS[cell]
         self._state_names = ("h", "c") if cell == "lstm" else ("h",)
+        encoder_dim, memory_dim = self._make_encoder()
+        self._make_decoder()
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self._seed_generator = keras.random.SeedGenerator()
 
-        # Encoder.
+        self._build_all(encoder_dim, memory_dim)
+
+    # ------------------------------------------------------------ building
+    def _make_encoder(self):
+        """Creates the source embedding, encoder stack, bridges and memory projection.
+
+        Returns:
+            `(encoder_dim, memory_dim)`: the encoder outputs' and the attention
+            memory's widths.
+        """
+        policy, rnn_class = self.dtype_policy, _CELLS[self.cell]
+        units, cell, num_layers = self.units, self.cell, self.num_layers
         self.source_embedding = keras.layers.Embedding(
-            source_vocab_size, embedding_dim, dtype=policy, name="source_embedding"
+            self.source_vocab_size, self.embedding_dim, dtype=policy, name="source_embedding"
         )
         self.encoder_layers = []
         for i in range(num_layers):
@@ -326,15 +331,21 @@ class AttentionSeq2Seq(GenerativeModel, SampledSoftmaxModel, keras.Model):
                         )
                     )
         self.memory_projection = None
-        if attention == "luong-dot" and encoder_dim != units:
+        if self.attention_type == "luong-dot" and encoder_dim != units:
             self.memory_projection = keras.layers.Dense(
                 units, use_bias=False, dtype=policy, name="memory_projection"
             )
         memory_dim = units if self.memory_projection is not None else encoder_dim
 
-        # Decoder.
+        return encoder_dim, memory_dim
+
+    def _make_decoder(self):
+        """Creates the target embedding, decoder stack, attention and output head."""
+        policy, rnn_class = self.dtype_policy, _CELLS[self.cell]
+        units, cell, num_layers = self.units, self.cell, self.num_layers
+        attention, target_vocab_size = self.attention_type, self.target_vocab_size
         self.target_embedding = keras.layers.Embedding(
-            target_vocab_size, embedding_dim, dtype=policy, name="target_embedding"
+            target_vocab_size, self.embedding_dim, dtype=policy, name="target_embedding"
         )
         self.decoder_layers = [
             rnn_class(units, return_sequences=True, dtype=policy, name=f"decoder_{cell}_{i}")
@@ -358,17 +369,12 @@ class AttentionSeq2Seq(GenerativeModel, SampledSoftmaxModel, keras.Model):
         )
         self.output_head = SampledSoftmax(
             target_vocab_size,
-            num_sampled=sampled_softmax,
+            num_sampled=self.sampled_softmax,
             tied_dense=self.output_projection,
             dtype="float32",
             name="softmax",
         )
-        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
-        self._seed_generator = keras.random.SeedGenerator()
 
-        self._build_all(encoder_dim, memory_dim)
-
-    # ------------------------------------------------------------ building
     def _build_all(self, encoder_dim, memory_dim):
         """Creates every weight now, so `.keras` files load without a call."""
         units = self.units

@@ -29,8 +29,8 @@ from keras_seq.layers.transformer import (
     TransformerDecoderLayer,
     TransformerEncoderLayer,
 )
-from keras_seq.models.generative import GenerativeModel
-from keras_seq.models.language_model import last_prompt_token
+from keras_seq.models.generative import LanguageModel
+from keras_seq.models.generative import TranslationModel
 from keras_seq.utils import check_ids as _check_ids
 from keras_seq.utils import check_positive_int
 
@@ -56,7 +56,7 @@ def _check_cache_length(owner, cache_length, max_length):
     return cache_length
 
 
-class _TransformerBase(GenerativeModel, SampledSoftmaxModel, keras.Model):
+class _TransformerBase(SampledSoftmaxModel, keras.Model):
     """Decoder stack and output head shared by both models (loss wiring:
     `SampledSoftmaxModel`)."""
 
@@ -64,7 +64,6 @@ class _TransformerBase(GenerativeModel, SampledSoftmaxModel, keras.Model):
 
     def _configure(
         self,
-        *,
         vocab_size,
         d_model,
         num_heads,
@@ -301,7 +300,7 @@ class _TransformerBase(GenerativeModel, SampledSoftmaxModel, keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class Transformer(_TransformerBase):
+class Transformer(TranslationModel, _TransformerBase):
     """Encoder-decoder Transformer for translation (Vaswani et al., 2017).
 
     `source -> embedding * sqrt(d) + positions -> num_layers x encoder layer`,
@@ -374,18 +373,9 @@ class Transformer(_TransformerBase):
     ):
         super().__init__(**kwargs)
         _check_positive_int("Transformer", "source_vocab_size", source_vocab_size)
-        self._configure(
-            vocab_size=target_vocab_size,
-            d_model=d_model,
-            num_heads=num_heads,
-            ff_dim=ff_dim,
-            num_layers=num_layers,
-            dropout=dropout,
-            max_length=max_length,
-            tie_embeddings=tie_embeddings,
-            sampled_softmax=sampled_softmax,
-            norm_first=norm_first,
-            positional_encoding=positional_encoding,
+        self._configure(  # In the order of the signature, after the vocabulary.
+            target_vocab_size, d_model, num_heads, ff_dim, num_layers, dropout,
+            max_length, tie_embeddings, sampled_softmax, norm_first, positional_encoding,
         )
         self.source_vocab_size = source_vocab_size
         self.target_vocab_size = target_vocab_size
@@ -408,24 +398,6 @@ class Transformer(_TransformerBase):
         self.encoder_norm = self._make_final_norm("encoder_norm")
         self._setup_decoder(target_vocab_size, cross_attention=True)
         self.build(None)
-
-    task = "translation"
-    input_name = "source_ids"
-    supports_attention = True
-
-    @property
-    def input_vocab_size(self):
-        """Source token ids accepted."""
-        return self.source_vocab_size
-
-    @property
-    def output_vocab_size(self):
-        """Target classes of `step`."""
-        return self.target_vocab_size
-
-    def input_length_limit(self, max_length=None):
-        """Sources up to `max_length` positions (EOS included)."""
-        return self.max_length
 
     def output_length_limit(self):
         """At most `max_length` generated tokens (the cache's positions)."""
@@ -561,7 +533,7 @@ class Transformer(_TransformerBase):
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class TransformerLanguageModel(_TransformerBase):
+class TransformerLanguageModel(LanguageModel, _TransformerBase):
     """Decoder-only Transformer language model (GPT-style, causal).
 
     `tokens -> embedding * sqrt(d) + positions -> num_layers x decoder layer
@@ -625,30 +597,13 @@ class TransformerLanguageModel(_TransformerBase):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self._configure(
-            vocab_size=vocab_size,
-            d_model=d_model,
-            num_heads=num_heads,
-            ff_dim=ff_dim,
-            num_layers=num_layers,
-            dropout=dropout,
-            max_length=max_length,
-            tie_embeddings=tie_embeddings,
-            sampled_softmax=sampled_softmax,
-            norm_first=norm_first,
-            positional_encoding=positional_encoding,
+        self._configure(  # In the order of the signature, after the vocabulary.
+            vocab_size, d_model, num_heads, ff_dim, num_layers, dropout,
+            max_length, tie_embeddings, sampled_softmax, norm_first, positional_encoding,
         )
         self.vocab_size = vocab_size
         self._setup_decoder(vocab_size, cross_attention=False)
         self.build(None)
-
-    task = "language_model"
-    input_name = "prompt_ids"
-
-    @property
-    def output_vocab_size(self):
-        """Classes of `step` (the vocabulary)."""
-        return self.vocab_size
 
     def input_length_limit(self, max_length=None):
         """Prompts up to `self.max_length - max_length + 1` tokens.
@@ -663,11 +618,6 @@ class TransformerLanguageModel(_TransformerBase):
     def output_length_limit(self):
         """At most `max_length` generated tokens (after a one-token prompt)."""
         return self.max_length
-
-    @property
-    def default_output_length(self):
-        """No default: `generate` needs `max_length`."""
-        return None
 
     def decoding_state(self, inputs, max_length):
         """`initial_state` with a cache for the prompt and `max_length` tokens."""
@@ -741,17 +691,6 @@ class TransformerLanguageModel(_TransformerBase):
             state[f"self_key_{i}"] = cache["self_key"]
             state[f"self_value_{i}"] = cache["self_value"]
         return state
-
-    def start_tokens(self, prompt_ids):
-        """The last real token of each prompt: the decoder's `start_ids`.
-
-        Args:
-            prompt_ids: int `[N, T]`, right-padded with 0.
-
-        Returns:
-            int32 `[N]`; BOS (2) for an empty (all-padding) prompt.
-        """
-        return last_prompt_token(_check_ids(prompt_ids, "prompt_ids", 2), self.start_id)
 
     def step(self, tokens, state):
         """One decoding step: feed `tokens` at position `index`, get next logits.

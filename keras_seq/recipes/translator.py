@@ -1,3 +1,319 @@
-"""(being written)"""
+"""`TranslatorRecipe`: every default of `keras-seq train-translator`, in one place.
 
-__all__ = []
+Chosen for quality per CPU-minute on corpora of 10k-200k sentence pairs
+(measurements in benchmarks/RESULTS.md, "Attention translator (issue 4)"):
+
+- Data: pairs `source<TAB>target`. A seeded split keeps every translation of
+  a source sentence in one split: validation and test get 5% of the pairs
+  each, at most 2,500 pairs each (more adds little to the estimate and takes
+  pairs from training). The test split is never used for training or model
+  selection.
+- Tokens: word level, vocabulary learned on the training split only, words
+  seen at least twice, at most 16,000 source and 8,000 target words (the
+  target vocabulary is the output softmax, the main cost of a training step
+  on a CPU). The source is lower-cased; the target keeps its case, so
+  translations come out capitalised like the references. Pairs with a side
+  longer than 50 tokens (200 characters for the char tokenizer) are dropped
+  from training.
+- Model (`TranslatorRecipe.rnn()`, the default): `AttentionSeq2Seq`,
+  embeddings 256, a bidirectional 1-layer LSTM encoder of 256 units per
+  direction, a 1-layer LSTM decoder of 256 units initialised from the bridged
+  encoder states, Bahdanau (additive) attention, no input feeding, dropout
+  0.3, full teacher forcing. `TranslatorRecipe.transformer()`: 3 layers,
+  width 256, 4 heads, feed-forward 4 x width, dropout 0.1.
+- Training: a sampled softmax over 512 negatives (log-uniform candidates; the
+  target ids are sorted by frequency) when the target vocabulary has at least
+  2,048 words, the full softmax with label smoothing 0.1 below that;
+  validation always scores the full softmax. Adam (learning rate 2e-3 after a
+  linear warmup over the first 300 steps; gradient clipping at global norm 5),
+  batches of 64 pairs bucketed by length, the learning rate halved whenever
+  the validation loss does not improve, early stopping after 3 evaluations
+  without improvement and the best weights kept. An "epoch" is one pass over
+  the training pairs or 1,000 batches, whichever is less. The Transformer
+  trains with the full softmax, no label smoothing, learning rate 5e-4 after
+  400 warmup steps.
+- Decoding: beam search, beam 5, GNMT length penalty 0.6; an `<unk>` in the
+  output is replaced by the source word the model attended to most when it
+  emitted it (Luong et al., 2015), so names and numbers are copied.
+
+Nothing here imports TensorFlow (`decode_options()` imports
+`keras_seq.decoding` when called).
+"""
+
+import dataclasses
+from typing import Optional
+
+from keras_seq.recipes import common
+from keras_seq.training import TrainConfig
+from keras_seq.utils import is_int
+
+__all__ = ["TranslatorRecipe"]
+
+_OWNER = "TranslatorRecipe"
+MODELS = ("rnn", "transformer")
+TOKENIZERS = ("word", "wordpiece", "char")
+CELLS = ("lstm", "gru")
+ATTENTIONS = ("bahdanau", "luong-dot", "luong-general", "luong-concat")
+# The fields of the recurrent model only; None in a Transformer recipe.
+RNN_ONLY = ("cell", "bidirectional", "attention", "input_feeding", "teacher_forcing_ratio")
+# Character-level sentences are longer.
+CHAR_MAX_LENGTH = 200
+
+
+def _rnn_training():
+    return TrainConfig(
+        epochs=30, batch_size=64, optimizer="adam", learning_rate=2e-3, warmup_steps=300,
+        clipnorm=5.0, lr_schedule="plateau", decay_rate=0.5, plateau_patience=1, patience=3,
+    )
+
+
+def _transformer_training():
+    return dataclasses.replace(_rnn_training(), learning_rate=5e-4, warmup_steps=400)
+
+
+@dataclasses.dataclass(frozen=True)
+class TranslatorRecipe:
+    """How to train a translator: data split, tokenizers, model, loss, training, decoding.
+
+    The defaults are the recurrent recipe (`TranslatorRecipe.rnn()`);
+    `TranslatorRecipe.transformer()` gives the Transformer's. Change fields
+    with `dataclasses.replace` (or build one with keywords); every value is
+    checked here, and a bad one raises a one-line `InputError` naming it.
+
+    Args:
+        model: "rnn" (`AttentionSeq2Seq`) or "transformer".
+        tokenizer: "word", "wordpiece" or "char" (both sides).
+        source_vocab_size: most source tokens (None: no limit, char only).
+        target_vocab_size: most target tokens (the output softmax).
+        min_frequency: tokens seen fewer times in training are `<unk>`.
+        max_length: pairs with a side longer than this (tokens) are dropped
+            from training; None: 50, or 200 for the char tokenizer.
+        val_fraction, test_fraction: held-out shares of the pairs...
+        max_held_out: ...but at most this many pairs each.
+        split_seed: seed of the train/valid/test split.
+        embedding_dim: embedding size (rnn; the Transformer's is `units`).
+        units: hidden units (rnn, per direction) or model width (transformer).
+        layers: encoder and decoder layers.
+        dropout: dropout rate in [0, 1).
+        num_heads: attention heads (transformer).
+        cell: "lstm" or "gru" (rnn only).
+        bidirectional: bidirectional encoder (rnn only).
+        attention: "bahdanau", "luong-dot", "luong-general" or "luong-concat"
+            (rnn only).
+        input_feeding: feed the attentional vector to the next step (rnn only).
+        teacher_forcing_ratio: probability of feeding the gold token (rnn only).
+        sampled_softmax: negatives of a sampled-softmax loss, 0 for the full
+            softmax; None: `sampled_negatives` when the target vocabulary has
+            at least `sampled_softmax_min_vocab` tokens, else 0.
+        sampled_negatives: the recipe's number of negatives.
+        sampled_softmax_min_vocab: smaller target vocabularies train with the
+            full softmax unless `sampled_softmax` asks otherwise.
+        label_smoothing: label smoothing of the full-softmax loss (rnn; the
+            sampled softmax trains without it).
+        steps_per_epoch_cap: most batches per "epoch" (validation,
+            checkpoints, schedule and early stopping run at least this often).
+        beam_size, length_penalty: the run's decoding defaults (beam search,
+            GNMT alpha), used by `Translator`, `evaluate` and `export`.
+        unk_replace: replace `<unk>` outputs by the most attended source word.
+        train: the `TrainConfig` (optimizer, schedule, epochs, batch size...).
+
+    Example:
+
+    >>> recipe = TranslatorRecipe(units=512, attention="luong-general")
+    >>> recipe.train.learning_rate, recipe.decode_options().beam_size  # doctest: +SKIP
+    (0.002, 5)
+    >>> TranslatorRecipe.transformer().layers
+    3
+    """
+
+    model: str = "rnn"
+    # Tokens.
+    tokenizer: str = "word"
+    source_vocab_size: Optional[int] = 16000
+    target_vocab_size: Optional[int] = 8000
+    min_frequency: int = 2
+    max_length: Optional[int] = None
+    # Data split.
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05
+    max_held_out: int = 2500
+    split_seed: int = 1234
+    # Model (both families).
+    embedding_dim: int = 256
+    units: int = 256
+    layers: int = 1
+    dropout: float = 0.3
+    num_heads: int = 4
+    # Model (rnn only).
+    cell: Optional[str] = "lstm"
+    bidirectional: Optional[bool] = True
+    attention: Optional[str] = "bahdanau"
+    input_feeding: Optional[bool] = False
+    teacher_forcing_ratio: Optional[float] = 1.0
+    # Loss.
+    sampled_softmax: Optional[int] = None
+    sampled_negatives: int = 512
+    sampled_softmax_min_vocab: int = 2048
+    label_smoothing: float = 0.1
+    # Training.
+    steps_per_epoch_cap: int = 1000
+    train: TrainConfig = dataclasses.field(default_factory=_rnn_training)
+    # Decoding.
+    beam_size: int = 5
+    length_penalty: float = 0.6
+    unk_replace: bool = True
+
+    @classmethod
+    def rnn(cls, **overrides):
+        """The attention encoder-decoder recipe (the default), with `overrides`."""
+        return cls(**overrides)
+
+    @classmethod
+    def transformer(cls, **overrides):
+        """The Transformer recipe, with `overrides` (fields of this class)."""
+        values = dict(model="transformer", layers=3, dropout=0.1, num_heads=4,
+                      label_smoothing=0.0, sampled_negatives=0,
+                      train=_transformer_training(), **{name: None for name in RNN_ONLY})
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def for_model(cls, model, **overrides):
+        """`rnn(**overrides)` or `transformer(**overrides)` by name."""
+        common.check_choice(_OWNER, "model", model, MODELS)
+        return cls.transformer(**overrides) if model == "transformer" else cls.rnn(**overrides)
+
+    @classmethod
+    def describe_defaults(cls, names, train_names=()):
+        """`{name: text}`: each field's default, and the Transformer's where it differs.
+
+        For `--help`: e.g. `"1; transformer: 3"` for `layers`.
+
+        Args:
+            names: recipe fields (plus `vocab_size`, both vocabularies).
+            train_names: `TrainConfig` fields (of `train`).
+
+        Returns:
+            dict of str.
+        """
+        rnn, transformer = cls.rnn(), cls.transformer()
+
+        def shown(value):
+            if isinstance(value, bool):
+                return "on" if value else "off"
+            return "none" if value is None else str(value)
+
+        def describe(read):
+            value, other = read(rnn), read(transformer)
+            same = other is None or (other == value and type(other) is type(value))
+            return shown(value) + ("" if same else f"; transformer: {shown(other)}")
+
+        texts = {name: describe(lambda r, name=name: getattr(r, name))
+                 for name in names if name != "vocab_size"}
+        texts.update({name: describe(lambda r, name=name: getattr(r.train, name))
+                      for name in train_names})
+        special = {
+            "vocab_size": f"{rnn.source_vocab_size} source, {rnn.target_vocab_size} target",
+            "max_length": f"{rnn.source_max_length} tokens, char: {CHAR_MAX_LENGTH}",
+            "embedding_dim": f"{rnn.embedding_dim}; transformer: = --units",
+            "sampled_softmax": (f"{rnn.sampled_negatives} for target vocabularies of "
+                                f"{rnn.sampled_softmax_min_vocab}+ tokens, else 0; transformer: 0"),
+            "seed": f"{rnn.train.seed}; data split: {rnn.split_seed}",
+        }
+        texts.update({name: text for name, text in special.items()
+                      if name in names or name in train_names})
+        return texts
+
+    def __post_init__(self):
+        self._check_data()
+        self._check_model()
+        self._check_training()
+
+    # -- derived values -------------------------------------------------------
+
+    @property
+    def source_max_length(self):
+        """`max_length`, or the tokenizer's default when it is None."""
+        if self.max_length is not None:
+            return self.max_length
+        return CHAR_MAX_LENGTH if self.tokenizer == "char" else 50
+
+    def held_out_fractions(self, num_pairs):
+        """Validation and test fractions for `num_pairs` pairs (capped at `max_held_out`)."""
+        if num_pairs <= 0:
+            return self.val_fraction, self.test_fraction
+        cap = self.max_held_out / num_pairs
+        return min(self.val_fraction, cap), min(self.test_fraction, cap)
+
+    def with_training(self, **changes):
+        """A copy with `TrainConfig` fields changed (None values are skipped).
+
+        Example:
+
+        >>> TranslatorRecipe().with_training(epochs=2, max_minutes=5).train.epochs
+        2
+        """
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, **changes))
+
+    def decode_options(self, **overrides):
+        """The `keras_seq.decoding.DecodeOptions` of the recipe's decoding defaults."""
+        from keras_seq.decoding import DecodeOptions
+
+        values = dict(beam_size=self.beam_size, length_penalty=self.length_penalty)
+        values.update(overrides)
+        return DecodeOptions(**values)
+
+    def decoding_info(self):
+        """The run's config.json "decoding" entry."""
+        return {"beam": self.beam_size, "length_penalty": self.length_penalty,
+                "unk_replace": self.unk_replace}
+
+    # -- checks ---------------------------------------------------------------
+
+    def _check_data(self):
+        common.check_choice(_OWNER, "model", self.model, MODELS)
+        common.check_choice(_OWNER, "tokenizer", self.tokenizer, TOKENIZERS)
+        # Word and char vocabularies start with 5 reserved tokens.
+        smallest = 1 if self.tokenizer == "wordpiece" else 5
+        for name in ("source_vocab_size", "target_vocab_size"):
+            common.check_int(_OWNER, name, getattr(self, name), smallest, optional=True)
+        common.check_int(_OWNER, "min_frequency", self.min_frequency)
+        common.check_int(_OWNER, "max_length", self.max_length, optional=True)
+        for name in ("val_fraction", "test_fraction"):
+            common.check_rate(_OWNER, name, getattr(self, name), high=0.5)
+        common.check_int(_OWNER, "max_held_out", self.max_held_out)
+        common.check(is_int(self.split_seed), _OWNER,
+                     f"split_seed must be an integer, got {self.split_seed!r}")
+
+    def _check_model(self):
+        for name in ("embedding_dim", "units", "layers", "num_heads"):
+            common.check_int(_OWNER, name, getattr(self, name))
+        common.check_rate(_OWNER, "dropout", self.dropout)
+        if self.model == "transformer":
+            for name in RNN_ONLY:
+                common.check(getattr(self, name) is None, _OWNER,
+                             f"{name} applies to the rnn model, not to the Transformer")
+            common.transformer_width(self.units, self.num_heads)
+            return
+        common.check_choice(_OWNER, "cell", self.cell, CELLS)
+        common.check_bool(_OWNER, "bidirectional", self.bidirectional)
+        common.check_choice(_OWNER, "attention", self.attention, ATTENTIONS)
+        common.check_bool(_OWNER, "input_feeding", self.input_feeding)
+        common.check_rate(_OWNER, "teacher_forcing_ratio", self.teacher_forcing_ratio,
+                          high_inclusive=True)
+
+    def _check_training(self):
+        common.check_int(_OWNER, "sampled_softmax", self.sampled_softmax, 0, optional=True)
+        common.check_int(_OWNER, "sampled_negatives", self.sampled_negatives, 0)
+        common.check_int(_OWNER, "sampled_softmax_min_vocab", self.sampled_softmax_min_vocab, 0)
+        common.check_rate(_OWNER, "label_smoothing", self.label_smoothing)
+        common.check_int(_OWNER, "steps_per_epoch_cap", self.steps_per_epoch_cap)
+        common.check(isinstance(self.train, TrainConfig), _OWNER,
+                     f"train must be a TrainConfig, got {type(self.train).__name__}")
+        common.check_int(_OWNER, "beam_size", self.beam_size)
+        common.check(isinstance(self.length_penalty, (int, float))
+                     and not isinstance(self.length_penalty, bool)
+                     and 0 <= self.length_penalty < float("inf"), _OWNER,
+                     f"length_penalty must be >= 0, got {self.length_penalty!r}")
+        common.check_bool(_OWNER, "unk_replace", self.unk_replace)

@@ -3,12 +3,14 @@
 `create_app` builds the app; the handlers below are module-level and read
 what they share from `request.app.state`: `registry` (the `ModelRegistry`),
 `limits` (the codec's `Limits`), `pools` (the threads running model calls and
-loads) and `poll_interval`. See the package docstring for the API.
+loads), `admission` (the per-model queues and deadlines, `admission.py`) and
+`poll_interval`. See the package docstring for the API.
 """
 
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
 import time
@@ -21,12 +23,12 @@ from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keras_seq.serving import codec
-from keras_seq.serving.logs import _one_line, log_event
+from keras_seq.serving import admission, codec
+from keras_seq.serving.defaults import DEFAULT_POLL_INTERVAL
+from keras_seq.serving.logs import _one_line, log_event, scrub_paths
 from keras_seq.serving.registry import ModelRegistry
-from keras_seq.serving.signatures import RequestError
+from keras_seq.serving.signatures import RequestError, parse_version
 
-DEFAULT_POLL_INTERVAL = 1.0
 
 # NAME, NAME/versions/N or NAME/labels/L, then /metadata or :verb.
 _PATH_RE = re.compile(
@@ -101,8 +103,10 @@ def _json_response(payload, status=200, headers=None):
 
 
 def _error_response(request, error):
-    request.state.error = str(error)
-    return _json_response({"error": str(error)}, status=error.status)
+    message = _one_line(error)
+    request.state.error = message
+    return _json_response({"error": message}, status=error.status,
+                          headers=getattr(error, "headers", None))
 
 
 async def _http_exception(request, exc):
@@ -143,10 +147,14 @@ def _parse_path(request):
         )
     version = match["version"]
     if version is not None:
-        if not version.isdigit():
-            raise RequestError(f"version must be a non-negative integer, got '{version}'",
-                               status=404)
-        version = int(version)
+        number = parse_version(version)
+        if number is None:
+            shown = _one_line(version.encode("utf-8", "backslashreplace").decode(), 40)
+            raise RequestError(
+                f"version must be a non-negative integer in ASCII digits, got '{shown}'",
+                status=404,
+            )
+        version = number
         request.state.version = version
     return name, version, match["suffix"]
 
@@ -154,7 +162,9 @@ def _parse_path(request):
 async def _read_body(request, max_body_bytes):
     """The request body; a 413 `RequestError` once it is over `max_body_bytes`."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+    if declared is not None and declared.isascii() and declared.isdigit() and (
+        len(declared) > 18 or int(declared) > max_body_bytes
+    ):
         raise RequestError(
             f"request body of {declared} bytes is over the limit of {max_body_bytes}",
             status=413,
@@ -170,11 +180,12 @@ async def _read_body(request, max_body_bytes):
     return b"".join(chunks)
 
 
-def _predict(served, body, limits, fields):
+def _predict(served, body, limits, fields, base_dir):
     """Parses, validates, runs and serializes one predict (in a worker thread).
 
     Records `signature`, `format` and `instances` in `fields` as they become
-    known, for the request's log line.
+    known, for the request's log line. Errors the model raises reach the
+    client without the server's file paths.
     """
     request, signature_name = codec.parse_request(body)
     fields["signature"] = signature_name
@@ -183,20 +194,32 @@ def _predict(served, body, limits, fields):
     fields["format"] = fmt
     arrays, batch = codec.decode_inputs(request, fmt, signature, limits)
     fields["instances"] = batch
-    return codec.encode_outputs(signature(arrays), fmt, batch)
+    try:
+        results = signature(arrays)
+    except RequestError as error:
+        message = scrub_paths(_one_line(error), base_dir)
+        if error.status == 503:  # the model ran out of memory: a busy server
+            raise admission.Overloaded(f"server overloaded: {message}") from None
+        raise RequestError(message, status=error.status) from None
+    return codec.encode_outputs(results, fmt, batch)
 
 
 async def _predict_response(request, name, version):
     state = request.app.state
+    gate = state.admission
+    deadline = gate.deadline()
     served = state.registry.get(name, version)
     request.state.version = served.version
-    body = await _read_body(request, state.limits.max_body_bytes)
-    fields = {}
-    loop = asyncio.get_running_loop()
     try:
-        content = await loop.run_in_executor(
-            state.pools.requests, _predict, served, body, state.limits, fields
-        )
+        body = await asyncio.wait_for(_read_body(request, state.limits.max_body_bytes),
+                                      max(0.0, gate.remaining(deadline)))
+    except asyncio.TimeoutError:
+        raise RequestError("request timed out: the body did not arrive within the request "
+                           f"timeout of {round(gate.request_timeout * 1000)} ms", 408) from None
+    fields = {}
+    try:
+        content = await gate.call(name, state.pools.requests, deadline, _predict, served, body,
+                                  state.limits, fields, state.registry.base_dir)
     finally:
         for key, value in fields.items():
             setattr(request.state, key, value)
@@ -283,6 +306,7 @@ async def _lifespan(app):
     state = app.state
     if state.pools.requests._shutdown:  # a second lifespan (e.g. a restarted test client)
         state.pools.renew()
+    state.admission = admission.Admission(*state.admission_limits)  # bound to this loop
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(state.pools.loader, lambda: state.registry.poll(initial=True))
     log_event(logging.INFO, "server_ready", base_dir=str(state.registry.base_dir),
@@ -298,6 +322,19 @@ async def _lifespan(app):
         state.pools.shutdown()
 
 
+def _check_options(poll_interval, **positive):
+    """Raises `ValueError` naming an option out of range."""
+    if poll_interval is not None and not (
+        isinstance(poll_interval, (int, float)) and not isinstance(poll_interval, bool)
+        and math.isfinite(poll_interval) and poll_interval >= 0
+    ):
+        raise ValueError(f"poll_interval must be a finite number of seconds >= 0 or None, "
+                         f"got {poll_interval!r}")
+    for label, value in positive.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+
+
 def create_app(
     model_base_dir,
     *,
@@ -308,6 +345,10 @@ def create_app(
     poll_interval=DEFAULT_POLL_INTERVAL,
     max_versions=None,
     workers=None,
+    max_queue=admission.DEFAULT_MAX_QUEUE,
+    queue_timeout_ms=admission.DEFAULT_QUEUE_TIMEOUT_MS,
+    request_timeout_ms=admission.DEFAULT_REQUEST_TIMEOUT_MS,
+    warmup=True,
 ):
     """Builds the ASGI app serving every model under `model_base_dir`.
 
@@ -327,6 +368,15 @@ def create_app(
         max_versions: serve only the highest N versions of each model
             (None: every complete version).
         workers: threads running model calls (default: 4 per CPU, at most 32).
+        max_queue: most predict requests waiting for a thread, per model;
+            past it they get 503 at once (see `keras_seq.serving.admission`).
+        queue_timeout_ms: longest wait for a thread; then 503.
+        request_timeout_ms: longest time from a predict request's arrival to
+            its answer; then 504 (408 if its body had not arrived).
+        warmup: call every signature once on a tiny input while a version
+            loads, so that the first requests do not wait for graph set-up.
+
+    Raises `ValueError` naming the argument for a value out of range.
 
     Returns:
         A `starlette.applications.Starlette` app; `app.state.registry` is its
@@ -339,13 +389,12 @@ def create_app(
     >>> uvicorn.run(app, host="127.0.0.1", port=8501)             # doctest: +SKIP
     """
     limits = codec.Limits(max_batch, max_string_length, max_body_bytes)
-    if poll_interval is not None and (
-        not isinstance(poll_interval, (int, float)) or poll_interval < 0
-    ):
-        raise ValueError(f"poll_interval must be >= 0 seconds or None, got {poll_interval!r}")
     if workers is None:
         workers = min(32, 4 * (os.cpu_count() or 1))
-    registry = ModelRegistry(model_base_dir, onnx=onnx, max_versions=max_versions)
+    _check_options(poll_interval, workers=workers, max_queue=max_queue,
+                   queue_timeout_ms=queue_timeout_ms, request_timeout_ms=request_timeout_ms)
+    registry = ModelRegistry(model_base_dir, onnx=onnx, max_versions=max_versions,
+                             warmup=warmup)
 
     app = Starlette(
         routes=[
@@ -362,4 +411,6 @@ def create_app(
     app.state.limits = limits
     app.state.poll_interval = poll_interval
     app.state.pools = _Pools(workers)
+    app.state.admission_limits = (workers, max_queue, queue_timeout_ms / 1000.0,
+                                  request_timeout_ms / 1000.0)
     return app

@@ -12,17 +12,69 @@ import re
 import numpy as np
 
 from keras_seq.serving.logs import _one_line
-from keras_seq.serving.signatures import RequestError, Signature, TensorInfo, Version
+from keras_seq.serving.signatures import (
+    RequestError,
+    Signature,
+    TensorInfo,
+    Version,
+    parse_version,
+)
 
 
-def numeric_versions(path):
-    """{version: directory} of the numerically named directories in `path`."""
-    versions = {}
+# Directories a model's directory may hold besides its versions.
+_NOT_VERSIONS = ("onnx",)
+
+
+def numeric_versions(path, note=None):
+    """{version: directory} of the version directories in `path`.
+
+    Only ASCII decimal names are versions (see `signatures.parse_version`).
+    Any other directory is skipped without blocking the others: one whose
+    name holds a digit (`²`, `v2`, `1.5`, `-1`, a number too long for an
+    int64) is reported once through `note`; the rest (`onnx/`, `drafts/`,
+    hidden ones such as `.tmp-export-*`) silently. Two names for one number
+    (`1` and `01`): the canonical `1` wins; with no canonical one, that
+    number is skipped.
+
+    Args:
+        path: a model's directory (a `pathlib.Path`).
+        note: `note(key, event, **fields)` logs a warning once per `key`;
+            None reports nothing.
+
+    Returns:
+        {int: Path}; empty when `path` cannot be listed.
+    """
+    found = {}
     with contextlib.suppress(OSError):
-        for child in path.iterdir():
-            if child.is_dir() and child.name.isdigit():
-                versions[int(child.name)] = child
+        for child in sorted(path.iterdir()):
+            if child.name.startswith((".", "_")) or child.name in _NOT_VERSIONS:
+                continue
+            if not child.is_dir():
+                continue
+            number = parse_version(child.name)
+            if number is None:
+                if any(c.isnumeric() for c in child.name):  # meant as a version?
+                    _report(note, child, "version_dir_ignored",
+                            "not a version: version directories are named by ASCII digits only")
+                continue
+            found.setdefault(number, []).append(child)
+    versions = {}
+    for number, children in found.items():
+        canonical = [child for child in children if child.name == str(number)]
+        if len(children) == 1 or canonical:
+            versions[number] = (canonical or children)[0]
+        else:
+            _report(note, tuple(children), "version_dir_ignored",
+                    f"several directories spell version {number}; name one of them {number}")
     return versions
+
+
+def _report(note, key, event, reason):
+    if note is not None:
+        paths = key if isinstance(key, tuple) else (key,)
+        note((key, event), event, model=paths[0].parent.name,
+             directory=", ".join(p.name for p in paths), path=str(paths[0].parent),
+             error=reason)
 
 
 def _tf_error_message(error):
@@ -176,7 +228,7 @@ class SavedModelBackend(Backend):
 
     def scan(self, path, note):
         versions = {}
-        directories = numeric_versions(path)
+        directories = numeric_versions(path, note)
         for number, child in directories.items():
             if (child / "saved_model.pb").is_file() or (child / "saved_model.pbtxt").is_file():
                 versions[number] = child
@@ -313,7 +365,7 @@ class OnnxBackend(Backend):
         files = sorted((path / "onnx").glob("*.onnx"))
         if not files and path.with_name(path.name + ".onnx").is_file():
             files = [path.with_name(path.name + ".onnx")]
-        directories = numeric_versions(path)
+        directories = numeric_versions(path, note)
         if not files:
             if directories:
                 note((path, "no-onnx"), "onnx_missing", model=path.name, path=str(path / "onnx"))
@@ -329,15 +381,11 @@ class OnnxBackend(Backend):
     @staticmethod
     def _signature(file):
         """Opens one `<signature>.onnx` file in onnxruntime."""
-        import onnxruntime
+        from keras_seq.export.onnx import make_session  # imports no TensorFlow
 
-        options = onnxruntime.SessionOptions()
         # Requests run concurrently from several threads: spinning intra-op
         # threads would burn the cores the other requests need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(
-            str(file), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        session = make_session(file, spinning=False, feature="serving ONNX")
         inputs, feed_names = {}, {}
         for node in session.get_inputs():
             info = _ort_tensor_info(node)

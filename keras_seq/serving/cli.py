@@ -1,23 +1,73 @@
 """The server's command line: `python -m keras_seq.serving DIR [--port P] [--onnx]`.
 
 Also behind `keras-seq serve` (`keras_seq.cli`) and `apps/serve.py`.
+`add_arguments` owns every server flag and its validation: a value out of
+range is refused by argparse with one line naming the flag (exit status 2),
+before anything is loaded, and no value is silently replaced. Importing this
+module (and the package) does not import the server (Starlette, NumPy):
+`keras_seq.cli` builds its parser with it at no cost.
 """
 
 import argparse
+import math
 import sys
 
 from keras_seq import errors
-from keras_seq.serving.app import DEFAULT_POLL_INTERVAL, create_app
-from keras_seq.serving.codec import (
+from keras_seq.serving.defaults import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_STRING_LENGTH,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_PORT,
+    DEFAULT_QUEUE_TIMEOUT_MS,
+    DEFAULT_REQUEST_TIMEOUT_MS,
 )
-from keras_seq.serving.logs import configure_logging
+
+_DAY_MS = 24 * 3600 * 1000
+
+
+def _integer(low, high, unit="", what="an integer"):
+    """An argparse type: an integer in [low, high] (`what` names it in errors)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be {what} in {low}..{high}{unit}, got {text!r}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _seconds(text):
+    """An argparse type: a finite number of seconds in 0..86400."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= 86400):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds in 0..86400 (0 disables), got {text!r}")
+    return value
+
+
+def _host(text):
+    """An argparse type: a host name or IP address (no whitespace)."""
+    if not text.strip() or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"must be a host name or IP address, got {text!r}")
+    return text
 
 
 def add_arguments(parser):
     """Adds the server's command-line options to an `argparse` parser.
+
+    Every flag of `keras-seq serve`, `apps/serve.py` and `python -m
+    keras_seq.serving` is defined here, with its range.
 
     Args:
         parser: an `argparse.ArgumentParser` (or subparser).
@@ -31,58 +81,142 @@ def add_arguments(parser):
     >>> parser.parse_args(["exported/", "--onnx"]).port
     8501
     """
-    parser.add_argument("dir", help="model base directory (NAME/VERSION/saved_model.pb)")
-    parser.add_argument("--host", default="127.0.0.1",
+    parser.add_argument("dir", metavar="DIR",
+                        help="model base directory (NAME/VERSION/saved_model.pb), or one "
+                             "model's directory")
+    parser.add_argument("--host", type=_host, default="127.0.0.1",
                         help="interface to listen on (default 127.0.0.1, loopback only)")
-    parser.add_argument("--port", type=int, default=8501, help="port (default 8501, as TF Serving)")
+    parser.add_argument("--port", type=_integer(1, 65535, what="a TCP port"),
+                        default=DEFAULT_PORT,
+                        help=f"TCP port (default {DEFAULT_PORT}, as TF Serving)")
     parser.add_argument("--onnx", action="store_true",
                         help="serve NAME/onnx/*.onnx through onnxruntime instead of SavedModels")
-    parser.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL,
-                        help="seconds between scans for new versions (0 disables hot swap)")
-    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
-                        help="most instances per request")
-    parser.add_argument("--max-string-length", type=int, default=DEFAULT_MAX_STRING_LENGTH,
-                        help="longest input string in UTF-8 bytes")
-    parser.add_argument("--max-versions", type=int, default=None,
-                        help="serve only the highest N versions of each model")
-    parser.add_argument("--workers", type=int, default=None, help="model-call threads")
+    parser.add_argument("--poll-interval", type=_seconds, metavar="SECONDS",
+                        default=DEFAULT_POLL_INTERVAL,
+                        help="seconds between scans for new versions (0 disables hot swap; "
+                             f"default {DEFAULT_POLL_INTERVAL})")
+    parser.add_argument("--max-body-bytes", type=_integer(1, 2**31, " bytes"), metavar="N",
+                        default=DEFAULT_MAX_BODY_BYTES,
+                        help=f"largest request body (default {DEFAULT_MAX_BODY_BYTES})")
+    parser.add_argument("--max-batch", type=_integer(1, 1_000_000), metavar="N",
+                        default=DEFAULT_MAX_BATCH,
+                        help=f"most instances per request (default {DEFAULT_MAX_BATCH})")
+    parser.add_argument("--max-string-length", type=_integer(1, 2**30, " bytes"), metavar="N",
+                        default=DEFAULT_MAX_STRING_LENGTH,
+                        help="longest input string in UTF-8 bytes "
+                             f"(default {DEFAULT_MAX_STRING_LENGTH})")
+    parser.add_argument("--max-versions", type=_integer(1, 1_000_000), metavar="N", default=None,
+                        help="serve only the highest N versions of each model (default: all)")
+    parser.add_argument("--workers", type=_integer(1, 1024), metavar="N", default=None,
+                        help="model-call threads (default: 4 per CPU, at most 32)")
+    parser.add_argument("--max-queue", type=_integer(1, 1_000_000), metavar="N",
+                        default=DEFAULT_MAX_QUEUE,
+                        help="most requests waiting for a model thread, per model; past it: "
+                             f"503 with Retry-After (default {DEFAULT_MAX_QUEUE})")
+    parser.add_argument("--queue-timeout-ms", type=_integer(1, _DAY_MS, " ms"), metavar="MS",
+                        default=DEFAULT_QUEUE_TIMEOUT_MS,
+                        help="longest wait for a model thread; then 503 "
+                             f"(default {DEFAULT_QUEUE_TIMEOUT_MS})")
+    parser.add_argument("--request-timeout-ms", type=_integer(1, _DAY_MS, " ms"), metavar="MS",
+                        default=DEFAULT_REQUEST_TIMEOUT_MS,
+                        help="longest time to answer a predict request; then 504 "
+                             f"(default {DEFAULT_REQUEST_TIMEOUT_MS})")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        help="do not call each signature once while a version loads")
     return parser
 
 
-def serve(args):
-    """Runs the server on uvicorn until interrupted.
+def _option(args, name, default=None):
+    """`args.name`, or `default` when it is missing or None."""
+    value = getattr(args, name, None)
+    return default if value is None else value
+
+
+def run_server(base_dir, *, host="127.0.0.1", port=DEFAULT_PORT, onnx=False,
+               poll_interval=DEFAULT_POLL_INTERVAL, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
+               max_batch=DEFAULT_MAX_BATCH, max_string_length=DEFAULT_MAX_STRING_LENGTH,
+               max_versions=None, workers=None, max_queue=DEFAULT_MAX_QUEUE,
+               queue_timeout_ms=DEFAULT_QUEUE_TIMEOUT_MS,
+               request_timeout_ms=DEFAULT_REQUEST_TIMEOUT_MS, warmup=True):
+    """Runs the server over `base_dir` on uvicorn until interrupted.
+
+    The keyword form behind `keras-seq serve`, `python -m keras_seq.serving`
+    and `serve(args)`: each option is the value of the flag of the same name
+    (see `add_arguments`), and is checked by `create_app`.
 
     Args:
-        args: an `argparse.Namespace` with `dir`, and optionally `host`
-            (default "127.0.0.1"), `port` (8501), `onnx` (False),
-            `poll_interval`, `max_body_bytes`, `max_batch`,
-            `max_string_length`, `max_versions` and `workers`.
+        base_dir: the model base directory (NAME/VERSION/saved_model.pb), one
+            model's directory, or with `onnx=True` a `.onnx` file.
+        host: the interface to listen on.
+        port: the TCP port, 1..65535.
+        onnx: serve the ONNX graphs through onnxruntime.
+        poll_interval, max_body_bytes, max_batch, max_string_length,
+            max_versions, workers, max_queue, queue_timeout_ms,
+            request_timeout_ms, warmup: see `keras_seq.serving.create_app`.
+
+    Raises:
+        ValueError: an option out of range.
+        InputError: the server did not start (e.g. the port is in use).
+
+    Example:
+
+    >>> run_server("exported/", port=8502, workers=8)     # doctest: +SKIP
+    """
+    import uvicorn
+
+    from keras_seq.serving.app import create_app
+    from keras_seq.serving.logs import configure_logging
+
+    if not (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535):
+        raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
+    configure_logging()
+    app = create_app(
+        base_dir, onnx=bool(onnx), max_body_bytes=max_body_bytes, max_batch=max_batch,
+        max_string_length=max_string_length, poll_interval=poll_interval,
+        max_versions=max_versions, workers=workers, max_queue=max_queue,
+        queue_timeout_ms=queue_timeout_ms, request_timeout_ms=request_timeout_ms,
+        warmup=warmup,
+    )
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None,
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind
+        pass
+    if not server.started:  # bind failed or start-up failed: uvicorn logged why
+        raise errors.InputError(
+            f"the server did not start on {config.host}:{port} (see the log line above)")
+
+
+def serve(args):
+    """Runs the server of parsed `add_arguments` flags (`run_server` with their values).
+
+    Args:
+        args: an `argparse.Namespace` with `dir` and optionally any other
+            option of `add_arguments` (a missing or None one takes its
+            default; a given one is used as is, and refused by `create_app`
+            with a `ValueError` if out of range).
 
     Example:
 
     >>> serve(argparse.Namespace(dir="exported/", port=8502))     # doctest: +SKIP
     """
-    import uvicorn
-
-    configure_logging()
-    app = create_app(
+    run_server(
         args.dir,
+        host=_option(args, "host", "127.0.0.1"),
+        port=_option(args, "port", DEFAULT_PORT),
         onnx=bool(getattr(args, "onnx", False)),
-        max_body_bytes=getattr(args, "max_body_bytes", None) or DEFAULT_MAX_BODY_BYTES,
-        max_batch=getattr(args, "max_batch", None) or DEFAULT_MAX_BATCH,
-        max_string_length=getattr(args, "max_string_length", None) or DEFAULT_MAX_STRING_LENGTH,
-        poll_interval=getattr(args, "poll_interval", DEFAULT_POLL_INTERVAL),
-        max_versions=getattr(args, "max_versions", None),
-        workers=getattr(args, "workers", None),
-    )
-    uvicorn.run(
-        app,
-        host=getattr(args, "host", None) or "127.0.0.1",
-        port=getattr(args, "port", None) or 8501,
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=5,
+        poll_interval=_option(args, "poll_interval", DEFAULT_POLL_INTERVAL),
+        max_body_bytes=_option(args, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        max_batch=_option(args, "max_batch", DEFAULT_MAX_BATCH),
+        max_string_length=_option(args, "max_string_length", DEFAULT_MAX_STRING_LENGTH),
+        max_versions=_option(args, "max_versions"),
+        workers=_option(args, "workers"),
+        max_queue=_option(args, "max_queue", DEFAULT_MAX_QUEUE),
+        queue_timeout_ms=_option(args, "queue_timeout_ms", DEFAULT_QUEUE_TIMEOUT_MS),
+        request_timeout_ms=_option(args, "request_timeout_ms", DEFAULT_REQUEST_TIMEOUT_MS),
+        warmup=_option(args, "warmup", True),
     )
 
 
@@ -94,14 +228,20 @@ def main(argv=None, prog=None):
         prog: the program's name in the usage line (default: the script's).
 
     Returns:
-        The exit status: 0, or 2 after printing a `KerasSeqError`.
+        The exit status: 0, or 2 after a usage error or a refused value
+        (printed as one line).
     """
     parser = add_arguments(argparse.ArgumentParser(
         prog=prog, description="Serve exported models over TensorFlow Serving's REST API."))
-    args = parser.parse_args(argv)
     try:
-        serve(args)
-    except errors.KerasSeqError as error:
-        print(f"error: {error}", file=sys.stderr)
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, or a usage error already printed
+        return exit.code if isinstance(exit.code, int) else 2
+    try:
+        serve(args)  # the Namespace stops here: run_server takes plain values
+    except (errors.KerasSeqError, ValueError, OSError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0

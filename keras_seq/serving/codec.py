@@ -6,20 +6,33 @@ value is checked against the signature's `TensorInfo` (JSON type, rank, ragged
 lists, empty or too long strings, integer range, batch size) and refused with
 a 400 `RequestError` naming where the problem is. Strings travel as UTF-8 JSON
 strings or `{"b64": ...}`.
+
+JSON is strict both ways. In a request, `NaN`, `Infinity` and `-Infinity`
+(which Python's `json` accepts), a number too large for a float (`1e999`), a
+float input that overflows its dtype (`1e300` for float32), and a lone UTF-16
+surrogate (`"\\ud800"`, not text in any encoding) are refused with 400. In a
+response, a non-finite float output is written as the JSON string `"NaN"`,
+`"Infinity"` or `"-Infinity"` (the protobuf JSON mapping's rule, which TF
+Serving's gRPC-to-JSON clients read back), never as a bare token that strict
+parsers reject.
 """
 
 import base64
 import binascii
 import json
+import math
+import re
 
 import numpy as np
 
+from keras_seq.serving.defaults import (  # noqa: F401  (re-exported)
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_STRING_LENGTH,
+)
 from keras_seq.serving.logs import _one_line
 from keras_seq.serving.signatures import DEFAULT_SIGNATURE, RequestError
 
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
-DEFAULT_MAX_BATCH = 256
-DEFAULT_MAX_STRING_LENGTH = 8192
 
 _JSON_TYPE_NAMES = {
     type(None): "null",
@@ -183,6 +196,12 @@ def _number_array(flat, shape, info, where):
             )
     dtype = np.dtype(info.dtype) if info.dtype != "bfloat16" else np.dtype("float32")
     try:
+        if kind == "float":
+            with np.errstate(over="ignore"):
+                array = np.array(flat, dtype=dtype)
+            if not np.isfinite(array).all():  # finite JSON numbers only: it overflowed
+                raise OverflowError
+            return array
         if kind != "int":
             return np.array(flat, dtype=dtype)
         wide = np.array(flat, dtype=np.uint64 if info.dtype == "uint64" else np.int64)
@@ -287,24 +306,79 @@ def _inputs_from_instances(instances, signature, limits):
 
 
 def _inputs_from_columns(inputs, signature, limits):
-    """Columnar format: one value per input -> ({input name: array}, batch or None)."""
+    """Columnar format: one value per input -> ({input name: array}, batch or None).
+
+    Every input whose signature leaves its leading (batch) dimension open must
+    bring the same batch as the others: a model may broadcast a batch of one
+    against another size and answer wrong rows (Keras's stateful RNN does).
+    """
     named = _split_named(inputs, signature, "'inputs'")
     arrays = {}
-    batch = None
+    batch, first = None, None
     for name, value in named.items():
-        array = _to_array(value, signature.inputs[name], f"input '{name}'", limits)
+        info = signature.inputs[name]
+        array = _to_array(value, info, f"input '{name}'", limits)
         if array.ndim >= 1:
             if array.shape[0] > limits.max_batch:
                 raise RequestError(
                     f"input '{name}': batch of {array.shape[0]} > the limit of {limits.max_batch}"
                 )
-            batch = array.shape[0] if batch is None else max(batch, array.shape[0])
+            if info.shape is None or info.shape[0] is None:  # a batch dimension
+                if batch is not None and array.shape[0] != batch:
+                    raise RequestError(
+                        f"inputs disagree on the batch (leading) dimension: '{first}' has "
+                        f"{batch}, '{name}' has {array.shape[0]}; send the same batch for each"
+                    )
+                batch, first = array.shape[0], name
         arrays[name] = array
+    if batch is None:
+        batch = max((a.shape[0] for a in arrays.values() if a.ndim >= 1), default=None)
     return arrays, batch
+
+
+def _refuse_constant(name):
+    raise RequestError(f"{name} is not valid JSON (only finite numbers are accepted)")
+
+
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise RequestError(f"the number {_one_line(text, 40)} is too large for a float")
+    return value
+
+
+# A \uD800-\uDFFF escape: the only way a lone surrogate gets into a parsed body.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_no_surrogates(value):
+    """Refuses strings (and keys) holding a lone UTF-16 surrogate, with where."""
+    stack = [(value, "the request")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            for key, item in node.items():
+                stack.append((key, f"a key in {where}"))
+                stack.append((item, f"'{key}'"))
+        elif isinstance(node, list):
+            stack.extend((item, where) for item in node)
+        elif isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError as error:
+                code = ord(node[error.start])
+                raise RequestError(
+                    f"{where.encode('ascii', 'backslashreplace').decode()} holds a lone UTF-16 "
+                    f"surrogate (\\u{code:04x}), which is not text; send UTF-8 "
+                    "text or {\"b64\": ...} bytes"
+                ) from None
 
 
 def parse_request(body):
     """Parses a predict body: (the request object, its signature name).
+
+    Strict JSON: `NaN`/`Infinity`, numbers that overflow a float and lone
+    surrogates are refused (see the module docstring).
 
     Args:
         body: the raw request body (bytes).
@@ -314,9 +388,19 @@ def parse_request(body):
         (`serving_default` when it names none).
     """
     try:
-        request = json.loads(body)
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+    except UnicodeDecodeError as error:
+        raise RequestError(
+            f"malformed JSON request body: not valid UTF-8 (byte {error.start}: {error.reason})"
+        ) from None
+    try:
+        request = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RequestError:
+        raise
     except (ValueError, RecursionError) as error:
         raise RequestError(f"malformed JSON request body: {_one_line(error, 200)}") from None
+    if _SURROGATE_ESCAPE.search(text):
+        _check_no_surrogates(request)
     if not isinstance(request, dict):
         raise RequestError(f"the request body must be a JSON object, got {_describe(request)}")
     signature_name = request.get("signature_name", DEFAULT_SIGNATURE)
@@ -394,6 +478,13 @@ def _array_to_json(array, name):
         raise RequestError(f"output '{name}': complex values cannot be sent as JSON")
     if array.dtype.kind == "V" or array.dtype.name == "bfloat16":
         array = array.astype(np.float32)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        # Strict JSON has no NaN/Infinity: the protobuf JSON mapping's strings.
+        nested = array.astype(object)
+        nested[np.isnan(array)] = "NaN"
+        nested[np.isposinf(array)] = "Infinity"
+        nested[np.isneginf(array)] = "-Infinity"
+        return nested.tolist()
     return array.tolist()
 
 
@@ -435,6 +526,9 @@ def encode_outputs(results, fmt, batch):
 
 
 def dumps(payload):
-    """Compact UTF-8 JSON bytes."""
-    # allow_nan: TF Serving writes NaN/Infinity tokens for non-finite floats too.
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON bytes; strict (no NaN/Infinity tokens, valid UTF-8)."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: escape it as JSON allows
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("ascii")

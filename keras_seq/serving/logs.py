@@ -9,6 +9,8 @@ and `configure_logging` send those lines, and any other library's records
 import datetime
 import json
 import logging
+import os
+import re
 import sys
 import time
 
@@ -92,3 +94,37 @@ def _one_line(text, limit=1000):
     """`text` with its white space folded to single spaces, cut at `limit` chars."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# An absolute POSIX path: "/" then at least one component (a "/" after a word
+# character, as in "a/b", is inside a relative path and left alone).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s/'\"`,;:()\[\]<>]+/?)+")
+
+
+def scrub_paths(text, base_dir=None):
+    """`text` without the server's absolute file paths, for what clients see.
+
+    Paths under `base_dir` become relative to it (`fra/3/saved_model.pb`);
+    any other absolute path is cut to its last component (`.../vocab.txt`).
+    The log keeps the full message.
+
+    Args:
+        text: an error message.
+        base_dir: the model base directory (a path), or None.
+
+    Example:
+
+    >>> scrub_paths("no file at /srv/models/fra/3/x.pb", "/srv/models")
+    'no file at fra/3/x.pb'
+    """
+    text = str(text)
+    if base_dir is not None:
+        prefixes = {os.path.abspath(base_dir), os.path.realpath(base_dir)}
+        for prefix in sorted(prefixes, key=len, reverse=True):
+            text = text.replace(prefix.rstrip("/") + "/", "").replace(prefix, ".")
+
+    def cut(match):
+        last = match.group(0).rstrip("/").rsplit("/", 1)[-1]
+        return f".../{last}" if last else "..."
+
+    return _ABSOLUTE_PATH.sub(cut, text)

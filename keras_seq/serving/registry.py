@@ -3,8 +3,10 @@
 `ModelRegistry.poll()` rescans the model base directory; what a version looks
 like on disk and how it is loaded is the backend's business (`backends.py`),
 when it is loaded is decided here: once its files are unchanged across two
-scans (a fingerprint of names, sizes and mtimes), never again if it failed
-with the same files, and unloaded when its files disappear.
+scans (a fingerprint of names, sizes and mtimes), at start-up too, never
+again if it failed with the same files, and unloaded when its files
+disappear. With `warmup=True` (as `create_app` sets it) a loaded version is
+warmed up (`warmup.py`) before it serves.
 """
 
 import contextlib
@@ -16,8 +18,9 @@ from pathlib import Path
 
 from keras_seq import errors
 from keras_seq.serving.backends import OnnxBackend, SavedModelBackend, numeric_versions
-from keras_seq.serving.logs import log_event
+from keras_seq.serving.logs import _one_line, log_event, scrub_paths
 from keras_seq.serving.signatures import RequestError
+from keras_seq.serving.warmup import warm_up
 
 
 def _fingerprint(path):
@@ -87,6 +90,11 @@ class ModelRegistry:
             reloaded when they change.
         max_versions: serve at most this many of the highest versions of each
             model (None: all of them).
+        settle_seconds: at start-up (`poll(initial=True)`), the pause between
+            the two scans whose file listings must agree before a version
+            loads.
+        warmup: call every signature once on a tiny input before a version
+            serves (see `warmup.warm_up`); `create_app` turns it on.
 
     `poll()` does one scan (call it from one thread at a time); `get()`,
     `status()` and `models()` may be called from any thread.
@@ -98,7 +106,8 @@ class ModelRegistry:
     >>> registry.get("lm").signature("generate")                 # doctest: +SKIP
     """
 
-    def __init__(self, model_base_dir, *, onnx=False, max_versions=None):
+    def __init__(self, model_base_dir, *, onnx=False, max_versions=None, settle_seconds=0.25,
+                 warmup=False):
         self.base_dir = Path(model_base_dir)
         self.onnx = bool(onnx)
         self.backend = OnnxBackend() if self.onnx else SavedModelBackend()
@@ -107,9 +116,13 @@ class ModelRegistry:
                 f"model base directory {str(model_base_dir)!r} does not exist or is not a "
                 "directory" + (" (or, with onnx=True, a .onnx file)" if onnx else "")
             )
-        if max_versions is not None and max_versions < 1:
-            raise ValueError(f"max_versions must be >= 1 or None, got {max_versions}")
+        if max_versions is not None and (
+            not isinstance(max_versions, int) or isinstance(max_versions, bool) or max_versions < 1
+        ):
+            raise ValueError(f"max_versions must be an integer >= 1 or None, got {max_versions!r}")
         self.max_versions = max_versions
+        self.settle_seconds = float(settle_seconds)
+        self.warmup = bool(warmup)
         self._models = {}
         self._lock = threading.Lock()
         self._noted = set()  # one-time log notes (incomplete directories, ...)
@@ -181,12 +194,37 @@ class ModelRegistry:
     # -- scanning (one thread) -----------------------------------------------
 
     def poll(self, initial=False):
-        """Scans the base directory once: loads new versions, unloads removed ones.
+        """Scans the base directory: loads new versions, unloads removed ones.
+
+        A version loads once its file listing is the same on two scans in a
+        row, so a directory still being copied is not loaded half-written; one
+        renamed into place complete (as `keras-seq export` does) loads on the
+        scan after it appears.
 
         Args:
-            initial: load complete versions right away instead of waiting for
-                their files to stay unchanged across two scans.
+            initial: the start-up scan: scans twice, `settle_seconds` apart,
+                so that the versions already complete load now; warns when
+                no model was found.
         """
+        if initial:
+            self._scan()
+            time.sleep(self.settle_seconds)
+        self._scan()
+        if not initial:
+            return
+        with self._lock:
+            found = bool(self._models)
+            unsettled = {name: sorted(e.pending) for name, e in self._models.items() if e.pending}
+        if not found:
+            log_event(logging.WARNING, "no_models", path=str(self.base_dir),
+                      error="no models found; serving none until one appears "
+                            "(NAME/VERSION/saved_model.pb)")
+        for name, numbers in unsettled.items():
+            log_event(logging.WARNING, "version_unsettled", model=name, versions=numbers,
+                      error="files still changing at start-up; loaded once they settle")
+
+    def _scan(self):
+        """One scan of the base directory; a model that fails blocks no other."""
         try:
             model_paths = self._model_paths()
         except OSError as error:
@@ -194,25 +232,37 @@ class ModelRegistry:
             return
         seen = set()
         for name, path in sorted(model_paths.items()):
-            candidates = self.backend.scan(path, self._note)
-            if candidates is None:
-                continue
-            if self.max_versions is not None:
-                keep = sorted(candidates, reverse=True)[: self.max_versions]
-                candidates = {number: candidates[number] for number in keep}
-            seen.add(name)
-            with self._lock:
-                entry = self._models.setdefault(name, _ModelEntry(name, path))
-            if self.backend.whole_set:
-                self._update_set(entry, candidates, initial)
-            else:
-                self._update_versions(entry, candidates, initial)
+            try:
+                if self._scan_model(name, path):
+                    seen.add(name)
+            except Exception as error:  # a bug or an odd file: log once, keep the rest
+                with self._lock:
+                    if name in self._models:
+                        seen.add(name)  # keep serving what was loaded
+                self._note((name, "scan", str(error)), "model_scan_failed", model=name,
+                           path=str(path), error=_one_line(f"{type(error).__name__}: {error}"))
         with self._lock:
             gone = [name for name in self._models if name not in seen]
             for name in gone:
                 del self._models[name]
         for name in gone:
             log_event(logging.INFO, "model_removed", model=name)
+
+    def _scan_model(self, name, path):
+        """Scans one model; returns whether `path` holds a model."""
+        candidates = self.backend.scan(path, self._note)
+        if candidates is None:
+            return False
+        if self.max_versions is not None:
+            keep = sorted(candidates, reverse=True)[: self.max_versions]
+            candidates = {number: candidates[number] for number in keep}
+        with self._lock:
+            entry = self._models.setdefault(name, _ModelEntry(name, path))
+        if self.backend.whole_set:
+            self._update_set(entry, candidates)
+        else:
+            self._update_versions(entry, candidates)
+        return True
 
     def _note(self, key, event, **fields):
         """Logs a warning once per `key` (a directory that is not ready, ...)."""
@@ -237,7 +287,7 @@ class ModelRegistry:
                 paths.setdefault(child.stem, child)
         return paths
 
-    def _update_versions(self, entry, candidates, initial):
+    def _update_versions(self, entry, candidates):
         """One directory per version: unload the gone ones, load the new ones."""
         # Unload versions whose directories disappeared (or fell out of max_versions).
         with self._lock:
@@ -256,10 +306,10 @@ class ModelRegistry:
                 continue  # a loaded version is never reloaded in place
             path = candidates[number]
             fingerprint = _fingerprint(path)
-            if self._ready(entry, number, fingerprint, initial):
+            if self._ready(entry, number, fingerprint):
                 self._load(entry, number, path, fingerprint)
 
-    def _update_set(self, entry, candidates, initial):
+    def _update_set(self, entry, candidates):
         """All files one version: reloaded as a whole when they change."""
         # Swapped in one step (in `_load`), the old set serving until then.
         (number, files), = candidates.items()
@@ -268,15 +318,15 @@ class ModelRegistry:
             current = next(iter(entry.versions.values()), None)
         if current is not None and current.fingerprint == fingerprint:
             return
-        if self._ready(entry, number, fingerprint, initial):
+        if self._ready(entry, number, fingerprint):
             self._load(entry, number, files, fingerprint)
 
-    def _ready(self, entry, number, fingerprint, initial):
+    def _ready(self, entry, number, fingerprint):
         """Whether to try loading now: not known broken, files settled."""
         failed = entry.failed.get(number)
         if failed is not None and failed[0] == fingerprint:
             return False  # still the same broken files
-        if not initial and entry.pending.get(number) != fingerprint:
+        if entry.pending.get(number) != fingerprint:
             entry.pending[number] = fingerprint  # wait one scan for the files to settle
             return False
         entry.pending.pop(number, None)
@@ -292,10 +342,12 @@ class ModelRegistry:
             code, message = self.backend.failure(error)
             with self._lock:
                 entry.loading.discard(number)
-                entry.failed[number] = (fingerprint, code, message)
+                # Clients see the message without the server's file paths.
+                entry.failed[number] = (fingerprint, code, scrub_paths(message, self.base_dir))
             log_event(logging.ERROR, "version_load_failed", model=entry.name, version=number,
                       path=str(source), error=message)
             return
+        warmed = warm_up(version) if self.warmup else None
         with self._lock:
             entry.loading.discard(number)
             entry.failed.pop(number, None)
@@ -311,5 +363,6 @@ class ModelRegistry:
             version=number,
             backend=version.backend,
             signatures=sorted(version.signatures),
+            warmed_up=warmed,
             seconds=round(time.perf_counter() - start, 3),
         )

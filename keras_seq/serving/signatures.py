@@ -12,6 +12,9 @@ from keras_seq import errors
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 
+# Versions are int64 in TF Serving: at most 19 ASCII digits, below 2**63.
+_MAX_VERSION = 2**63 - 1
+
 # NumPy dtype names (and "string") -> TensorFlow's DataType enum names.
 _DT_NAMES = {
     "string": "DT_STRING",
@@ -29,6 +32,31 @@ _DT_NAMES = {
     "uint32": "DT_UINT32",
     "uint64": "DT_UINT64",
 }
+
+
+def parse_version(text):
+    """The version number a directory name or URL segment spells, or None.
+
+    Only ASCII decimal digits spell a version (`"7"`, `"0012"`), up to
+    `2**63 - 1` as TF Serving's int64; anything else is None: `"²"` and
+    `"٣"` (which `str.isdigit()` accepts but `int()` may not), signs, spaces,
+    `"1e3"`, and numbers too long for an int64.
+
+    Args:
+        text: a directory name or URL path segment.
+
+    Returns:
+        An int, or None if `text` is not a version.
+
+    Example:
+
+    >>> parse_version("12"), parse_version("²"), parse_version("-1")
+    (12, None, None)
+    """
+    if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 19):
+        return None
+    number = int(text)
+    return number if number <= _MAX_VERSION else None
 
 
 class RequestError(errors.InputError):

@@ -12,6 +12,8 @@ import tensorflow as tf
 from keras_seq.errors import DataError
 from keras_seq.errors import InputError
 from keras_seq.errors import RunDirError
+from keras_seq.progress import _write_line
+from keras_seq.progress import progress_bar
 from keras_seq.text.checks import _check_cap
 from keras_seq.text.checks import _check_string_tensor
 from keras_seq.text.checks import _check_texts
@@ -40,7 +42,8 @@ class Tokenizer:
     """Base class of the keras_seq tokenizers (see the `keras_seq.text` docstring).
 
     Subclasses set `type_name` and implement `_split_eager` (used by `fit`),
-    `_make_module`, `_fit_vocabulary` and `get_config`; registering the class
+    `_make_module`, `_fit_vocabulary(texts, bar)` (`bar`: the fit's
+    `keras_seq.progress.ProgressBar`, or None) and `get_config`; registering the class
     in `TOKENIZERS` under its `type_name` lets `load_tokenizer` read it back.
 
     Example:
@@ -93,11 +96,16 @@ class Tokenizer:
                 f"fit(texts) or load_tokenizer(directory) first"
             )
 
-    def fit(self, texts):
+    def fit(self, texts, verbose=0):
         """Learns the vocabulary from `texts`.
 
         Args:
             texts: an iterable of str (a list, a generator, ...).
+            verbose: progress while counting (see `keras_seq.progress`):
+                0 (the default) prints nothing; 1 draws Keras's progress bar
+                over the texts when stdout is a terminal (nothing
+                otherwise); 2 also prints one summary line when stdout is
+                not a terminal.
 
         Returns:
             self, so `tok = WordTokenizer().fit(texts)` works.
@@ -105,9 +113,17 @@ class Tokenizer:
         Raises:
             TypeError: `texts` is a single string or holds a non-string.
             DataError: `texts` contains no token at all.
+
+        Example:
+
+        >>> tok = WordTokenizer().fit(lines, verbose=1)  # doctest: +SKIP
+        fitting WordTokenizer
+        120000/120000 ━━━━━━━━━━━━━━━━━━━━ 3s 25us/text
         """
         texts = _check_texts(texts)
-        vocabulary = self._fit_vocabulary(texts)
+        label = f"fitting {type(self).__name__}"
+        with progress_bar(len(texts), label, verbose=verbose, unit="text") as bar:
+            vocabulary = self._fit_vocabulary(texts, bar)
         if len(vocabulary) <= len(RESERVED_TOKENS):
             min_frequency = getattr(self, "min_frequency", 1)
             reason = (
@@ -121,12 +137,17 @@ class Tokenizer:
             )
         return self.set_vocabulary(vocabulary)
 
-    def _count_tokens(self, texts):
-        """Token -> count over `texts`, with the same splitter as encode."""
+    def _count_tokens(self, texts, bar=None):
+        """Token -> count over `texts`, with the same splitter as encode.
+
+        `bar`: a `keras_seq.progress.ProgressBar` counting the texts, or None.
+        """
         counts = {}
         for start in range(0, len(texts), _CHUNK):
             chunk = tf.constant(texts[start : start + _CHUNK], dtype=tf.string)
             tokens = self._split_eager(chunk).flat_values
+            if bar is not None:
+                bar.add(int(chunk.shape[0]))
             if tf.size(tokens) == 0:
                 continue
             unique, _, count = tf.unique_with_counts(tokens)
@@ -347,8 +368,8 @@ class WordTokenizer(Tokenizer):
     def _split_eager(self, strings):
         return split_words(strings, self.lowercase, self.keep_newlines)
 
-    def _fit_vocabulary(self, texts):
-        counts = self._count_tokens(texts)
+    def _fit_vocabulary(self, texts, bar=None):
+        counts = self._count_tokens(texts, bar)
         return self._vocabulary_from_counts(
             counts, self.max_tokens, self.min_frequency
         )
@@ -396,8 +417,8 @@ class CharTokenizer(Tokenizer):
     def _split_eager(self, strings):
         return split_chars(strings, self.lowercase)
 
-    def _fit_vocabulary(self, texts):
-        counts = self._count_tokens(texts)
+    def _fit_vocabulary(self, texts, bar=None):
+        counts = self._count_tokens(texts, bar)
         return self._vocabulary_from_counts(
             counts, self.max_tokens, self.min_frequency
         )
@@ -456,17 +477,26 @@ class WordPieceTokenizer(Tokenizer):
     def _split_eager(self, strings):
         return split_words(strings, self.lowercase, keep_newlines=False)
 
-    def _fit_vocabulary(self, texts):
+    def _fit_vocabulary(self, texts, bar=None):
         import keras_hub
 
         word_batches = []
         for start in range(0, len(texts), _CHUNK):
             chunk = tf.constant(texts[start : start + _CHUNK], dtype=tf.string)
             words = self._split_eager(chunk).flat_values
+            if bar is not None:
+                bar.add(int(chunk.shape[0]))
             if tf.size(words) > 0:
                 word_batches.append(words)
         if not word_batches:
             return list(RESERVED_TOKENS)
+        if bar is not None and bar.mode != "off":
+            # keras_hub's WordPiece learner reports no progress of its own.
+            bar.close()
+            _write_line(
+                "learning the WordPiece vocabulary "
+                f"({self.target_vocab_size} tokens at most)"
+            )
         data = tf.data.Dataset.from_tensor_slices(
             tf.ragged.stack(word_batches)
         )

@@ -14,7 +14,11 @@
   the current batch, TensorBoard logs and a CSV history in `run_dir/logs/`;
 - `resume=True`: model and optimizer come back from `last` and training goes on
   at the next epoch, carrying the elapsed time, the best validation loss, the
-  early-stopping and plateau counters and the history.
+  early-stopping and plateau counters and the history;
+- progress a person can read (`TrainConfig.verbose`: 0 quiet, 1, 2 verbose):
+  Keras's epoch bar on a terminal, one line per epoch otherwise, and a
+  whole-run line (elapsed, time left, best so far); an epoch the time budget
+  cuts short reports the batches that ran ("3/29").
 
 A checkpoint is written to a temporary file in the same directory and moved
 into place with `os.replace`, the state travelling inside the weights file, so
@@ -62,8 +66,9 @@ or, equivalently, set on each machine before starting the same command
 Modules: `config` (TrainConfig), `devices` (strategies, XLA), `multi_worker`
 (TF_CONFIG, the multi-worker strategy, chief and scratch dirs), `optimizers`,
 `state` (the state carried across sessions), `checkpoints` (checkpoint files),
-`callbacks` (the callbacks `train` adds) and `trainer` (`train`). Importing
-this package stays light: `callbacks` and `trainer` (which import Keras and
+`callbacks` (the callbacks `train` adds), `progress` (the epoch bar and
+whole-run line, `RunProgress`) and `trainer` (`train`). Importing this package
+stays light: `callbacks`, `progress` and `trainer` (which import Keras and
 TensorFlow) load when one of their names is first used.
 """
 
@@ -119,6 +124,7 @@ _LAZY = {
         ),
         "callbacks",
     ),
+    **dict.fromkeys(("RunProgress", "progress_callbacks"), "progress"),
     **dict.fromkeys(
         ("train", "_train", "_count_steps", "_ensure_built", "_is_tf_dataset", "_log"),
         "trainer",
@@ -137,6 +143,7 @@ __all__ = [
     "EpochSummaries",
     "LearningRateController",
     "RunCheckpoint",
+    "RunProgress",
     "TimeBudget",
     "TrainConfig",
     "get_strategy",
@@ -155,7 +162,7 @@ __all__ = [
 
 
 def __getattr__(name):
-    """Import `callbacks` or `trainer` when one of their names is first used."""
+    """Import `callbacks`, `progress` or `trainer` when one of their names is first used."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -66,8 +66,11 @@ class TrainConfig:
         steps_per_execution: batches per compiled call (Keras); > 1 cuts the
             per-step Python overhead of small models.
         resume: continue the run in `run_dir` from its `last` checkpoint.
-        verbose: Keras progress output; "auto" is a progress bar on a TTY and
-            one line per epoch otherwise.
+        verbose: 0 (quiet: nothing but errors), 1 (normal: Keras's bar and a
+            whole-run line each epoch on a terminal, exactly one line per
+            epoch otherwise) or 2 (adds a header, the learning rate and the
+            validation time); "auto" means 1. See
+            `keras_seq.training.progress.RunProgress`.
 
     Raises:
         ValueError: a field is out of range (the message names it).
@@ -103,7 +106,7 @@ class TrainConfig:
     restore_best: bool = True
     steps_per_execution: int = 1
     resume: bool = False
-    verbose: object = "auto"
+    verbose: object = 1
 
     def __post_init__(self):
         # Three groups, checked in field order: the first bad field is reported.
@@ -132,30 +135,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"TrainConfig: unknown field(s) {', '.join(unknown)}")
         return cls(**config)
-
-    @classmethod
-    def from_namespace(cls, args, **defaults):
-        """Build from a `keras-seq` argparse Namespace.
-
-        Attributes of `args` named like a field and not None win; then
-        `defaults` (the task's recipe, e.g. `epochs=20, optimizer="sgd"`);
-        then the field defaults.
-
-        Example:
-
-        >>> config = TrainConfig.from_namespace(args, epochs=20)  # doctest: +SKIP
-        """
-        values = {}
-        for field in dataclasses.fields(cls):
-            value = getattr(args, field.name, None)
-            if value is not None:
-                values[field.name] = value
-            elif field.name in defaults:
-                values[field.name] = defaults[field.name]
-        unknown = sorted(set(defaults) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown field(s) {', '.join(unknown)}")
-        return cls(**values)
 
 
 def _is_number(value):
@@ -250,4 +229,7 @@ def _check_execution(c):
         _is_int(c.steps_per_execution) and c.steps_per_execution >= 1,
         f"steps_per_execution must be an integer >= 1, got {c.steps_per_execution!r}",
     )
-    _check(c.verbose in ("auto", 0, 1, 2), f"verbose must be 'auto', 0, 1 or 2, got {c.verbose!r}")
+    _check(
+        (c.verbose in ("auto", 0, 1, 2)) and not isinstance(c.verbose, bool),
+        f"verbose must be 0 (quiet), 1, 2 (verbose) or 'auto', got {c.verbose!r}",
+    )

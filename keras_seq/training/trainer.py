@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from keras_seq import runs
 from keras_seq.errors import RunDirError
+from keras_seq.progress import resolve_verbose
 from keras_seq.training.callbacks import EpochSummaries
 from keras_seq.training.callbacks import _make_callbacks
 from keras_seq.training.checkpoints import _load_model_weights
@@ -19,6 +20,7 @@ from keras_seq.training.devices import get_strategy
 from keras_seq.training.devices import resolve_jit_compile
 from keras_seq.training import multi_worker
 from keras_seq.training.optimizers import make_optimizer
+from keras_seq.training.progress import progress_callbacks
 from keras_seq.training.state import STOP_EARLY
 from keras_seq.training.state import STOP_TIME
 from keras_seq.training.state import _finished_reason
@@ -200,18 +202,22 @@ def _train(
     if resume:
         reason = _finished_reason(state, config)
         if reason:
-            _log(f"{run.path}: {reason}; nothing to resume")
+            if resolve_verbose(config.verbose):
+                _log(f"{run.path}: {reason}; nothing to resume")
             if config.restore_best and run.best_weights.is_file():
                 _load_model_weights(model, run.best_weights)
             return model, _history(state, state.get("stop_reason"), initial_epoch)
-        _log(f"{run.path}: resuming at epoch {initial_epoch + 1}/{config.epochs}")
+        if resolve_verbose(config.verbose):
+            _log(f"{run.path}: resuming at epoch {initial_epoch + 1}/{config.epochs}")
         state["stop_reason"] = None
 
     own, checkpoint = _make_callbacks(config, run, state, monitor, session_start)
     all_callbacks = [*own, *callbacks, checkpoint, EpochSummaries(run.logs_dir)]
-    verbose = config.verbose
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
+    # Last, so it reports what the callbacks above decided (budget, best, stop).
+    all_callbacks += progress_callbacks(
+        config, state, monitor, session_start, checkpoint.time_budget, callbacks
+    )
+    verbose = resolve_verbose(config.verbose)
     with multi_worker.lost_worker_errors(strategy):
         model.fit(
             train_data,
@@ -229,7 +235,8 @@ def _train(
             multi_worker.check_workers_agree(strategy, state["epoch"], "last epoch trained")
     if config.restore_best and run.best_weights.is_file() and state.get("best_epoch") != state["epoch"]:
         _load_model_weights(model, run.best_weights)
-    _log_stop(state, config, monitor)
+    if verbose:
+        _log_stop(state, config, monitor)
     return model, _history(state, state.get("stop_reason"), initial_epoch)
 
 

@@ -1,0 +1,139 @@
+"""Argument types of `keras-seq`: each checks one value and says what was wrong.
+
+Each takes the text of one flag and returns its value, or raises
+`argparse.ArgumentTypeError` with a message argparse prints as
+`keras-seq: error: argument --FLAG: <message>` (exit status 2). Nothing here
+imports TensorFlow.
+
+Example:
+
+>>> positive_int("3"), probability("0.5"), port_number("8501")
+(3, 0.5, 8501)
+"""
+
+import argparse
+from pathlib import Path
+
+__all__ = [
+    "bundled_names",
+    "data_spec",
+    "dropout_rate",
+    "integer",
+    "nonnegative_float",
+    "nonnegative_int",
+    "port_number",
+    "positive_float",
+    "positive_int",
+    "probability",
+    "unit_interval",
+]
+
+
+def integer(text):
+    """Any integer."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text):
+    """A finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    """An integer >= 1."""
+    value = integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text):
+    """An integer >= 0."""
+    value = integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    """A number > 0."""
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text):
+    """A number >= 0."""
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def probability(text):
+    """A number in (0, 1]."""
+    value = _float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
+def unit_interval(text):
+    """A number in [0, 1]."""
+    value = _float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text!r}")
+    return value
+
+
+def dropout_rate(text):
+    """A number in [0, 1)."""
+    value = _float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
+    return value
+
+
+def port_number(text):
+    """A TCP port, 1..65535."""
+    value = integer(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port in 1..65535, got {text!r}")
+    return value
+
+
+def bundled_names():
+    """Names usable as `bundled:NAME` (files shipped in keras_seq/datasets)."""
+    from keras_seq.datasets import BUNDLED_DATA
+
+    return sorted(BUNDLED_DATA)
+
+
+def data_spec(text):
+    """`bundled:NAME` with a known NAME, or an existing file (as `keras_seq.data.resolve_data`)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must be a file path or bundled:NAME, got an empty string")
+    if text.startswith("bundled:"):
+        name = text[len("bundled:") :]
+        names = bundled_names()
+        if name not in names:
+            raise argparse.ArgumentTypeError(
+                f"unknown bundled data set {name!r} (available: {', '.join(names) or 'none'})"
+            )
+        return text
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"data path {text} is a directory, not a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"data file {text} does not exist")
+    return str(path)

@@ -1,0 +1,332 @@
+"""The translator commands: train-translator, translate, demo; evaluate / export of its runs.
+
+Flags map onto the library; no Namespace leaves this module:
+
+    train-translator  `_translator_recipe(args)`: `TranslatorRecipe.for_model(
+               --model)` with the given flags (--vocab-size sets both sides,
+               --seed also seeds the data split; `-q`/`-v` set
+               `TrainConfig.verbose`); the rnn-only flags are an error with
+               --model transformer. Then `keras_seq.pipelines.train_translator(
+               recipe, --run-dir, data=--data, valid_data=--valid-data,
+               test_data=--test-data, reverse=, max_pairs=, overwrite=)`;
+               with --resume, `train_translator(None, --run-dir, resume=True,
+               train_overrides={given training flags})` (the run's own recipe).
+    translate  `translation_commands.translate_lines(RUN, sentences, beam=,
+               length_penalty=, n_best=, max_length=, plot=)`: sentences from
+               TEXT, --input FILE or stdin (blank lines kept so outputs align),
+               beam None with --greedy; --plot checks the plot extra first.
+    evaluate   `translation_commands.evaluate_run(RUN, data=, split=, beam=)`:
+               `Translator.from_run(RUN).evaluate(...)`, printed by `format_scores`.
+    export     `translation_commands.export_run(RUN, --to, version=, onnx=)`:
+               `Translator.export`; the onnx extra is checked first.
+    demo       `keras_seq.pipelines.demo.run_demo(--minutes, --run-dir)`.
+
+Each `_cmd_*` handler checks the flags without TensorFlow and names its job
+(`_run_*`), which `keras_seq.cli.main` calls after importing TensorFlow.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from keras_seq import errors
+from keras_seq.cli import checks
+from keras_seq.cli.arguments import dropout_rate
+from keras_seq.cli.arguments import nonnegative_float
+from keras_seq.cli.arguments import positive_float
+from keras_seq.cli.arguments import positive_int
+from keras_seq.cli.arguments import unit_interval
+from keras_seq.cli.parser import PACKAGE
+from keras_seq.cli.parser import PROG
+from keras_seq.cli.parser import add_training_flags
+from keras_seq.cli.parser import show_defaults
+from keras_seq.cli.parser import subparser
+from keras_seq.cli.parser import training_values
+from keras_seq.cli.parser import verbosity
+
+
+def add_parsers(subparsers):
+    """Adds the train-translator and translate subcommands (`add_demo` adds demo)."""
+    _add_train_translator(subparsers)
+    _add_translate(subparsers)
+
+
+def _add_train_translator(subparsers):
+    """The train-translator subcommand."""
+    p = subparser(
+        subparsers,
+        "train-translator",
+        "train a translation model",
+        "Train an attention encoder-decoder (Bahdanau/Luong) or a Transformer on sentence pairs "
+        "(one `source<TAB>target` pair a line). Checkpoints after every epoch; --resume continues.",
+        [
+            "keras-seq train-translator --max-minutes 30",
+            "keras-seq train-translator --data pairs.tsv --attention luong-general --input-feeding",
+            "keras-seq train-translator --model transformer --tokenizer wordpiece --vocab-size 8000",
+            "keras-seq train-translator --reverse   # French -> English on bundled:fra-eng",
+        ],
+    )
+    add_training_flags(
+        p,
+        default_data="bundled:fra-eng",
+        default_run_dir="runs/translator",
+        models=("rnn", "transformer"),
+        default_model="rnn",
+    )
+    g = p.add_argument_group("translator")
+    g.add_argument("--tokenizer", choices=("word", "wordpiece", "char"), help="tokenizer")
+    g.add_argument("--vocab-size", type=positive_int, help="vocabulary size per language")
+    g.add_argument("--max-length", type=positive_int, help="drop pairs with a side longer than this (tokens)")
+    g.add_argument("--units", type=positive_int, help="hidden units")
+    g.add_argument("--embedding-dim", type=positive_int, help="embedding size")
+    g.add_argument("--layers", type=positive_int, help="number of layers")
+    g.add_argument("--cell", choices=("lstm", "gru"), help="recurrent cell (rnn model)")
+    g.add_argument(
+        "--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="bidirectional encoder"
+    )
+    g.add_argument(
+        "--attention",
+        choices=("bahdanau", "luong-dot", "luong-general", "luong-concat"),
+        help="attention mechanism (rnn model)",
+    )
+    g.add_argument(
+        "--input-feeding",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="feed the attentional vector to the next decoder step (Luong)",
+    )
+    g.add_argument("--dropout", type=dropout_rate, help="dropout rate in [0, 1)")
+    g.add_argument(
+        "--teacher-forcing-ratio", type=unit_interval, help="probability of feeding the gold token, in [0, 1]"
+    )
+    g.add_argument("--max-pairs", type=positive_int, help="use at most this many pairs")
+    g.add_argument("--reverse", action="store_true", help="swap the columns (translate target -> source)")
+    show_defaults(p, _translator_help_defaults())
+    p.set_defaults(handler=_cmd_train_translator)
+
+
+def _add_translate(subparsers):
+    """The translate subcommand."""
+    p = subparser(
+        subparsers,
+        "translate",
+        "translate sentences with a trained translator",
+        "Translate TEXT arguments, the lines of --input FILE, or the lines of stdin "
+        "(when neither is given). One output line per input line.",
+        [
+            'keras-seq translate runs/translator "I am cold." "Where is the station?"',
+            "keras-seq translate runs/translator --input sentences.txt --beam 8 --n-best 3",
+            "echo 'I am cold.' | keras-seq translate runs/translator --greedy",
+            'keras-seq translate runs/translator "I am cold." --plot attention.png',
+        ],
+    )
+    p.add_argument("run", metavar="RUN", help="run directory written by `keras-seq train-translator`")
+    p.add_argument("text", metavar="TEXT", nargs="*", help="sentences to translate")
+    p.add_argument("--input", metavar="FILE", help="read sentences from FILE, one a line (- for stdin)")
+    p.add_argument("--beam", type=positive_int,
+                   help=f"beam size (default {_translator_defaults().beam_size})")
+    p.add_argument(
+        "--length-penalty", type=nonnegative_float, default=_translator_defaults().length_penalty,
+        help="GNMT length penalty alpha (0 = none)"
+    )
+    p.add_argument("--greedy", action="store_true", help="greedy decoding instead of beam search")
+    p.add_argument("--n-best", type=positive_int, default=1, help="translations per sentence (<= beam size)")
+    p.add_argument(
+        "--plot", metavar="PNG", help="save the attention weights of the first sentence as an image"
+    )
+    p.add_argument("--max-length", type=positive_int, help="maximum output length in tokens")
+    p.set_defaults(handler=_cmd_translate)
+
+
+def add_demo(subparsers):
+    """The demo subcommand."""
+    p = subparser(
+        subparsers,
+        "demo",
+        "train, evaluate and export a small translator end to end",
+        "Train a small English -> French attention translator on the bundled pairs within a "
+        "time budget, score it on held-out pairs, translate with it and export it (SavedModel, "
+        "and ONNX when the onnx extra is installed). It trains a translator only, no language "
+        "model.",
+        ["keras-seq demo", "keras-seq demo --minutes 10 --run-dir runs/demo"],
+    )
+    p.add_argument("--minutes", type=positive_float, help="training time budget in minutes (default 4)")
+    p.add_argument("--run-dir", default="runs/demo", help="the translator's run directory")
+    p.set_defaults(handler=_cmd_demo)
+
+
+# ----------------------------------------------------------------------------
+# Handlers: flags checked without TensorFlow
+# ----------------------------------------------------------------------------
+
+
+def _cmd_train_translator(args):
+    """Checks --run-dir and the flags (the recipe is built once here); names the job."""
+    checks.check_train_dir(args, "translator")
+    if not args.resume:
+        _translator_recipe(args)  # a bad combination of flags fails here, before TensorFlow loads
+    return PACKAGE, "_run_train_translator"
+
+
+def _cmd_translate(args):
+    """Checks the decoding flags, --input, --plot and RUN; names the job."""
+    if args.greedy and args.beam is not None:
+        raise errors.InputError("--greedy and --beam cannot be combined")
+    if args.text and args.input is not None:
+        raise errors.InputError("give sentences as TEXT arguments or with --input, not both")
+    beam = _translate_beam(args)
+    if args.n_best > (beam or 1):
+        raise errors.InputError(
+            f"--n-best ({args.n_best}) cannot exceed the beam size ({beam or 1}"
+            f"{' with --greedy' if args.greedy else ''})"
+        )
+    if args.input not in (None, "-") and not Path(args.input).is_file():
+        raise errors.InputError(f"--input file {args.input} does not exist")
+    if args.plot:
+        from keras_seq import extras
+
+        extras.check("plot", "--plot")
+    checks.run_config(args.run, task="translator", use="generate")
+    return PACKAGE, "_run_translate"
+
+
+def _cmd_demo(args):
+    """Checks --run-dir; names the job."""
+    path = Path(args.run_dir)
+    if path.exists() and not path.is_dir():
+        raise errors.RunDirError(f"--run-dir {path} is a file, not a directory")
+    return PACKAGE, "_run_demo"
+
+
+# ----------------------------------------------------------------------------
+# Jobs: flags -> TranslatorRecipe / decoding settings -> keras_seq.pipelines
+# ----------------------------------------------------------------------------
+
+
+# train-translator flags that are TranslatorRecipe fields (the TrainConfig ones
+# are keras_seq.recipes.common.TRAIN_FIELDS; --seed also seeds the data split).
+_TRANSLATOR_RECIPE_FLAGS = ("tokenizer", "max_length", "units", "embedding_dim", "layers",
+                            "dropout", "cell", "bidirectional", "attention", "input_feeding",
+                            "teacher_forcing_ratio", "sampled_softmax")
+_RNN_ONLY_FLAGS = ("cell", "attention", "input_feeding", "bidirectional", "teacher_forcing_ratio")
+
+
+def _translator_recipe(args):
+    """The `TranslatorRecipe` of the train-translator flags (unset flags: the recipe's)."""
+    from keras_seq.recipes import common
+    from keras_seq.recipes.translator import TranslatorRecipe
+
+    recipe = TranslatorRecipe.for_model(args.model)
+    flags = {name: getattr(args, name) for name in _TRANSLATOR_RECIPE_FLAGS}
+    if args.model == "transformer":
+        for name in _RNN_ONLY_FLAGS:
+            if flags[name] is not None:
+                flag = "--" + name.replace("_", "-")
+                raise errors.InputError(f"{flag} applies to --model rnn, not to the Transformer")
+        units = recipe.units if args.units is None else args.units
+        common.transformer_width(units, recipe.num_heads, flags.pop("embedding_dim"))
+    tokenizer = args.tokenizer or recipe.tokenizer
+    if args.vocab_size is not None and tokenizer != "wordpiece" and args.vocab_size <= 4:
+        raise errors.InputError(f"--vocab-size must be > 4 (the reserved tokens), got {args.vocab_size}")
+    train = training_values(args)
+    return common.with_overrides(recipe, source_vocab_size=args.vocab_size,
+                                 target_vocab_size=args.vocab_size, split_seed=args.seed,
+                                 **flags, **train)
+
+
+def _translator_help_defaults():
+    """`{dest: text}`: the train-translator defaults, read from `TranslatorRecipe`."""
+    from keras_seq.recipes.common import TRAIN_FIELDS
+    from keras_seq.recipes.translator import TranslatorRecipe
+
+    return TranslatorRecipe.describe_defaults(_TRANSLATOR_RECIPE_FLAGS + ("vocab_size",),
+                                              TRAIN_FIELDS)
+
+
+def _translator_defaults():
+    """`TranslatorRecipe()`: the defaults `--help` shows (no TensorFlow import)."""
+    from keras_seq.recipes.translator import TranslatorRecipe
+
+    return TranslatorRecipe()
+
+
+def _translate_beam(args):
+    """The beam size of the translate flags, None for --greedy."""
+    if args.greedy:
+        return None
+    from keras_seq.recipes.translator import TranslatorRecipe
+
+    return args.beam or TranslatorRecipe.beam_size
+
+
+def _run_train_translator(args):
+    """Trains a translator (or resumes one): `keras_seq.pipelines.train_translator`."""
+    from keras_seq.pipelines import train_translator
+
+    if args.resume:
+        train_translator(None, args.run_dir, data=args.data, resume=True,
+                         valid_data=args.valid_data, test_data=args.test_data,
+                         train_overrides=training_values(args))
+    else:
+        train_translator(_translator_recipe(args), args.run_dir, data=args.data,
+                         valid_data=args.valid_data, test_data=args.test_data,
+                         reverse=args.reverse, max_pairs=args.max_pairs, overwrite=args.overwrite)
+
+
+def _run_translate(args):
+    """Translates the sentences: `translation_commands.translate_lines`; returns its status."""
+    from keras_seq.pipelines.translation_commands import translate_lines
+
+    return translate_lines(args.run, _read_sentences(args), beam=_translate_beam(args),
+                           length_penalty=args.length_penalty, n_best=args.n_best,
+                           max_length=args.max_length, plot=args.plot,
+                           # a bar for lines read from a file or stdin, not for TEXT arguments
+                           verbose=0 if args.text else verbosity(args))
+
+
+def _run_evaluate_translator(args):
+    """Prints BLEU and chrF of the run: `translation_commands.evaluate_run`."""
+    from keras_seq.pipelines.translation_commands import evaluate_run
+
+    return evaluate_run(args.run, data=args.data, split=args.split, beam=args.beam,
+                        verbose=verbosity(args))
+
+
+def _run_export_translator(args):
+    """Exports the run (SavedModel, ONNX): `translation_commands.export_run`."""
+    from keras_seq.pipelines.translation_commands import export_run
+
+    return export_run(args.run, checks.export_dir(args), version=args.version, onnx=args.onnx,
+                      verbose=verbosity(args))
+
+
+def _run_demo(args):
+    """Runs the demo: `keras_seq.pipelines.demo.run_demo`."""
+    from keras_seq.pipelines.demo import run_demo
+
+    # Without -q/-v the demo picks its own level (a line per epoch off a terminal).
+    return run_demo(args.minutes, args.run_dir,
+                    verbose=None if args.verbose is None else verbosity(args))
+
+
+def _read_sentences(args):
+    """The sentences of TEXT, --input FILE or stdin, one a line (blank lines kept)."""
+    if args.text:
+        sentences = list(args.text)
+    elif args.input not in (None, "-"):
+        try:
+            text = Path(args.input).read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise errors.InputError(
+                f"--input file {args.input} is not UTF-8 text ({e.reason} at byte {e.start})"
+            ) from e
+        sentences = text.splitlines()
+    else:
+        if sys.stdin is None:
+            raise errors.InputError("no text to translate: give TEXT, --input FILE, or pipe text on stdin")
+        if sys.stdin.isatty():
+            print(f"{PROG}: reading sentences from stdin, one a line (end with Ctrl-D)", file=sys.stderr)
+        sentences = sys.stdin.read().splitlines()
+    if not any(s.strip() for s in sentences):
+        raise errors.InputError("no text to translate: give TEXT, --input FILE, or pipe text on stdin")
+    return sentences

@@ -1,0 +1,194 @@
+"""ONNX: tf2onnx conversion of the traced serving functions, and onnxruntime sessions.
+
+`convert` turns one traced serving function into an `.onnx` file (opset 17 by
+default) with the export's description in its metadata (`keras_seq.export`)
+and returns the graph's op counts. `make_session` is keras_seq's one way to
+open an `.onnx` file in onnxruntime (the parity check and `keras_seq.serving`
+use it); `run_session` feeds it by the bare input names. This module imports
+neither TensorFlow nor the ONNX packages until a function needs them, so
+serving ONNX never imports TensorFlow.
+
+Example:
+
+```python
+session = make_session("exported/fra-eng/onnx/translate_ids.onnx", threads=1)
+outputs = run_session(session, {"source_ids": source_ids})
+outputs["ids"]      # int32 [N, L]
+```
+"""
+
+import contextlib
+import json
+import logging
+import os
+import warnings
+
+import numpy as np
+
+from keras_seq import extras
+from keras_seq import utils
+
+__all__ = ["DEFAULT_OPSET", "bare_name", "check_opset", "convert", "make_session", "run_session"]
+
+DEFAULT_OPSET = 17
+
+
+def check_opset(opset):
+    """Returns `opset` or raises a ValueError (an integer >= 17 is needed)."""
+    if not utils.is_int(opset) or opset < DEFAULT_OPSET:
+        raise ValueError(f"`opset` must be an integer >= {DEFAULT_OPSET}, got {opset!r}.")
+    return int(opset)
+
+
+# --------------------------------------------------------------------------
+# onnxruntime
+
+
+def make_session(path, *, threads=None, spinning=True, feature="ONNX inference"):
+    """Opens an `.onnx` file in onnxruntime on the CPU.
+
+    Args:
+        path: the `.onnx` file.
+        threads: optional int, onnxruntime's intra-op threads (1 gives
+            reproducible timings and leaves the other cores free).
+        spinning: False stops idle intra-op threads from spinning (a server
+            running sessions from several threads at once wants that).
+        feature: what needs onnxruntime, for the message when it is missing.
+
+    Returns:
+        An `onnxruntime.InferenceSession`.
+
+    Raises:
+        MissingExtraError: onnxruntime is not installed (one line naming
+            `pip install "keras-seq[onnx]"`).
+    """
+    onnxruntime = extras.require("onnxruntime", "onnx", feature)
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(
+        os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+def bare_name(name):
+    """A graph input/output name without TensorFlow's `:0` suffix."""
+    return name[:-2] if name.endswith(":0") else name
+
+
+def run_session(session, feeds):
+    """Runs `session` on `{bare input name: array}`; returns `{bare name: array}`."""
+    feed = {node.name: np.asarray(feeds[bare_name(node.name)]) for node in session.get_inputs()}
+    names = [node.name for node in session.get_outputs()]
+    values = session.run(names, feed)
+    return {bare_name(name): np.asarray(value) for name, value in zip(names, values)}
+
+
+# --------------------------------------------------------------------------
+# tf2onnx
+
+
+def op_summary(graph, counts=None):
+    """Counts node op types in an ONNX graph, subgraphs (Loop bodies) included."""
+    counts = {} if counts is None else counts
+    for node in graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+        for attribute in node.attribute:
+            if attribute.g is not None and len(attribute.g.node):
+                op_summary(attribute.g, counts)
+            for subgraph in attribute.graphs:
+                op_summary(subgraph, counts)
+    return counts
+
+
+@contextlib.contextmanager
+def _safe_reshape_merging():
+    """Works around a tf2onnx 1.17 optimizer bug while converting.
+
+    tf2onnx's back-to-back optimizer folds `Reshape(Reshape(x, s1), s2)` into
+    `Reshape(x, s2)` even when `s2` holds 0s, which ONNX reads as "copy this
+    dimension from the input": after folding they copy the dimensions of `x`
+    instead of those of `Reshape(x, s1)`. tf2onnx's own reshape optimizer
+    writes such 0s for `reshape(dense(x), (shape[0], shape[1], heads,
+    head_dim))` (the Transformer's head split), so the converted graph fails
+    in onnxruntime ("cannot reshape {12,8} to {12,8,2,4}"). Only fold when
+    `s2` is a constant without 0s.
+    """
+    try:
+        from tf2onnx.optimizer import back_to_back_optimizer as b2b
+
+        key = ("Reshape",)
+        original = b2b._func_map[key]
+    except (ImportError, AttributeError, KeyError):  # pragma: no cover
+        yield
+        return
+
+    def guarded(g, node, consumer_nodes):
+        if len(consumer_nodes) == 1 and consumer_nodes[0].type == "Reshape":
+            shape = consumer_nodes[0].inputs[1]
+            if not shape.is_const() or 0 in np.asarray(shape.get_tensor_value(as_list=False)):
+                return []
+        return original(g, node, consumer_nodes)
+
+    b2b._func_map[key] = guarded
+    try:
+        yield
+    finally:
+        b2b._func_map[key] = original
+
+
+@contextlib.contextmanager
+def _quiet_converter():
+    """Silences tf2onnx's rewriter log and TF's collection warnings (not actionable)."""
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:  # numpy >= 2 removed np.object, which tf2onnx 1.17 still uses.
+            from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+            patch_tf2onnx()
+        except ImportError:  # pragma: no cover - other Keras layouts
+            pass
+    loggers = [logging.getLogger("tf2onnx"), tf.get_logger()]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def convert(fn, input_signature, path, opset, metadata):
+    """Converts a traced serving function to an `.onnx` file with tf2onnx.
+
+    Args:
+        fn: the `tf.function` (with `input_signature`) of one signature.
+        input_signature: its input signature.
+        path: the `.onnx` file to write.
+        opset: the ONNX opset.
+        metadata: JSON-ready dict stored as the `keras_seq.export` metadata
+            entry; its `"doc"` also becomes the graph's doc string.
+
+    Returns:
+        `{op type: count}` over the graph and its subgraphs, sorted by op type.
+    """
+    onnx = extras.require("onnx", "onnx", "ONNX export")
+    tf2onnx = extras.require("tf2onnx", "onnx", "ONNX export")
+    with _quiet_converter(), _safe_reshape_merging():
+        proto, _ = tf2onnx.convert.from_function(
+            fn, input_signature=input_signature, opset=opset
+        )
+    onnx.checker.check_model(proto)
+    proto.doc_string = metadata.get("doc", "")
+    entry = proto.metadata_props.add()
+    entry.key = "keras_seq.export"
+    entry.value = json.dumps(metadata, sort_keys=True)
+    data = proto.SerializeToString()
+    with open(path, "wb") as f:
+        f.write(data)
+    return dict(sorted(op_summary(proto.graph).items()))

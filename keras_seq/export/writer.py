@@ -1,0 +1,311 @@
+"""Writing an export: versions, the atomic rename, export.json, the ONNX files.
+
+`write_version(fns, to, ...)` traces the `ServingFunctions`' endpoints once,
+writes them as a SavedModel in TF Serving's layout (`to/<version>/`) and,
+optionally, converts the id-level, state and step functions to
+`to/onnx/*.onnx`. A version is written into a temporary sibling directory
+(`to/.tmp-export-*`) and renamed into place only once complete; the ONNX files
+then replace those in `to/onnx/` one by one with `os.replace`.
+
+`assets.extra/export.json` (also `to/onnx/export.json`) describes the export:
+`format`, `task`, `version`, `model` (class and config), `token_ids`,
+`versions` (keras_seq, Keras, TensorFlow), `signatures` (inputs, outputs,
+description), `state` (the state tensors' names, dtypes and shapes),
+`decoding`, the tokenizers and `onnx` (opset and op counts per file).
+Format 2 stores the decoding strategy and sampler as
+`keras_seq.decoding.serialize` configs; format 1 wrote `"greedy"` /
+`{"beam_search": {...}}` and a bare sampler config. `read_decoding` reads both.
+
+Example:
+
+```python
+fns = ServingFunctions(model, max_length=20)
+path = write_version(fns, "exported/lm", version=None, onnx=False,
+                     opset=17, tracked=[module], endpoints=fns.endpoints([module]),
+                     info={"decoding": decoding_info(fns)})
+```
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from keras_seq import decoding
+from keras_seq import utils
+from keras_seq.export import onnx as onnx_graphs
+from keras_seq.export.signatures import spec
+from keras_seq.text import BOS_ID
+from keras_seq.text import EOS_ID
+from keras_seq.text import PAD_ID
+from keras_seq.text import UNK_ID
+
+__all__ = ["EXPORT_INFO", "FORMAT", "decoding_info", "read_decoding", "write_version"]
+
+EXPORT_INFO = os.path.join("assets.extra", "export.json")
+"""Path of the export description inside a version directory."""
+
+FORMAT = 2
+"""export.json's format: 2 stores decoding settings as `decoding.serialize` configs."""
+
+
+# --------------------------------------------------------------------------
+# Versions.
+
+
+def versions(to):
+    """The integer version directories in `to`, ascending."""
+    if not os.path.isdir(to):
+        return []
+    return sorted(
+        int(name)
+        for name in os.listdir(to)
+        if name.isdigit() and os.path.isdir(os.path.join(to, name))
+    )
+
+
+def resolve_version(to, version):
+    """The version to write: `version`, or the next free one when None."""
+    if version is None:
+        existing = versions(to)
+        return (existing[-1] + 1) if existing else 1
+    if not utils.is_int(version) or version < 1:
+        raise ValueError(f"`version` must be an integer >= 1 or None, got {version!r}.")
+    if os.path.exists(os.path.join(to, str(version))):
+        raise FileExistsError(
+            f"version {version} already exists in {to}; pick another version or "
+            "pass version=None for the next one"
+        )
+    return int(version)
+
+
+# --------------------------------------------------------------------------
+# export.json pieces.
+
+
+def _spec_json(tensor_spec):
+    return {
+        "dtype": tensor_spec.dtype.name,
+        "shape": None if tensor_spec.shape.rank is None else tensor_spec.shape.as_list(),
+    }
+
+
+def _signature_json(fn, input_signature, doc):
+    concrete = fn.get_concrete_function(*input_signature)
+    inputs = tf.nest.flatten(input_signature)
+    return {
+        "doc": doc,
+        "inputs": {s.name: _spec_json(s) for s in inputs},
+        "outputs": {
+            name: _spec_json(s) for name, s in sorted(concrete.structured_outputs.items())
+        },
+    }
+
+
+def tokenizer_json(tokenizer):
+    """export.json's description of a tokenizer."""
+    return {
+        "type": getattr(tokenizer, "type_name", type(tokenizer).__name__),
+        "config": tokenizer.get_config() if hasattr(tokenizer, "get_config") else {},
+        "vocab_size": tokenizer.vocab_size,
+    }
+
+
+def decoding_info(fns):
+    """export.json's `"decoding"`: the settings fixed at export."""
+    return {
+        "max_length": fns.max_length,
+        "strategy": decoding.serialize(fns.strategy),
+        "sampler": decoding.serialize(fns.sampler),
+        "start": fns.names.start or fns.model.start_id,
+        "end_id": fns.model.end_id,
+    }
+
+
+def read_decoding(config):
+    """`(strategy, sampler)` from export.json's `"decoding"` (format 1 or 2)."""
+    strategy = decoding.get_strategy(config.get("strategy"))
+    sampler = config.get("sampler")
+    if sampler is not None:
+        if "class_name" in sampler:
+            sampler = decoding.deserialize(sampler)
+        else:  # format 1: the sampler's bare config
+            sampler = decoding.RandomSampler.from_config(sampler)
+    return strategy, sampler
+
+
+def write_json(path, data):
+    """Writes `data` as JSON atomically (a temporary file, then a rename)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _keras_seq_version():
+    import keras_seq
+
+    return keras_seq.__version__
+
+
+def _export_json(fns, version, signatures, info):
+    data = {
+        "format": FORMAT,
+        "task": fns.task,
+        "version": version,
+        "model": {
+            "class": type(fns.model).__name__,
+            "config": fns.model.get_config() if hasattr(fns.model, "get_config") else {},
+        },
+        "token_ids": {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID},
+        "versions": {
+            "keras_seq": _keras_seq_version(),
+            "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+        },
+        "signatures": signatures,
+        "state": [
+            {"name": n, **signatures["step"]["inputs"][n]} for n in fns.layout.names
+        ],
+        "onnx": {},
+    }
+    data.update(info)
+    return data
+
+
+# --------------------------------------------------------------------------
+# The SavedModel and the ONNX graphs.
+
+
+def _step_input_signature(fns, state_fn, state_signature):
+    """`step`'s input signature: tokens + the state the state signature returns."""
+    outputs = state_fn.get_concrete_function(*state_signature).structured_outputs
+    signature = {"tokens": spec([None], tf.int32, "tokens")}
+    for name in fns.layout.names:
+        shape = outputs[name].shape.as_list()
+        if shape:
+            shape[0] = None  # any batch size
+        signature[name] = spec(shape, outputs[name].dtype, name)
+    return [signature]
+
+
+def _write_saved_model(fns, endpoints, tracked, directory, verbose):
+    """Traces the endpoints and writes the SavedModel.
+
+    Returns:
+        `(functions, signatures)`: `{name: (tf.function, input_signature)}`
+        and `{name: export.json description}` (`serving_default` included).
+    """
+    archive = keras.export.ExportArchive()
+    # The tokenizer modules hold lookup tables, which must be tracked. The
+    # model is not: the archive saves every variable its endpoints use, and
+    # tracking a Keras model makes `write_out` trace the model's own default
+    # call, which fails for models whose `call` takes a dict (Transformer).
+    for resource in tracked:
+        archive.track(resource)
+    archive.add_variable_collection("model_variables", list(fns.model.variables))
+    functions, signatures = {}, {}
+    for name, fn, input_signature, doc in endpoints:
+        if input_signature is None:
+            input_signature = _step_input_signature(fns, *functions[fns.names.state])
+        # Traced here (a tf.function with its input signature, autograph on as
+        # everywhere else in keras_seq) and handed to the archive as is: the
+        # SavedModel signature and the ONNX graph are the same concrete function.
+        decorated = tf.function(fn, input_signature=input_signature)
+        signatures[name] = _signature_json(decorated, input_signature, doc)
+        archive.add_endpoint(name, decorated)
+        functions[name] = (decorated, input_signature)
+    default = endpoints[0].name
+    signatures["serving_default"] = dict(signatures[default], doc=f"alias of {default}")
+    archive.write_out(directory, verbose=verbose)
+    return functions, signatures
+
+
+def _write_onnx(fns, functions, data, directory, opset):
+    """Converts the id-level, state and step functions into `directory`;
+    records their opset and op counts in `data["onnx"]`."""
+    os.makedirs(directory)
+    ids_name = fns.names.ids
+    for name in (ids_name, fns.names.state, "step"):
+        fn, input_signature = functions[name]
+        signature = data["signatures"][name]
+        metadata = {
+            "signature": name,
+            "task": fns.task,
+            "version": data["version"],
+            "doc": signature["doc"],
+            "inputs": signature["inputs"],
+            "outputs": signature["outputs"],
+            "state": data["state"],
+            "decoding": data.get("decoding"),
+        }
+        ops = onnx_graphs.convert(
+            fn, input_signature, os.path.join(directory, name + ".onnx"), opset, metadata
+        )
+        data["onnx"][name + ".onnx"] = {"opset": opset, "ops": ops}
+    shutil.copyfile(
+        os.path.join(directory, ids_name + ".onnx"),
+        os.path.join(directory, "serving_default.onnx"),
+    )
+    data["onnx"]["serving_default.onnx"] = dict(
+        data["onnx"][ids_name + ".onnx"], copy_of=ids_name + ".onnx"
+    )
+    write_json(os.path.join(directory, "export.json"), data)
+
+
+def _publish_onnx(directory, to):
+    """Moves the new graphs into `to/onnx/`, each file replaced atomically,
+    and removes graphs an earlier, other export left there."""
+    target = os.path.join(to, "onnx")
+    os.makedirs(target, exist_ok=True)
+    written = sorted(os.listdir(directory))
+    for name in written:
+        os.replace(os.path.join(directory, name), os.path.join(target, name))
+    for name in os.listdir(target):
+        if name.endswith(".onnx") and name not in written:
+            os.remove(os.path.join(target, name))
+
+
+def write_version(fns, to, *, version, onnx, opset, tracked, endpoints, info, verbose=False):
+    """Writes one version atomically (temporary sibling dir, then rename).
+
+    Args:
+        fns: the `ServingFunctions` whose methods the endpoints call.
+        to: the model's export directory.
+        version: int or None (the next free version).
+        onnx: bool, also convert the id-level, state and step signatures.
+        opset: ONNX opset.
+        tracked: the tokenizer modules, for `ExportArchive.track`.
+        endpoints: the `Endpoint`s; the first one is `serving_default`.
+        info: dict merged into export.json (decoding settings, tokenizers).
+        verbose: passed to `ExportArchive.write_out`.
+
+    Returns:
+        The path of the version directory.
+    """
+    to = os.fspath(to)
+    os.makedirs(to, exist_ok=True)
+    version = resolve_version(to, version)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-export-{version}-", dir=to)
+    try:
+        saved_model_dir = os.path.join(tmp, "saved_model")
+        onnx_dir = os.path.join(tmp, "onnx")
+        functions, signatures = _write_saved_model(
+            fns, endpoints, tracked, saved_model_dir, verbose
+        )
+        data = _export_json(fns, version, signatures, info)
+        if onnx:
+            _write_onnx(fns, functions, data, onnx_dir, opset)
+        write_json(os.path.join(saved_model_dir, EXPORT_INFO), data)
+        final = os.path.join(to, str(version))
+        os.rename(saved_model_dir, final)  # the version appears complete, at once
+        if onnx:
+            _publish_onnx(onnx_dir, to)
+        return final
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

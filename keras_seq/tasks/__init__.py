@@ -1,1 +1,0 @@
-"""The jobs behind the `keras-seq` subcommands (train, generate/translate, evaluate, export)."""
