@@ -39,6 +39,7 @@ import tempfile
 from pathlib import Path
 
 from keras_seq.errors import RunDirError
+from keras_seq.utils import one_line
 
 TASKS = ("lm", "translator")
 CONFIG_FILE = "config.json"
@@ -143,7 +144,7 @@ def load_run_config(path):
     try:
         text = config_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise RunDirError(f"cannot read {config_path}: {_one_line(e)}") from e
+        raise RunDirError(f"cannot read {config_path}: {one_line(e)}") from e
     try:
         config = json.loads(text)
     except json.JSONDecodeError as e:
@@ -159,11 +160,6 @@ def load_run_config(path):
             f"{config_path} names no known task (task={task!r}; expected one of " f"{', '.join(TASKS)})"
         )
     return config
-
-
-def _one_line(error):
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 class RunDir:
@@ -362,7 +358,7 @@ class RunDir:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RunDirError(f"{path} is corrupt: {_one_line(e)}") from e
+            raise RunDirError(f"{path} is corrupt: {one_line(e)}") from e
 
 
 def prepare_run_dir(path, config, *, resume=False, overwrite=False, scratch=None):
