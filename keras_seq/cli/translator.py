@@ -31,18 +31,12 @@ from pathlib import Path
 
 from keras_seq import errors
 from keras_seq.cli import checks
-from keras_seq.cli.arguments import dropout_rate
-from keras_seq.cli.arguments import nonnegative_float
-from keras_seq.cli.arguments import positive_float
-from keras_seq.cli.arguments import positive_int
-from keras_seq.cli.arguments import unit_interval
-from keras_seq.cli.parser import PACKAGE
-from keras_seq.cli.parser import PROG
-from keras_seq.cli.parser import add_training_flags
-from keras_seq.cli.parser import show_defaults
-from keras_seq.cli.parser import subparser
-from keras_seq.cli.parser import training_values
-from keras_seq.cli.parser import verbosity
+from keras_seq.cli.arguments import (
+    dropout_rate, nonnegative_float, positive_float, positive_int, unit_interval,
+)
+from keras_seq.cli.parser import (
+    PACKAGE, PROG, add_training_flags, show_defaults, subparser, training_values, verbosity,
+)
 
 
 def add_parsers(subparsers):
