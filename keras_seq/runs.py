@@ -16,6 +16,21 @@ one trained model:
 
 Every file is written atomically (a temporary file in the same directory, then
 `os.replace`), so a run killed at any moment leaves the previous version intact.
+Temporary files carry their owner in their name (`.tmp-<file>.p<pid>@<host>.*`);
+`remove_stale_temporaries` removes those whose process is gone.
+
+Overwriting a trained run (`RunDir.create(..., overwrite=True)`, `train-*
+--overwrite`) never leaves neither run: the old run is renamed to a hidden
+sibling `.<name>.old.p<pid>@<host>` (one atomic rename), the new run is created
+in place (so its path stays the same for the rest of the code), and the old one
+is deleted only once the new run has written its first checkpoint
+(`discard_replaced_runs`, called by the checkpoint writer). If the process dies
+before that, the next `load_run_config` / `RunDir.open` / `prepare_run_dir` /
+`RunDir.create` of the path finds an in-place run without a checkpoint beside an
+`.old` sibling whose process is gone, and moves the old run back
+(`recover_interrupted_overwrite`). A sibling is only ever restored or deleted
+when its owner process is gone (or is this process, for deletion): a running
+overwrite is never undone by another process reading the run.
 
 Under multi-worker training only the chief writes the run directory; another
 worker uses `RunDir(path, scratch=tmp)` (or `prepare_run_dir(..., scratch=tmp)`):
@@ -34,8 +49,12 @@ Example:
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from keras_seq.errors import RunDirError
@@ -51,6 +70,219 @@ BEST_WEIGHTS = "best.weights.h5"
 STATE_FILE = "state.json"
 
 _TRAIN_HINT = "train one with `keras-seq train-lm` or `keras-seq train-translator`"
+
+PROCESS_START = time.time()
+"""When this process imported keras_seq.runs: any temporary file with no owner in
+its name (written by an older keras_seq) and older than this is stale."""
+
+OLD_RUN = "old"
+_TRASH = "del"
+_OWNER_RE = re.compile(r"\.p(\d+)@([A-Za-z0-9]*)(?=\.|$)")
+
+
+# ----------------------------------------------------------------------------
+# Owners of temporaries: the process (pid and host) named in a file name.
+
+
+def _host():
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:40]
+
+
+def owner_token(pid=None):
+    """`p<pid>@<host>`: names this process (or `pid` on this host) in a file name."""
+    return f"p{os.getpid() if pid is None else int(pid)}@{_host()}"
+
+
+def temp_prefix(label):
+    """Prefix of a temporary file or directory owned by this process:
+    `.tmp-<label>.p<pid>@<host>.` (`remove_stale_temporaries` reads it back)."""
+    return f".tmp-{label}.{owner_token()}."
+
+
+def owner_state(name):
+    """Whether the process named in `name` (see `owner_token`) still runs.
+
+    Returns:
+        "self" (this process), "alive", "dead", or "unknown" (no owner in the
+        name, as written by an older keras_seq, or a process on another host).
+    """
+    match = _OWNER_RE.search(name)
+    if match is None or match.group(2) != _host():
+        return "unknown"
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return "self"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "dead"
+    except PermissionError:
+        return "alive"  # exists, another user's
+    except OSError:
+        return "unknown"
+    return "alive"
+
+
+def _log(message):
+    print(f"keras-seq: {message}", file=sys.stderr, flush=True)
+
+
+def remove_stale_temporaries(directory, pattern=".tmp-*", *, unknown_older_than=None, what="temporaries"):
+    """Remove the temporary files and directories in `directory` whose writer is gone.
+
+    The rule, safe with several processes writing the same directory at once:
+    an entry named after its owner (`temp_prefix`) is removed when that process
+    no longer runs on this host; an entry with no owner in its name (an older
+    keras_seq) or one from another host is removed only when its modification
+    time is older than `unknown_older_than` (a timestamp; default: the start
+    of this process). Entries of this process and of live processes are kept.
+    One line on stderr says what was removed.
+
+    Args:
+        directory: where to look (not recursive); a missing one is fine.
+        pattern: glob of the temporaries' names.
+        unknown_older_than: see above.
+        what: how the log line calls them.
+
+    Returns:
+        The removed paths.
+    """
+    directory = Path(directory)
+    cutoff = PROCESS_START if unknown_older_than is None else unknown_older_than
+    removed = []
+    try:
+        candidates = sorted(directory.glob(pattern))
+    except OSError:
+        return removed
+    for entry in candidates:
+        state = owner_state(entry.name)
+        if state in ("self", "alive"):
+            continue
+        if state == "unknown":
+            try:
+                if entry.lstat().st_mtime >= cutoff:
+                    continue
+            except OSError:
+                continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except FileNotFoundError:
+            pass  # another process cleaned it first
+        except OSError:
+            continue
+        removed.append(entry)
+    if removed:
+        names = ", ".join(p.name for p in removed[:3]) + (", ..." if len(removed) > 3 else "")
+        _log(f"removed {len(removed)} stale {what} left in {directory} by killed processes ({names})")
+    return removed
+
+
+# ----------------------------------------------------------------------------
+# Overwriting a run: the old one aside until the new one has a checkpoint.
+
+
+def _normal(path):
+    path = Path(path)
+    return Path(os.path.abspath(path)) if path.name in ("", ".", "..") else path
+
+
+def _siblings(path, kind):
+    """The hidden siblings `.<name>.<kind>.p<pid>@<host>` of a run directory."""
+    prefix = f".{path.name}.{kind}."
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    return [
+        path.parent / n for n in sorted(names) if n.startswith(prefix) and _OWNER_RE.fullmatch(n, len(prefix) - 1)
+    ]
+
+
+def _has_weights(path):
+    checkpoints = Path(path) / CHECKPOINTS_DIR
+    return (checkpoints / BEST_WEIGHTS).is_file() or (checkpoints / LAST_WEIGHTS).is_file()
+
+
+def _discard(directory, run_path):
+    """Delete a directory so that a kill midway never leaves a partial copy
+    under its old name: renamed to the `.del` sibling of `run_path` first."""
+    directory = Path(directory)
+    trash = run_path.parent / f".{run_path.name}.{_TRASH}.{owner_token()}"
+    shutil.rmtree(trash, ignore_errors=True)
+    try:
+        os.rename(directory, trash)
+    except FileNotFoundError:
+        return
+    fsync_dir(directory.parent)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _aside_path(path):
+    return path.parent / f".{path.name}.{OLD_RUN}.{owner_token()}"
+
+
+def recover_interrupted_overwrite(path):
+    """Finish or undo an overwrite whose process was killed; see the module docstring.
+
+    If `path` holds a run with a checkpoint, the `.old` siblings left by gone
+    processes are deleted. If it holds no checkpoint (or does not exist) and
+    such a sibling exists, the newest sibling moves back to `path` (the
+    checkpoint-less run in place is deleted): the old run is back, as if the
+    overwrite had never started. Siblings of live processes are left alone.
+    Leftover `.del` siblings (a deletion that was killed) are removed.
+
+    Returns:
+        The path of the restored run's former sibling, or None.
+    """
+    path = _normal(path)
+    for trash in _siblings(path, _TRASH):
+        if owner_state(trash.name) != "alive":
+            shutil.rmtree(trash, ignore_errors=True)
+    stale = [d for d in _siblings(path, OLD_RUN) if owner_state(d.name) == "dead"]
+    if not stale:
+        return None
+    if _has_weights(path):
+        for old in stale:
+            _discard(old, path)
+        return None
+    stale.sort(key=lambda d: d.stat().st_ctime if d.exists() else 0.0)
+    newest = stale.pop()
+    if path.exists() or path.is_symlink():
+        _discard(path, path)
+    try:
+        os.rename(newest, path)
+    except OSError as e:
+        raise RunDirError(
+            f"cannot restore the run that an interrupted --overwrite moved to {newest}: {one_line(e)}; "
+            f"move it back to {path} by hand"
+        ) from e
+    fsync_dir(path.parent)
+    for old in stale:
+        _discard(old, path)
+    _log(f"{path}: restored the previous run (an --overwrite was killed before the new run's first checkpoint)")
+    return newest
+
+
+def discard_replaced_runs(path):
+    """Delete the old runs an overwrite of `path` kept aside, once `path` has a
+    checkpoint (the checkpoint writer calls this after each save; cheap when
+    there is nothing to do). Siblings of live other processes are kept.
+
+    Returns:
+        The number of old runs deleted.
+    """
+    path = _normal(path)
+    if not _has_weights(path):
+        return 0
+    done = 0
+    for old in _siblings(path, OLD_RUN):
+        if owner_state(old.name) in ("self", "dead"):
+            _discard(old, path)
+            done += 1
+    return done
 
 
 @contextlib.contextmanager
@@ -73,7 +305,7 @@ def atomic_write(path, mode="w", encoding="utf-8"):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)
     try:
         kwargs = {} if "b" in mode else {"encoding": encoding}
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -132,8 +364,12 @@ def load_run_config(path):
             config.json, or its config.json is unreadable, not JSON, not an
             object, or names no known task. The message is one line naming
             the path.
+
+    An overwrite of `path` killed before its first checkpoint is undone first
+    (`recover_interrupted_overwrite`).
     """
     path = Path(path)
+    recover_interrupted_overwrite(path)
     if not path.exists():
         raise RunDirError(f"run directory {path} does not exist; {_TRAIN_HINT}")
     if not path.is_dir():
@@ -248,7 +484,13 @@ class RunDir:
             path: the directory; parents are created.
             config: a JSON-serializable dict with "task" ("lm" | "translator").
             overwrite: an existing run with checkpoints is refused unless this
-                is True, in which case its checkpoints and logs are removed.
+                is True. Then the old run is renamed to the hidden sibling
+                `.<name>.old.p<pid>@<host>` and the new run is created in its
+                place; the old one is deleted once the new run writes its first
+                checkpoint. A kill before that leaves the old run, which the
+                next open of `path` moves back (see the module docstring). For
+                a `scratch` worker only its scratch checkpoints and logs are
+                cleared.
             scratch: a non-chief worker's scratch directory: the same checks
                 against `path` (so every worker refuses alike), but the files
                 are written under `scratch` and `path` is left alone.
@@ -269,6 +511,8 @@ class RunDir:
             )
         if run.path.exists() and not run.path.is_dir():
             raise RunDirError(f"cannot create run directory {run.path}: it is a file")
+        if run.is_chief:
+            recover_interrupted_overwrite(run.path)
         if run.has_checkpoint():
             if not overwrite:
                 raise RunDirError(
@@ -276,12 +520,32 @@ class RunDir:
                     "weights); pass --resume to continue it, --overwrite to start over, "
                     "or choose another --run-dir"
                 )
-            shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
-            shutil.rmtree(run.logs_dir, ignore_errors=True)
+            if run.is_chief:
+                run._move_aside()
+            else:
+                shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
+                shutil.rmtree(run.logs_dir, ignore_errors=True)
         for d in (run.root, run.vocab_dir, run.checkpoints_dir, run.logs_dir):
             d.mkdir(parents=True, exist_ok=True)
+        if run.is_chief:
+            for d in (run.root, run.checkpoints_dir, run.logs_dir):
+                remove_stale_temporaries(d)
         run.write_config(config)
         return run
+
+    def _move_aside(self):
+        """Rename this (trained) run to its `.old` sibling; see `create`."""
+        path = _normal(self.path)
+        discard_replaced_runs(path)  # an earlier overwrite's old run, if any
+        aside = _aside_path(path)
+        if aside.exists():
+            _discard(aside, path)
+        try:
+            os.rename(path, aside)
+        except OSError as e:
+            raise RunDirError(f"cannot move the previous run {path} aside to overwrite it: {one_line(e)}") from e
+        fsync_dir(path.parent)
+        _log(f"{path}: the previous run is kept as {aside.name} until the new run writes its first checkpoint")
 
     @classmethod
     def open(cls, path, *, require_checkpoint=False):
@@ -369,7 +633,8 @@ def prepare_run_dir(path, config, *, resume=False, overwrite=False, scratch=None
         config: the config of a new run (ignored when resuming).
         resume: continue an existing run: its config.json is validated and
             kept, and it must have a `last` checkpoint.
-        overwrite: see `RunDir.create`.
+        overwrite: see `RunDir.create`: the old run survives until the new
+            one has its first checkpoint.
         scratch: for a non-chief worker of a multi-worker run, its scratch
             directory (`keras_seq.training.worker_scratch_dir()`): the checks
             read `path`, anything written goes to `scratch`. None: write `path`.

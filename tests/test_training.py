@@ -161,7 +161,9 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     train(_build, ds, ds, tmp_path, _config(epochs=1), loss="mse")
     last, state = run.last_weights.read_bytes(), run.state_path.read_bytes()
     # A temporary file left by a killed run is cleaned up by the next one.
-    (run.checkpoints_dir / ".tmp-stale.weights.h5").write_bytes(b"half a file")
+    stale = run.checkpoints_dir / ".tmp-stale.weights.h5"
+    stale.write_bytes(b"half a file")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))  # as a killed earlier process left it
 
     real_save = keras.saving.save_weights
     calls = []

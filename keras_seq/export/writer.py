@@ -7,6 +7,13 @@ optionally, converts the id-level, state and step functions to
 (`to/.tmp-export-*`) and renamed into place only once complete; the ONNX files
 then replace those in `to/onnx/` one by one with `os.replace`.
 
+A killed export leaves its temporary directory behind; the next export into the
+same `to` removes it (`remove_stale_exports`). The rule is safe with several
+exporters at once: the directory's name carries its process
+(`.tmp-export-<version>.p<pid>@<host>.*`) and is removed only once that process
+is gone; a name without one (older keras_seq) or from another host is removed
+once it is older than `STALE_UNOWNED_SECONDS`.
+
 `assets.extra/export.json` (also `to/onnx/export.json`) describes the export:
 `format`, `task`, `version`, `model` (class and config), `token_ids`,
 `versions` (keras_seq, Keras, TensorFlow), `signatures` (inputs, outputs,
@@ -30,11 +37,13 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 import keras
 import tensorflow as tf
 
 from keras_seq import decoding
+from keras_seq import runs
 from keras_seq import utils
 from keras_seq.export import onnx as onnx_graphs
 from keras_seq.export.signatures import spec
@@ -51,9 +60,29 @@ EXPORT_INFO = os.path.join("assets.extra", "export.json")
 FORMAT = 2
 """export.json's format: 2 stores decoding settings as `decoding.serialize` configs."""
 
+STALE_UNOWNED_SECONDS = 3600
+"""Age after which a `.tmp-export-*` directory naming no live local process is removed."""
+
 
 # --------------------------------------------------------------------------
 # Versions.
+
+
+def remove_stale_exports(to):
+    """Remove the `.tmp-export-*` directories in `to` left by killed exports.
+
+    Removed: those named after a process of this host that no longer runs, and
+    those naming no process (or another host's) not modified for
+    `STALE_UNOWNED_SECONDS`. A running exporter's directory is never removed.
+    One line on stderr says what was removed.
+
+    Returns:
+        The removed paths.
+    """
+    return runs.remove_stale_temporaries(
+        to, ".tmp-export-*", unknown_older_than=time.time() - STALE_UNOWNED_SECONDS,
+        what="export directories",
+    )
 
 
 def versions(to):
@@ -290,8 +319,9 @@ def write_version(fns, to, *, version, onnx, opset, tracked, endpoints, info, ve
     """
     to = os.fspath(to)
     os.makedirs(to, exist_ok=True)
+    remove_stale_exports(to)
     version = resolve_version(to, version)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-export-{version}-", dir=to)
+    tmp = tempfile.mkdtemp(prefix=runs.temp_prefix(f"export-{version}"), dir=to)
     try:
         saved_model_dir = os.path.join(tmp, "saved_model")
         onnx_dir = os.path.join(tmp, "onnx")

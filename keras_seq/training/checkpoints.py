@@ -4,6 +4,12 @@ A checkpoint is written to a temporary file in the same directory and moved
 into place with `os.replace`, the state travelling inside the weights file (an
 HDF5 root attribute), so a run killed at any instant leaves the previous
 checkpoint whole and consistent.
+
+Temporary files are named after their process (`runs.temp_prefix`). At the
+start of a run, `_remove_stale_temporaries` removes those of processes that are
+gone (and unnamed ones older than this process), never those of a live one.
+Once a run's first checkpoint is in place, the old run an `--overwrite` kept
+aside is deleted (`runs.discard_replaced_runs`).
 """
 
 import json
@@ -29,7 +35,7 @@ def _save_checkpoint(model, path, state):
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=runs.temp_prefix(path.name), suffix=".weights.h5", dir=path.parent)
     os.close(fd)
     try:
         skip = [model.optimizer] if state is None and model.optimizer is not None else None
@@ -51,6 +57,9 @@ def _save_checkpoint(model, path, state):
         except FileNotFoundError:
             pass
         raise
+    if path.parent.name == runs.CHECKPOINTS_DIR:
+        # The new run has a checkpoint: an overwritten old run is not needed any more.
+        runs.discard_replaced_runs(path.parent.parent)
 
 
 def read_checkpoint_state(path):
@@ -88,13 +97,13 @@ def read_checkpoint_state(path):
 
 
 def _remove_stale_temporaries(directory):
-    directory = Path(directory)
-    if directory.is_dir():
-        for tmp in directory.glob(".tmp-*"):
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
+    """Remove the `.tmp-*` files in `directory` that no live process writes.
+
+    See `runs.remove_stale_temporaries`: named after a process that is gone, or
+    (unnamed, from an older keras_seq) older than this process. A concurrent
+    writer's temporaries are kept. One line on stderr when any is removed.
+    """
+    return runs.remove_stale_temporaries(directory, ".tmp-*", what="checkpoint temporaries")
 
 
 def _load_model_weights(model, path):
