@@ -47,7 +47,8 @@ BAD_WORKER_FLAGS = [
 
 
 @pytest.mark.parametrize("command", ["train-lm", "train-translator"])
-@pytest.mark.parametrize("flags, message", BAD_WORKER_FLAGS, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+@pytest.mark.parametrize("flags, message", BAD_WORKER_FLAGS,
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_bad_worker_flags_are_one_line_exit_2(capsys, tmp_path, command, flags, message):
     status, out, err = _run_main(capsys, [command, "--run-dir", str(tmp_path / "run"), *flags])
     assert status == 2 and out == ""
@@ -62,7 +63,8 @@ def test_serve_keeps_its_own_workers_flag():
     assert args.workers == 3
 
 
-@pytest.mark.parametrize("command, job", [("train-lm", "train_run"), ("train-translator", "train_translator")])
+@pytest.mark.parametrize("command, job",
+                         [("train-lm", "train_run"), ("train-translator", "train_translator")])
 @pytest.mark.parametrize("flags, strategy, workers, index", [
     ([], None, None, None),
     (["--strategy", "multi-worker"], "multi-worker", None, None),
