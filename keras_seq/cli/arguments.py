@@ -26,6 +26,7 @@ __all__ = [
     "positive_int",
     "probability",
     "unit_interval",
+    "worker_addresses",
 ]
 
 
@@ -137,3 +138,19 @@ def data_spec(text):
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"data file {text} does not exist")
     return str(path)
+
+
+def worker_addresses(text):
+    """`host:port,host:port`: the workers of a multi-worker run, as a list (worker 0 first)."""
+    workers = [w.strip() for w in text.split(",")]
+    if not any(workers):
+        raise argparse.ArgumentTypeError(f"expected host:port,host:port, got {text!r}")
+    for address in workers:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise argparse.ArgumentTypeError(
+                f"worker address {address!r} is not host:port (e.g. 10.0.0.1:12345)"
+            )
+    if len(set(workers)) != len(workers):
+        raise argparse.ArgumentTypeError(f"worker addresses must differ, got {text!r}")
+    return workers

@@ -9,7 +9,8 @@ Flags map onto the library; no Namespace leaves this module:
                the training flags applied. Then
                `keras_seq.pipelines.lm_commands.train_run(recipe, --run-dir,
                data=--data, valid_data=--valid-data, test_data=--test-data,
-               resume=, overwrite=)`.
+               resume=, overwrite=, workers=--workers, worker_index=
+               --worker-index)`; --workers means --strategy multi-worker.
     generate   `_generate_options(args)` -> `keras_seq.decoding.DecodeOptions`
                (--greedy; --beam N with --num-samples as the n-best; otherwise
                sampling: --temperature (1.0), --top-k, --top-p, --seed), then
@@ -32,6 +33,7 @@ from keras_seq.cli.arguments import (
 )
 from keras_seq.cli.parser import (
     PACKAGE, add_training_flags, show_defaults, subparser, training_values, verbosity,
+    worker_values,
 )
 
 
@@ -54,6 +56,8 @@ def _add_train_lm(subparsers):
             "keras-seq train-lm --data book.txt --tokenizer char --seq-len 100 --units 512",
             "keras-seq train-lm --optimizer sgd --learning-rate 1 --lr-schedule step --decay-start-epoch 5",
             "keras-seq train-lm --resume",
+            "keras-seq train-lm --workers 10.0.0.1:12345,10.0.0.2:12345 --worker-index 0 "
+            "--run-dir /shared/runs/lm",
         ],
     )
     from keras_seq.recipes import language_model as lm_recipe
@@ -196,7 +200,7 @@ def _run_train_lm(args):
     lm_commands.train_run(_lm_recipe(args), args.run_dir, data=data,
                           valid_data=args.valid_data, test_data=args.test_data,
                           resume=args.resume, overwrite=args.overwrite,
-                          sampled_softmax=args.sampled_softmax)
+                          sampled_softmax=args.sampled_softmax, **worker_values(args))
 
 
 def _generate_options(args):

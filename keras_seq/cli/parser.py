@@ -24,6 +24,7 @@ from keras_seq.cli.arguments import nonnegative_int
 from keras_seq.cli.arguments import positive_float
 from keras_seq.cli.arguments import positive_int
 from keras_seq.cli.arguments import probability
+from keras_seq.cli.arguments import worker_addresses
 
 PROG = "keras-seq"
 # The module `main` imports a job from: the package re-exports every job.
@@ -37,6 +38,13 @@ class Parser(argparse.ArgumentParser):
         """Prints `keras-seq: error: MESSAGE (see ...)` and exits with status 2."""
         hint = f"see `{self.prog} --help`"
         self.exit(2, f"{PROG}: error: {message} ({hint})\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """Parses, then checks the flags that depend on each other (`check_workers`)."""
+        namespace, extras = super().parse_known_args(args, namespace)
+        if "worker_index" in vars(namespace):  # train-lm, train-translator
+            check_workers(self, namespace)
+        return namespace, extras
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -181,7 +189,24 @@ def _add_execution_flags(group):
         "--mixed-precision", action="store_true", default=None, help="float16 (GPU) / bfloat16 (CPU) compute"
     )
     group.add_argument(
-        "--strategy", choices=("auto", "default", "mirrored"), help="tf.distribute strategy (default auto)"
+        "--strategy",
+        choices=("auto", "default", "mirrored", "multi-worker"),
+        help="tf.distribute strategy (default auto); multi-worker: MultiWorkerMirroredStrategy "
+        "over the cluster of TF_CONFIG (or --workers); --batch-size is the global batch, "
+        "the learning rate is not scaled, only worker 0 (the chief) writes --run-dir",
+    )
+    group.add_argument(
+        "--workers",
+        type=worker_addresses,
+        metavar="HOST:PORT,...",
+        help="the workers of a multi-worker run, the same list on every worker (worker 0 is "
+        "the chief); writes TF_CONFIG and implies --strategy multi-worker",
+    )
+    group.add_argument(
+        "--worker-index",
+        type=nonnegative_int,
+        metavar="N",
+        help="this worker's position in --workers (0-based; required with --workers)",
     )
     jit = group.add_mutually_exclusive_group()
     jit.add_argument(
@@ -205,6 +230,33 @@ def _add_execution_flags(group):
     )
 
 
+def check_workers(parser, args):
+    """--workers, --worker-index and --strategy agree (argparse errors: one line, exit 2)."""
+    workers = getattr(args, "workers", None)
+    index = getattr(args, "worker_index", None)
+    if workers is None:
+        if index is not None:
+            parser.error("argument --worker-index: only applies with --workers")
+        return
+    if index is None:
+        parser.error("argument --worker-index: required with --workers")
+    if index >= len(workers):
+        parser.error(f"argument --worker-index: must be < {len(workers)} (the number of --workers), "
+                     f"got {index}")
+    if args.strategy not in (None, "multi-worker"):
+        parser.error(f"argument --workers: implies --strategy multi-worker, not {args.strategy}")
+
+
+def strategy(args):
+    """The `TrainConfig.strategy` of the flags: "multi-worker" with --workers, else --strategy."""
+    return "multi-worker" if getattr(args, "workers", None) else args.strategy
+
+
+def worker_values(args):
+    """`{"workers": [...] | None, "worker_index": N | None}`: the pipelines' keyword arguments."""
+    return {"workers": getattr(args, "workers", None), "worker_index": getattr(args, "worker_index", None)}
+
+
 def verbosity(args):
     """The level of `-q`/`-v` (0, 1 or 2; 1 when neither is given)."""
     return progress.resolve_verbose(args.verbose)
@@ -219,6 +271,7 @@ def training_values(args):
     from keras_seq.recipes.common import TRAIN_FIELDS
 
     values = {name: getattr(args, name) for name in TRAIN_FIELDS}
+    values["strategy"] = strategy(args)
     values["verbose"] = verbosity(args)
     return values
 

@@ -36,6 +36,7 @@ from keras_seq.cli.arguments import (
 )
 from keras_seq.cli.parser import (
     PACKAGE, PROG, add_training_flags, show_defaults, subparser, training_values, verbosity,
+    worker_values,
 )
 
 
@@ -260,11 +261,12 @@ def _run_train_translator(args):
     if args.resume:
         train_translator(None, args.run_dir, data=args.data, resume=True,
                          valid_data=args.valid_data, test_data=args.test_data,
-                         train_overrides=training_values(args))
+                         train_overrides=training_values(args), **worker_values(args))
     else:
         train_translator(_translator_recipe(args), args.run_dir, data=args.data,
                          valid_data=args.valid_data, test_data=args.test_data,
-                         reverse=args.reverse, max_pairs=args.max_pairs, overwrite=args.overwrite)
+                         reverse=args.reverse, max_pairs=args.max_pairs, overwrite=args.overwrite,
+                         **worker_values(args))
 
 
 def _run_translate(args):

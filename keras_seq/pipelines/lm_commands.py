@@ -21,13 +21,17 @@ __all__ = ["evaluate_run", "export_run", "generate_text", "train_run"]
 
 
 def train_run(recipe, run_dir, *, data=None, resume=False, overwrite=False,
-              sampled_softmax=None, valid_data=None, test_data=None):
+              sampled_softmax=None, valid_data=None, test_data=None, workers=None,
+              worker_index=None):
     """`keras-seq train-lm`: trains, then prints the perplexities and the run directory.
 
     Args:
         recipe: a `LanguageModelRecipe` (when resuming, the run's own with the
             training changes applied).
         run_dir: the run directory.
+        workers, worker_index: a multi-worker run's "host:port" addresses and
+            this worker's index (see `train_language_model`); only the chief
+            prints the results.
         data: the text (None: the recipe's default, or the run's own when
             resuming).
         resume, overwrite: see `train_language_model`.
@@ -40,7 +44,10 @@ def train_run(recipe, run_dir, *, data=None, resume=False, overwrite=False,
         say(f"--resume: training goes on with the run's own --sampled-softmax "
             f"{recipe.sampled_softmax} (ignoring --sampled-softmax {sampled_softmax})")
     result = train_language_model(recipe, run_dir, data=data, valid_data=valid_data,
-                                  test_data=test_data, resume=resume, overwrite=overwrite)
+                                  test_data=test_data, resume=resume, overwrite=overwrite,
+                                  workers=workers, worker_index=worker_index)
+    if not result.chief:
+        return
     print(f"validation perplexity: {result.valid_perplexity:.2f}")
     if result.test_perplexity is None:
         print("test perplexity: none (no test data)")

@@ -40,6 +40,7 @@ from keras_seq import runs
 from keras_seq import text as text_lib
 from keras_seq import training
 from keras_seq.pipelines import lm_data
+from keras_seq.pipelines import workers as workers_lib
 from keras_seq.recipes.common import say
 from keras_seq.recipes.language_model import DEFAULT_DATA
 from keras_seq.recipes.language_model import DEFAULT_RUN_DIR
@@ -64,6 +65,8 @@ class TrainedLanguageModel(NamedTuple):
         test_tokens: the number of test tokens scored (0 without a test
             split).
         history: the `keras.callbacks.History` of this session.
+        chief: whether this process wrote the run directory (False only on
+            the other workers of a multi-worker run).
     """
 
     run_dir: object
@@ -71,6 +74,7 @@ class TrainedLanguageModel(NamedTuple):
     test_perplexity: float
     test_tokens: int
     history: object
+    chief: bool = True
 
 
 class ResetStates(keras.callbacks.Callback):
@@ -132,7 +136,10 @@ def _new_run(recipe, data, valid_data=None, test_data=None):
 
 
 def _stored_run(run_dir, data, valid_data=None, test_data=None):
-    """The tokenizer, streams and config of a run to resume (its own data files)."""
+    """The tokenizer, streams and config of a run to resume (its own data files).
+
+    The vocabulary is the chief's (`RunDir.chief`), on every worker.
+    """
     stored = runs.load_run_config(run_dir)
     info = stored["data"]
     spec = info["spec"]
@@ -143,7 +150,7 @@ def _stored_run(run_dir, data, valid_data=None, test_data=None):
         if given is not None and os.fspath(given) != own:
             say(f"resume: training goes on with the run's own {name} data "
                 f"{own or 'split off ' + spec} (ignoring {os.fspath(given)})")
-    tokenizer = text_lib.load_tokenizer(str(runs.RunDir(run_dir).vocab_dir))
+    tokenizer = text_lib.load_tokenizer(str(runs.RunDir(run_dir).chief.vocab_dir))
     tokenizer, streams = lm_data.load_streams(
         spec, stored["tokenizer"]["type"], tokenizer,
         val_fraction=info.get("val_fraction", 0.05),
@@ -154,7 +161,8 @@ def _stored_run(run_dir, data, valid_data=None, test_data=None):
 
 
 def train_language_model(recipe=None, run_dir=DEFAULT_RUN_DIR, *, data=None, valid_data=None,
-                         test_data=None, resume=False, overwrite=False):
+                         test_data=None, resume=False, overwrite=False, workers=None,
+                         worker_index=None):
     """Trains a language model into a run directory and reports its perplexity.
 
     Fits the tokenizer on the training split, writes `config.json` and
@@ -186,6 +194,14 @@ def train_language_model(recipe=None, run_dir=DEFAULT_RUN_DIR, *, data=None, val
             length are the stored ones;
             training follows `recipe.train` (e.g. more epochs).
         overwrite: start over in a `run_dir` that already holds a trained run.
+        workers: "host:port" addresses of the workers of a multi-worker run
+            (a list or comma-separated string; worker 0 is the chief): trains
+            with `strategy="multi-worker"` as worker `worker_index`. None with
+            `recipe.train.strategy == "multi-worker"`: the cluster of
+            `TF_CONFIG`. The strategy is created before anything is read;
+            only the chief writes `run_dir` (the others a scratch directory),
+            and the batch size is the global batch.
+        worker_index: this process's position in `workers`.
 
     Returns:
         A `TrainedLanguageModel` (run directory, perplexities, history).
@@ -209,11 +225,18 @@ def train_language_model(recipe=None, run_dir=DEFAULT_RUN_DIR, *, data=None, val
     """
     if resume:
         recipe = recipe or LanguageModelRecipe.from_run(run_dir)
-        tokenizer, streams, run_config = _stored_run(run_dir, data, valid_data, test_data)
-        config = dataclasses.replace(recipe.train, resume=True)
-        run, run_config = runs.prepare_run_dir(run_dir, None, resume=True)
     else:
         recipe = recipe or LanguageModelRecipe()
+    strategy = workers_lib.strategy_name(recipe.train.strategy, workers)
+    if strategy != recipe.train.strategy:
+        recipe = recipe.with_training(strategy=strategy)
+    # First of all: TensorFlow needs the multi-worker strategy before any op.
+    role = workers_lib.start(strategy, workers, worker_index)
+    if resume:
+        tokenizer, streams, run_config = _stored_run(run_dir, data, valid_data, test_data)
+        config = dataclasses.replace(recipe.train, resume=True)
+        run, run_config = runs.prepare_run_dir(run_dir, None, resume=True, scratch=role.scratch)
+    else:
         tokenizer, streams, run_config = _new_run(recipe, data or DEFAULT_DATA, valid_data,
                                                   test_data)
         config = recipe.train
@@ -223,7 +246,8 @@ def train_language_model(recipe=None, run_dir=DEFAULT_RUN_DIR, *, data=None, val
         lm_data.check_stream(streams[name], name, config.batch_size, seq_len,
                              source=run_config["data"].get(f"{name}_spec"))
     if not resume:
-        run, run_config = runs.prepare_run_dir(run_dir, run_config, overwrite=overwrite)
+        run, run_config = runs.prepare_run_dir(run_dir, run_config, overwrite=overwrite,
+                                               scratch=role.scratch)
         tokenizer.save(str(run.vocab_dir))
     progress.echo(
         f"{tokenizer.type_name} tokenizer, vocabulary {tokenizer.vocab_size}; tokens: "
@@ -239,7 +263,7 @@ def train_language_model(recipe=None, run_dir=DEFAULT_RUN_DIR, *, data=None, val
     test_ppl, n_test = None, 0
     if "test" in streams:
         test_ppl, n_test = lm_data.perplexity(model, streams["test"], seq_len, config.batch_size)
-    return TrainedLanguageModel(run.path, valid_ppl, test_ppl, n_test, history)
+    return TrainedLanguageModel(run.path, valid_ppl, test_ppl, n_test, history, role.chief)
 
 
 def _fit(info, streams, run, config, seq_len, resume):
@@ -253,7 +277,9 @@ def _fit(info, streams, run, config, seq_len, resume):
                          minlength=info["config"]["vocab_size"])
 
     def build():
-        model = models.build_model("lm", info, batch_size=config.batch_size, stateful=is_rnn)
+        # Under a strategy the state holds one replica's rows of the global batch.
+        rows = training.per_replica_batch_size(config.batch_size) if is_rnn else config.batch_size
+        model = models.build_model("lm", info, batch_size=rows, stateful=is_rnn)
         model.set_unigram_bias(counts)
         return model
 

@@ -32,6 +32,7 @@ import time
 from keras_seq import errors
 from keras_seq import progress
 from keras_seq import runs
+from keras_seq.pipelines import workers as workers_lib
 from keras_seq.recipes import TranslatorRecipe
 from keras_seq.recipes.common import choose_sampled_softmax
 from keras_seq.recipes.common import say
@@ -434,7 +435,7 @@ def _resumed_setup(run_dir, data, train_overrides, valid_data=None, test_data=No
     stored = runs.load_run_config(run_dir)
     if stored.get("task") != "translator":
         raise errors.RunDirError(f"{run_dir} is not a translator run")
-    run = runs.RunDir(run_dir)
+    run = runs.RunDir(run_dir).chief  # every worker reads the chief's vocabulary
     info = stored["data"]
     if data not in (None, info["spec"], DEFAULT_DATA):
         say(f"--resume: training goes on with the run's own data {info['spec']} "
@@ -477,7 +478,8 @@ def _datasets(setup, max_length):
 
 def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DATA,
                      valid_data=None, test_data=None, reverse=False, max_pairs=None,
-                     resume=False, overwrite=False, train_overrides=None):
+                     resume=False, overwrite=False, train_overrides=None, workers=None,
+                     worker_index=None):
     """Trains a translator into `run_dir`: data, tokenizers, model, training, report.
 
     Prints a validation BLEU (greedy) and a few translations on stdout, and
@@ -510,6 +512,13 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
         overwrite: start over in a `run_dir` that holds a trained run.
         train_overrides: with `resume`, TrainConfig fields to change (e.g.
             `{"epochs": 40}` to train a finished run further).
+        workers: "host:port" addresses of the workers of a multi-worker run
+            (a list or comma-separated string; worker 0 is the chief): trains
+            with `strategy="multi-worker"` as worker `worker_index`. None with
+            a "multi-worker" strategy: the cluster of `TF_CONFIG`. The
+            strategy is created before anything is read; only the chief
+            writes `run_dir` (the others a scratch directory) and prints.
+        worker_index: this process's position in `workers`.
 
     Returns:
         A dict: "run_dir", "stop_reason", "valid_bleu", "valid_chrf",
@@ -537,11 +546,23 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
 
     started = time.monotonic()
     if resume:
-        setup = _resumed_setup(run_dir, data, train_overrides, valid_data, test_data)
+        train_overrides = dict(train_overrides or {})
+        if workers:
+            train_overrides["strategy"] = workers_lib.MULTI_WORKER
+        strategy = (train_overrides.get("strategy")
+                    or runs.load_run_config(run_dir)["training"].get("strategy"))
     else:
         recipe = TranslatorRecipe() if recipe is None else recipe
         if not isinstance(recipe, TranslatorRecipe):
             raise TypeError(f"recipe must be a TranslatorRecipe, got {type(recipe).__name__}")
+        if workers:
+            recipe = recipe.with_training(strategy=workers_lib.MULTI_WORKER)
+        strategy = recipe.train.strategy
+    # First of all: TensorFlow needs the multi-worker strategy before any op.
+    role = workers_lib.start(strategy, workers, worker_index)
+    if resume:
+        setup = _resumed_setup(run_dir, data, train_overrides, valid_data, test_data)
+    else:
         setup = _new_setup(recipe, data, reverse, max_pairs, valid_data, test_data)
     run_config = setup.run_config
     model_info = run_config["model"]
@@ -549,12 +570,13 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
     train_ds, valid_ds = _datasets(setup, max_length)
     if not resume:
         run_config["data"]["filtered"] = int(train_ds.num_filtered)
-        run, run_config = runs.prepare_run_dir(run_dir, run_config, overwrite=bool(overwrite))
+        run, run_config = runs.prepare_run_dir(run_dir, run_config, overwrite=bool(overwrite),
+                                               scratch=role.scratch)
         setup.source_tokenizer.save(str(run.vocab_dir / "source"))
         setup.target_tokenizer.save(str(run.vocab_dir / "target"))
     else:
-        run, _ = runs.prepare_run_dir(run_dir, None, resume=True)
-        runs.RunDir(run.path).write_config(run_config)
+        run, _ = runs.prepare_run_dir(run_dir, None, resume=True, scratch=role.scratch)
+        run.write_config(run_config)
     steps_per_epoch = _report_data(setup, train_ds, model_info, run, max_length)
 
     # A sampled-softmax training pass has no logits to score: Keras then
@@ -572,7 +594,7 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
     progress.echo(f"training stopped ({history.stop_reason}) after {minutes:.1f} min; best epoch "
                   f"{history.state.get('best_epoch')} "
                   f"(val_loss {history.state.get('best') or float('nan'):.4f})", setup.config.verbose)
-    return _report_validation(model, setup, run, history, minutes)
+    return _report_validation(model, setup, run, history, minutes, chief=role.chief)
 
 
 def _report_data(setup, train_ds, model_info, run, max_length):
@@ -594,8 +616,12 @@ def _report_data(setup, train_ds, model_info, run, max_length):
     return steps_per_epoch
 
 
-def _report_validation(model, setup, run, history, minutes):
-    """Prints the validation BLEU (greedy) and a few translations; the run summary."""
+def _report_validation(model, setup, run, history, minutes, chief=True):
+    """Prints the validation BLEU (greedy) and a few translations; the run summary.
+
+    Every worker of a multi-worker run scores; only the chief (`chief`) prints.
+    """
+    say_result = print if chief else _silent
     from keras_seq import metrics
     from keras_seq.pipelines.translator import Translator
     from keras_seq.pipelines.translator import options_from_run
@@ -607,19 +633,23 @@ def _report_validation(model, setup, run, history, minutes):
     sample = setup.splits["valid"][:VALID_BLEU_SENTENCES]
     outputs = translator.translate([s for s, _ in sample], greedy=True)
     scores = metrics.translation_scores([o.text for o in outputs], [t for _, t in sample])
-    print(f"validation BLEU (greedy, {scores['sentences']} sentences): {scores['bleu']:.2f}  "
+    say_result(f"validation BLEU (greedy, {scores['sentences']} sentences): {scores['bleu']:.2f}  "
           f"chrF: {scores['chrf']:.2f}")
     for (source, reference), output in list(zip(sample, outputs))[:5]:
-        print(f"  {source}\n    -> {output.text}\n       (reference: {reference})")
-    test = _report_test(translator, setup)
-    print(f"run directory: {run.path}")
+        say_result(f"  {source}\n    -> {output.text}\n       (reference: {reference})")
+    test = _report_test(translator, setup, say_result)
+    say_result(f"run directory: {run.path}")
     return {"run_dir": str(run.path), "stop_reason": history.stop_reason,
             "valid_bleu": scores["bleu"], "valid_chrf": scores["chrf"],
             "test_bleu": test and test["bleu"], "test_chrf": test and test["chrf"],
             "minutes": minutes, "translator": translator}
 
 
-def _report_test(translator, setup):
+def _silent(*args, **kwargs):
+    """Prints nothing (the results of a worker that is not the chief)."""
+
+
+def _report_test(translator, setup, say_result=print):
     """Prints the greedy BLEU/chrF of a run's test file; its scores (None without one)."""
     from keras_seq import metrics
 
@@ -629,6 +659,6 @@ def _report_test(translator, setup):
         return None
     outputs = translator.translate([s for s, _ in pairs], greedy=True)
     scores = metrics.translation_scores([o.text for o in outputs], [t for _, t in pairs])
-    print(f"test BLEU (greedy, {scores['sentences']} sentences of {spec}): "
+    say_result(f"test BLEU (greedy, {scores['sentences']} sentences of {spec}): "
           f"{scores['bleu']:.2f}  chrF: {scores['chrf']:.2f}")
     return scores
