@@ -36,6 +36,8 @@ def check_train_dir(args, task):
     path = Path(args.run_dir)
     if path.exists() and not path.is_dir():
         raise errors.RunDirError(f"--run-dir {path} is a file, not a directory")
+    # A run left half-overwritten by a killed `--overwrite` gets its old run back first.
+    runs.recover_interrupted_overwrite(path)
     if args.resume:
         found = runs.load_run_config(path)["task"]  # must be a run directory
         if found != task:
