@@ -63,7 +63,7 @@ from keras_seq.cli.runner import describe as _describe
 # package by name (`prepare` returns `("keras_seq.cli", "_run_...")`). `main`
 # calls `_call_task` through this module, so a test can replace it here.
 from keras_seq.cli.arguments import (  # noqa: E402,F401
-    bundled_names, data_spec, dropout_rate, nonnegative_float, nonnegative_int, port_number,
+    bundled_names, data_spec, dropout_rate, nonnegative_float, nonnegative_int,
     positive_float, positive_int, probability, unit_interval,
 )
 from keras_seq.cli.checks import export_dir as _export_dir  # noqa: E402,F401

@@ -7,8 +7,8 @@ imports TensorFlow.
 
 Example:
 
->>> positive_int("3"), probability("0.5"), port_number("8501")
-(3, 0.5, 8501)
+>>> positive_int("3"), probability("0.5")
+(3, 0.5)
 """
 
 import argparse
@@ -21,7 +21,6 @@ __all__ = [
     "integer",
     "nonnegative_float",
     "nonnegative_int",
-    "port_number",
     "positive_float",
     "positive_int",
     "probability",
@@ -105,14 +104,6 @@ def dropout_rate(text):
     return value
 
 
-def port_number(text):
-    """A TCP port, 1..65535."""
-    value = integer(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port in 1..65535, got {text!r}")
-    return value
-
-
 def bundled_names():
     """Names usable as `bundled:NAME` (files shipped in keras_seq/datasets)."""
     from keras_seq.datasets import BUNDLED_DATA
@@ -141,16 +132,17 @@ def data_spec(text):
 
 
 def worker_addresses(text):
-    """`host:port,host:port`: the workers of a multi-worker run, as a list (worker 0 first)."""
+    """`host:port,host:port`: the workers of a multi-worker run, as a list (worker 0 first).
+
+    The addresses are checked by `keras_seq.training.multi_worker`, as the
+    library checks them.
+    """
+    from keras_seq.training.multi_worker import check_worker_addresses  # no TensorFlow
+
     workers = [w.strip() for w in text.split(",")]
     if not any(workers):
         raise argparse.ArgumentTypeError(f"expected host:port,host:port, got {text!r}")
-    for address in workers:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise argparse.ArgumentTypeError(
-                f"worker address {address!r} is not host:port (e.g. 10.0.0.1:12345)"
-            )
-    if len(set(workers)) != len(workers):
-        raise argparse.ArgumentTypeError(f"worker addresses must differ, got {text!r}")
-    return workers
+    try:
+        return check_worker_addresses(workers)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

@@ -81,6 +81,25 @@ _STRATEGY = None  # the process's MultiWorkerMirroredStrategy (TensorFlow allows
 _SCRATCH_DIRS = []
 
 
+def check_worker_addresses(workers):
+    """Checks a list of `"host:port"` worker addresses; returns it as a list of str.
+
+    Raises:
+        ValueError: an empty list, an address without a host or an ASCII
+            decimal port in 1..65535, or a duplicate address.
+    """
+    workers = [str(w) for w in (workers or [])]
+    if not workers:
+        raise ValueError("multi-worker training needs at least one worker address (host:port)")
+    for address in workers:
+        host, _, port = address.rpartition(":")
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+            raise ValueError(f"worker address {address!r} is not host:port (e.g. 10.0.0.1:12345)")
+    if len(set(workers)) != len(workers):
+        raise ValueError(f"worker addresses must differ, got {workers}")
+    return workers
+
+
 def multi_worker_config(workers, index, task_type="worker"):
     """The `TF_CONFIG` dict of worker `index` in a cluster of `workers`.
 
@@ -105,15 +124,7 @@ def multi_worker_config(workers, index, task_type="worker"):
     """
     if isinstance(workers, str):
         workers = [w.strip() for w in workers.split(",") if w.strip()]
-    workers = list(workers or [])
-    if not workers:
-        raise ValueError("multi-worker training needs at least one worker address (host:port)")
-    for address in workers:
-        host, _, port = str(address).rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"worker address {address!r} is not host:port (e.g. 10.0.0.1:12345)")
-    if len(set(workers)) != len(workers):
-        raise ValueError(f"worker addresses must differ, got {workers}")
+    workers = check_worker_addresses(workers)
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(workers):
         raise ValueError(f"worker index must be in 0..{len(workers) - 1} for {len(workers)} workers, got {index!r}")
     return {"cluster": {task_type: [str(w) for w in workers]}, "task": {"type": task_type, "index": index}}
