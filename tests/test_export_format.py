@@ -55,3 +55,13 @@ def test_onnx_session_helper_imports_no_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_only_ascii_decimal_names_are_versions(tmp_path):
+    """Issue 13: a stray `²` (which `str.isdigit()` accepts and `int()` rejects)
+    or any other non-version directory is skipped, as the server skips it."""
+    for name in ("1", "3", "²", "٣", "v2", "-1", "0012"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "7").write_text("a file, not a version directory")
+    assert writer.versions(str(tmp_path)) == [1, 3, 12]
+    assert writer.resolve_version(str(tmp_path), None) == 13

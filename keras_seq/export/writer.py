@@ -47,6 +47,7 @@ from keras_seq import runs
 from keras_seq import utils
 from keras_seq.export import onnx as onnx_graphs
 from keras_seq.export.signatures import spec
+from keras_seq.serving.signatures import parse_version  # TF Serving's version rule
 from keras_seq.text import BOS_ID
 from keras_seq.text import EOS_ID
 from keras_seq.text import PAD_ID
@@ -86,13 +87,14 @@ def remove_stale_exports(to):
 
 
 def versions(to):
-    """The integer version directories in `to`, ascending."""
+    """The version directories in `to` (ASCII decimal names, as TF Serving), ascending."""
     if not os.path.isdir(to):
         return []
+    numbers = ((parse_version(name), name) for name in os.listdir(to))
     return sorted(
-        int(name)
-        for name in os.listdir(to)
-        if name.isdigit() and os.path.isdir(os.path.join(to, name))
+        number
+        for number, name in numbers
+        if number is not None and os.path.isdir(os.path.join(to, name))
     )
 
 
