@@ -10,6 +10,7 @@ defaults instantly.
     choose_sampled_softmax(...)       the sampled-softmax choice, checked
                                       against the output vocabulary
     transformer_width(...)            the Transformer's model width, checked
+    Recipe                            the recipes' base (`with_training`)
     with_overrides(recipe, **values)  a copy with the given (non-None) fields
                                       replaced; TrainConfig fields go to `.train`
     training_config(stored, **overrides)
@@ -36,6 +37,7 @@ from keras_seq.utils import is_int
 from keras_seq.utils import is_number
 
 __all__ = [
+    "Recipe",
     "TRAIN_FIELDS",
     "check",
     "check_bool",
@@ -195,6 +197,25 @@ def with_overrides(recipe, **values):
     if train:
         fields["train"] = dataclasses.replace(fields.get("train", recipe.train), **train)
     return dataclasses.replace(recipe, **fields)
+
+
+class Recipe:
+    """Base of the recipe dataclasses: the methods every recipe shares.
+
+    Subclasses are dataclasses with a `train` field holding a `TrainConfig`.
+    """
+
+    def with_training(self, **changes):
+        """A copy with `TrainConfig` fields changed (None values are skipped).
+
+        Example:
+
+        >>> from keras_seq.recipes import TranslatorRecipe
+        >>> TranslatorRecipe().with_training(epochs=2, max_minutes=5).train.epochs
+        2
+        """
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, **changes))
 
 
 def training_config(stored, **overrides):

@@ -45,7 +45,7 @@ _OWNER = "LanguageModelRecipe"
 
 
 @dataclasses.dataclass(frozen=True)
-class LanguageModelRecipe:
+class LanguageModelRecipe(common.Recipe):
     """A language-model training recipe: model, tokenizer, data split, training.
 
     The defaults of the fields are the word-level LSTM recipe; build the other
@@ -271,11 +271,6 @@ class LanguageModelRecipe:
         return texts
 
     # ------------------------------------------------------------ derived
-    def with_training(self, **changes):
-        """A copy with `TrainConfig` fields changed (None values are skipped)."""
-        changes = {k: v for k, v in changes.items() if v is not None}
-        return dataclasses.replace(self, train=dataclasses.replace(self.train, **changes))
-
     @property
     def family(self):
         """`"rnn"` or `"transformer"`: the run directory's model type."""

@@ -72,7 +72,7 @@ def _transformer_training():
 
 
 @dataclasses.dataclass(frozen=True)
-class TranslatorRecipe:
+class TranslatorRecipe(common.Recipe):
     """How to train a translator: data split, tokenizers, model, loss, training, decoding.
 
     The defaults are the recurrent recipe (`TranslatorRecipe.rnn()`);
@@ -244,17 +244,6 @@ class TranslatorRecipe:
             return self.val_fraction, self.test_fraction
         cap = self.max_held_out / num_pairs
         return min(self.val_fraction, cap), min(self.test_fraction, cap)
-
-    def with_training(self, **changes):
-        """A copy with `TrainConfig` fields changed (None values are skipped).
-
-        Example:
-
-        >>> TranslatorRecipe().with_training(epochs=2, max_minutes=5).train.epochs
-        2
-        """
-        changes = {k: v for k, v in changes.items() if v is not None}
-        return dataclasses.replace(self, train=dataclasses.replace(self.train, **changes))
 
     def decode_options(self, **overrides):
         """The `keras_seq.decoding.DecodeOptions` of the recipe's decoding defaults."""
