@@ -309,6 +309,7 @@ async def _lifespan(app):
     state.admission = admission.Admission(*state.admission_limits)  # bound to this loop
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(state.pools.loader, lambda: state.registry.poll(initial=True))
+    grpc_server = await _start_grpc(state)  # gRPC beside REST: grpc_api.py
     log_event(logging.INFO, "server_ready", base_dir=str(state.registry.base_dir),
               backend=state.registry.backend.name, models=state.registry.models())
     poller = asyncio.create_task(_poll_forever(state)) if state.poll_interval else None
@@ -319,7 +320,27 @@ async def _lifespan(app):
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+        if grpc_server is not None:  # in-flight RPCs finish first
+            from keras_seq.serving import grpc_api
+
+            await grpc_server.stop(grpc_api.GRACE_SECONDS)
         state.pools.shutdown()
+
+
+async def _start_grpc(state):
+    """Starts TF Serving's gRPC API on `state.grpc_address` (None: off); sets `state.grpc_port`."""
+    if state.grpc_address is None:
+        return None
+    from keras_seq.serving import grpc_api  # imports TensorFlow (its protos)
+
+    host, port = state.grpc_address
+    try:
+        server, state.grpc_port = await grpc_api.start(state, host, port)
+    except OSError as error:
+        log_event(logging.ERROR, "grpc_failed", error=_one_line(error))
+        raise
+    log_event(logging.INFO, "grpc_ready", host=host, port=state.grpc_port)
+    return server
 
 
 def _check_options(poll_interval, **positive):
@@ -349,6 +370,8 @@ def create_app(
     queue_timeout_ms=admission.DEFAULT_QUEUE_TIMEOUT_MS,
     request_timeout_ms=admission.DEFAULT_REQUEST_TIMEOUT_MS,
     warmup=True,
+    grpc_port=None,
+    grpc_host="127.0.0.1",
 ):
     """Builds the ASGI app serving every model under `model_base_dir`.
 
@@ -375,6 +398,10 @@ def create_app(
             its answer; then 504 (408 if its body had not arrived).
         warmup: call every signature once on a tiny input while a version
             loads, so that the first requests do not wait for graph set-up.
+        grpc_port: also serve TF Serving's gRPC API (`grpc_api.py`) on this
+            port while the app runs, 0 for a free one (`app.state.grpc_port`
+            says which once started); None (the default) serves REST only.
+        grpc_host: the interface the gRPC API listens on.
 
     Raises `ValueError` naming the argument for a value out of range.
 
@@ -393,6 +420,9 @@ def create_app(
         workers = min(32, 4 * (os.cpu_count() or 1))
     _check_options(poll_interval, workers=workers, max_queue=max_queue,
                    queue_timeout_ms=queue_timeout_ms, request_timeout_ms=request_timeout_ms)
+    if grpc_port is not None and not (isinstance(grpc_port, int) and not isinstance(
+            grpc_port, bool) and 0 <= grpc_port <= 65535):
+        raise ValueError(f"grpc_port must be an integer in 0..65535 or None, got {grpc_port!r}")
     registry = ModelRegistry(model_base_dir, onnx=onnx, max_versions=max_versions,
                              warmup=warmup)
 
@@ -410,6 +440,8 @@ def create_app(
     app.state.registry = registry
     app.state.limits = limits
     app.state.poll_interval = poll_interval
+    app.state.grpc_address = None if grpc_port is None else (grpc_host, grpc_port)
+    app.state.grpc_port = None
     app.state.pools = _Pools(workers)
     app.state.admission_limits = (workers, max_queue, queue_timeout_ms / 1000.0,
                                   request_timeout_ms / 1000.0)

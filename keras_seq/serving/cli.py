@@ -89,6 +89,10 @@ def add_arguments(parser):
     parser.add_argument("--port", type=_integer(1, 65535, what="a TCP port"),
                         default=DEFAULT_PORT,
                         help=f"TCP port (default {DEFAULT_PORT}, as TF Serving)")
+    parser.add_argument("--grpc-port", type=_integer(1, 65535, what="a TCP port"), default=None,
+                        metavar="PORT",
+                        help="also serve TF Serving's gRPC API on this port, on the same --host "
+                             "(TF Serving uses 8500; default: off)")
     parser.add_argument("--onnx", action="store_true",
                         help="serve NAME/onnx/*.onnx through onnxruntime instead of SavedModels")
     parser.add_argument("--poll-interval", type=_seconds, metavar="SECONDS",
@@ -137,7 +141,7 @@ def run_server(base_dir, *, host="127.0.0.1", port=DEFAULT_PORT, onnx=False,
                max_batch=DEFAULT_MAX_BATCH, max_string_length=DEFAULT_MAX_STRING_LENGTH,
                max_versions=None, workers=None, max_queue=DEFAULT_MAX_QUEUE,
                queue_timeout_ms=DEFAULT_QUEUE_TIMEOUT_MS,
-               request_timeout_ms=DEFAULT_REQUEST_TIMEOUT_MS, warmup=True):
+               request_timeout_ms=DEFAULT_REQUEST_TIMEOUT_MS, warmup=True, grpc_port=None):
     """Runs the server over `base_dir` on uvicorn until interrupted.
 
     The keyword form behind `keras-seq serve`, `python -m keras_seq.serving`
@@ -153,6 +157,8 @@ def run_server(base_dir, *, host="127.0.0.1", port=DEFAULT_PORT, onnx=False,
         poll_interval, max_body_bytes, max_batch, max_string_length,
             max_versions, workers, max_queue, queue_timeout_ms,
             request_timeout_ms, warmup: see `keras_seq.serving.create_app`.
+        grpc_port: also serve TF Serving's gRPC API on this port of `host`
+            (None: REST only).
 
     Raises:
         ValueError: an option out of range.
@@ -169,13 +175,15 @@ def run_server(base_dir, *, host="127.0.0.1", port=DEFAULT_PORT, onnx=False,
 
     if not (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535):
         raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
+    if grpc_port is not None and grpc_port == port:
+        raise ValueError(f"the gRPC port must differ from the REST port ({port})")
     configure_logging()
     app = create_app(
         base_dir, onnx=bool(onnx), max_body_bytes=max_body_bytes, max_batch=max_batch,
         max_string_length=max_string_length, poll_interval=poll_interval,
         max_versions=max_versions, workers=workers, max_queue=max_queue,
         queue_timeout_ms=queue_timeout_ms, request_timeout_ms=request_timeout_ms,
-        warmup=warmup,
+        warmup=warmup, grpc_port=grpc_port, grpc_host=host,
     )
     config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None,
                             timeout_graceful_shutdown=5)
@@ -217,6 +225,7 @@ def serve(args):
         queue_timeout_ms=_option(args, "queue_timeout_ms", DEFAULT_QUEUE_TIMEOUT_MS),
         request_timeout_ms=_option(args, "request_timeout_ms", DEFAULT_REQUEST_TIMEOUT_MS),
         warmup=_option(args, "warmup", True),
+        grpc_port=_option(args, "grpc_port"),
     )
 
 
@@ -232,7 +241,7 @@ def main(argv=None, prog=None):
         (printed as one line).
     """
     parser = add_arguments(argparse.ArgumentParser(
-        prog=prog, description="Serve exported models over TensorFlow Serving's REST API."))
+        prog=prog, description="Serve exported models over TensorFlow Serving's REST and gRPC APIs."))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit:  # --help, or a usage error already printed
