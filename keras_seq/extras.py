@@ -5,7 +5,8 @@ SavedModel export need. The rest comes with an extra:
 
     extra        modules                        for
     onnx         tf2onnx, onnx, onnxruntime     ONNX export and parity, `serve --onnx`
-    serve        starlette, uvicorn             the HTTP model server (`keras-seq serve`)
+    serve        starlette, uvicorn, grpcio,    the model server (`keras-seq serve`,
+                 tensorflow-serving-api         REST and gRPC)
     plot         matplotlib                     attention maps (`translate --plot`)
     tensorboard  tensorboard                    the TensorBoard viewer for `RUN/logs`
     all          every extra above              (`test` adds pytest and httpx)
@@ -35,7 +36,7 @@ __all__ = ["EXTRAS", "check", "hint", "install_command", "message", "missing_mes
 # [project.optional-dependencies] by tests/test_extras.py).
 EXTRAS = {
     "onnx": ("tf2onnx", "onnx", "onnxruntime"),
-    "serve": ("starlette", "uvicorn"),
+    "serve": ("starlette", "uvicorn", "grpc", "tensorflow_serving"),
     "plot": ("matplotlib",),
     "tensorboard": ("tensorboard",),
 }

@@ -160,7 +160,8 @@ def test_extras_match_pyproject():
     optional = project["optional-dependencies"]
     distributions = {"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime",
                      "starlette": "starlette", "uvicorn": "uvicorn", "matplotlib": "matplotlib",
-                     "tensorboard": "tensorboard"}
+                     "tensorboard": "tensorboard", "grpc": "grpcio",
+                     "tensorflow_serving": "tensorflow-serving-api"}
     for extra, modules in extras.EXTRAS.items():
         names = sorted(_name(r) for r in optional[extra])
         assert names == sorted(distributions[m] for m in modules), extra

@@ -1,13 +1,16 @@
 """Tests for keras_seq.serving's gRPC API (TF Serving's PredictionService and ModelService).
 
-A tiny attention translator is exported once (SavedModel and ONNX) and served
-by real servers on loopback ports (uvicorn for REST, grpc.aio beside it),
-one per backend; the client is the one TF Serving users write, built from
+Real servers on loopback ports (uvicorn for REST, grpc.aio beside it), one
+per backend, serve a small `tf.Module` SavedModel (a text signature, an
+id-level one, a `step` with float and bool state) and ONNX graphs beside it;
+the client is the one TF Serving users write, built from
 `tensorflow_serving.apis` and `tf.make_tensor_proto` / `tf.make_ndarray`.
-Oracles: the SavedModel called directly through `tf.saved_model.load`, and
-the REST API answering the same request.
+Oracles: NumPy re-computations, the SavedModel called directly through
+`tf.saved_model.load`, and the REST API answering the same request. A slow
+test does the same with a tiny exported attention translator.
 """
 
+import argparse
 import contextlib
 import threading
 import time
@@ -31,27 +34,85 @@ from tensorflow_serving.apis import (
 )
 
 from keras_seq import serving
-from keras_seq.models import AttentionSeq2Seq
+from keras_seq.serving import cli
 from keras_seq.serving.signatures import Signature, TensorInfo, Version
-from export_helpers import SOURCES, encode_sources, export_with_beam, translator_tokenizers
 from serving_helpers import running_server
 
-MODEL = "fra-eng"
-MAX_LENGTH = 8
+MODEL = "toy"
 MAX_BATCH = 8
 MAX_STRING = 64
 CODE = grpc.StatusCode
+PROMPTS = ["hello world", "é ok", "a"]
+
+
+class _Toy(tf.Module):
+    """A text signature, an id-level one and a `step` with float and bool state."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompts")])
+    def generate(self, prompts):
+        return {"outputs": tf.strings.join([tf.strings.upper(prompts), "|v1"])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids"),
+                                  tf.TensorSpec([None], tf.int32, name="lengths")])
+    def generate_ids(self, ids, lengths):
+        check = tf.debugging.assert_less(ids, 1000, message="token id out of range")
+        with tf.control_dependencies([check]):
+            mask = tf.sequence_mask(lengths, tf.shape(ids)[1], dtype=tf.int32)
+        return {"ids": (ids + 1) * mask, "total": tf.reduce_sum(ids * mask, axis=1),
+                "half": tf.cast(lengths, tf.float32) / 2.0}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="tokens"),
+                                  tf.TensorSpec([None, 4], tf.float32, name="state"),
+                                  tf.TensorSpec([None], tf.bool, name="done")])
+    def step(self, tokens, state, done):
+        new = state * 0.5 + tf.cast(tokens, tf.float32)[:, None]
+        return {"state": tf.where(done[:, None], state, new), "logits": tf.reduce_sum(new, 1)}
+
+
+def _expected_ids(ids, lengths):
+    """NumPy's answer of `generate_ids`."""
+    mask = np.arange(ids.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    return {"ids": ((ids + 1) * mask).astype(np.int32),
+            "total": (ids * mask).sum(axis=1).astype(np.int32),
+            "half": np.asarray(lengths, np.float32) / 2}
+
+
+def _onnx_graphs(directory):
+    """`generate.onnx` (text + "|v1") and `generate_ids.onnx` (ids + 1)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    directory.mkdir(parents=True)
+    suffix = helper.make_tensor("suffix", TensorProto.STRING, [], [b"|v1"])
+    text = helper.make_graph(
+        [helper.make_node("Constant", [], ["suffix"], value=suffix),
+         helper.make_node("StringConcat", ["prompts:0", "suffix"], ["outputs:0"])],
+        "generate", [helper.make_tensor_value_info("prompts:0", TensorProto.STRING, ["N"])],
+        [helper.make_tensor_value_info("outputs:0", TensorProto.STRING, ["N"])])
+    one = helper.make_tensor("one", TensorProto.INT32, [], [1])
+    ids = helper.make_graph(
+        [helper.make_node("Constant", [], ["one"], value=one),
+         helper.make_node("Add", ["ids:0", "one"], ["ids"])],
+        "generate_ids", [helper.make_tensor_value_info("ids:0", TensorProto.INT32, ["N", "T"])],
+        [helper.make_tensor_value_info("ids", TensorProto.INT32, ["N", "T"])])
+    for graph in (text, ids):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+        model.ir_version = 9
+        onnx.checker.check_model(model)
+        (directory / f"{graph.name}.onnx").write_bytes(model.SerializeToString())
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """(base directory, version path, source tokenizer) of a tiny translator (+ ONNX)."""
+    """(base directory, version path): the toy SavedModel and its ONNX graphs."""
     base = tmp_path_factory.mktemp("grpc-models")
-    source, target = translator_tokenizers()
-    model = AttentionSeq2Seq(source.vocab_size, target.vocab_size, embedding_dim=8, units=8,
-                             max_length=10)
-    *_, path = export_with_beam(model, source, target, base / MODEL, MAX_LENGTH)
-    return base, path, source
+    module = _Toy()
+    path = base / MODEL / "1"
+    tf.saved_model.save(module, str(path), signatures={
+        "serving_default": module.generate, "generate": module.generate,
+        "generate_ids": module.generate_ids, "step": module.step})
+    _onnx_graphs(base / MODEL / "onnx")
+    return base, path
 
 
 class Server:
@@ -66,7 +127,7 @@ class Server:
 
     def predict(self, signature=None, model=MODEL, version=None, timeout=60, **inputs):
         """Predict over gRPC: {output name: array}, and the response's model spec."""
-        response = self.predictions.Predict(request(signature, model, version, **inputs),
+        response = self.predictions.Predict(predict_request(signature, model, version, **inputs),
                                             timeout=timeout)
         outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
         return outputs, response.model_spec
@@ -93,7 +154,7 @@ class Server:
         return error
 
 
-def request(signature=None, model=MODEL, version=None, output_filter=(), **inputs):
+def predict_request(signature=None, model=MODEL, version=None, output_filter=(), **inputs):
     """A `PredictRequest`; inputs are arrays (through `tf.make_tensor_proto`) or TensorProtos."""
     message = predict_pb2.PredictRequest()
     message.model_spec.name = model
@@ -133,7 +194,9 @@ def onnx(exported):
 
 
 def _assert_same(grpc_outputs, rest_outputs, expected):
-    """gRPC outputs == REST outputs == `expected` (the SavedModel's own answer)."""
+    """gRPC outputs == REST outputs == `expected` ({name: array}, the oracle)."""
+    if not isinstance(rest_outputs, dict):  # REST's columnar answer names no lone output
+        rest_outputs = dict.fromkeys(expected, rest_outputs)
     assert sorted(grpc_outputs) == sorted(rest_outputs) == sorted(expected)
     for name, value in expected.items():
         value = np.asarray(value)
@@ -147,49 +210,59 @@ def _assert_same(grpc_outputs, rest_outputs, expected):
             np.testing.assert_array_equal(rest_outputs[name], value, err_msg=name)
 
 
-def test_predict_text_and_ids_equal_rest_and_the_model(exported, saved):
-    base, path, source = exported
-    loaded = tf.saved_model.load(path).signatures
-    expected = {k: v.numpy() for k, v in loaded["translate"](sentences=tf.constant(SOURCES)).items()}
-    outputs, spec = saved.predict("translate", sentences=np.array(SOURCES, dtype=object))
-    _assert_same(outputs, saved.rest("translate", sentences=SOURCES), expected)
-    assert (spec.name, spec.version.value, spec.signature_name) == (MODEL, 1, "translate")
+def _strings(texts):
+    return np.array([t.encode() for t in texts], dtype=object)
 
-    # No signature name: serving_default (the text signature), as TF Serving.
-    outputs, spec = saved.predict(sentences=np.array(SOURCES[:1], dtype=object))
+
+def test_predict_equals_rest_numpy_and_the_model(exported, saved):
+    loaded = tf.saved_model.load(str(exported[1])).signatures
+    expected = {"outputs": _strings([p.upper() if p.isascii() else p.replace("ok", "OK")
+                                     for p in PROMPTS])}
+    expected["outputs"] += b"|v1"
+    direct = loaded["generate"](prompts=tf.constant(PROMPTS))["outputs"].numpy()
+    assert direct.tolist() == expected["outputs"].tolist()
+    outputs, spec = saved.predict("generate", prompts=_strings(PROMPTS))
+    _assert_same(outputs, saved.rest("generate", prompts=PROMPTS), expected)
+    assert (spec.name, spec.version.value, spec.signature_name) == (MODEL, 1, "generate")
+    # No signature name: serving_default, as TF Serving; an explicit version.
+    outputs, spec = saved.predict(version=1, prompts=_strings(PROMPTS[:1]))
     assert spec.signature_name == "serving_default"
-    assert outputs["translations"].tolist() == expected["translations"][:1].tolist()
+    assert outputs["outputs"].tolist() == expected["outputs"][:1].tolist()
 
-    ids = encode_sources(source)
-    expected = {k: v.numpy() for k, v in loaded["translate_ids"](source_ids=tf.constant(ids)).items()}
-    outputs, _ = saved.predict("translate_ids", version=1, source_ids=ids)
-    _assert_same(outputs, saved.rest("translate_ids", source_ids=ids), expected)
+    ids = np.array([[5, 6, 7], [8, 9, 0]], np.int32)
+    lengths = np.array([3, 2], np.int32)
+    outputs, _ = saved.predict("generate_ids", ids=ids, lengths=lengths)
+    _assert_same(outputs, saved.rest("generate_ids", ids=ids, lengths=lengths),
+                 _expected_ids(ids, lengths))
+    state = np.arange(8, dtype=np.float32).reshape(2, 4)
+    outputs, _ = saved.predict("step", tokens=np.array([1, 2], np.int32), state=state,
+                               done=np.array([False, True]))
+    np.testing.assert_array_equal(outputs["state"], [state[0] * 0.5 + 1, state[1]])
+    np.testing.assert_array_equal(outputs["logits"], [(state[0] * 0.5 + 1).sum(),
+                                                      (state[1] * 0.5 + 2).sum()])
 
     # output_filter picks outputs; an unknown one is refused.
-    message = request("translate", output_filter=["translations"],
-                      sentences=np.array(SOURCES, dtype=object))
-    response = saved.predictions.Predict(message, timeout=60)
-    assert list(response.outputs) == ["translations"]
+    message = predict_request("generate_ids", output_filter=["total"], ids=ids, lengths=lengths)
+    response = saved.predictions.Predict(message, timeout=30)
+    assert list(response.outputs) == ["total"]
     message.output_filter.append("nope")
     saved.refused(lambda: saved.predictions.Predict(message), CODE.INVALID_ARGUMENT,
                   "output_filter", "'nope'")
 
 
-def test_onnx_backend_equals_rest_and_the_saved_model(exported, saved, onnx):
-    _, path, source = exported
-    ids = encode_sources(source)
-    expected = tf.saved_model.load(path).signatures["translate_ids"](source_ids=tf.constant(ids))
-    outputs, spec = onnx.predict("translate_ids", source_ids=ids)
-    rest = onnx.rest("translate_ids", source_ids=ids)
-    assert sorted(outputs) == sorted(rest) == ["ids", "lengths", "scores"]
-    for name in ("ids", "lengths"):
-        np.testing.assert_array_equal(outputs[name], expected[name].numpy())
-        np.testing.assert_array_equal(rest[name], outputs[name])
-    np.testing.assert_allclose(outputs["scores"], expected["scores"].numpy(), atol=1e-4)
-    np.testing.assert_array_equal(rest["scores"], outputs["scores"])
-    onnx.refused(lambda: onnx.predict("translate_ids", source_ids=ids.astype(np.int64)),
-                 CODE.INVALID_ARGUMENT, "input 'source_ids'", "DT_INT32", "DT_INT64")
-    onnx.refused(lambda: onnx.predict("translate"), CODE.NOT_FOUND, "'translate' not found")
+def test_onnx_backend_equals_rest_and_numpy(onnx):
+    outputs, spec = onnx.predict("generate", prompts=_strings(PROMPTS))
+    expected = {"outputs": _strings([p + "|v1" for p in PROMPTS])}
+    _assert_same(outputs, onnx.rest("generate", prompts=PROMPTS), expected)
+    assert (spec.name, spec.version.value) == (MODEL, 1)
+    ids = np.array([[5, 6, 7], [8, 9, 0]], np.int32)
+    outputs, _ = onnx.predict("generate_ids", ids=ids)
+    _assert_same(outputs, onnx.rest("generate_ids", ids=ids), {"ids": ids + 1})
+    onnx.refused(lambda: onnx.predict("generate_ids", ids=ids.astype(np.int64)),
+                 CODE.INVALID_ARGUMENT, "input 'ids'", "DT_INT32", "DT_INT64")
+    onnx.refused(lambda: onnx.predict("step"), CODE.NOT_FOUND, "'step' not found")
+    onnx.refused(lambda: onnx.predict("generate", prompts=_strings(["a", ""])),
+                 CODE.INVALID_ARGUMENT, "empty string at index [1]")
 
 
 @pytest.mark.parametrize("backend", ["saved", "onnx"])
@@ -206,9 +279,10 @@ def test_metadata_and_status_equal_rest(backend, request):
     want = json_format.MessageToDict(json_format.ParseDict(
         rest["metadata"]["signature_def"], get_model_metadata_pb2.SignatureDefMap(),
         ignore_unknown_fields=True), preserving_proto_field_name=True)
-    assert got == want and "translate_ids" in got["signature_def"]
-    source_ids = signature_defs.signature_def["translate_ids"].inputs["source_ids"]
-    assert source_ids.dtype == tf.int32.as_datatype_enum
+    assert got == want and "generate_ids" in got["signature_def"]
+    ids = signature_defs.signature_def["generate_ids"].inputs["ids"]
+    assert ids.dtype == tf.int32.as_datatype_enum
+    assert [d.size for d in ids.tensor_shape.dim] == [-1, -1]
 
     status = get_model_status_pb2.GetModelStatusRequest()
     status.model_spec.name = MODEL
@@ -216,7 +290,7 @@ def test_metadata_and_status_equal_rest(backend, request):
     assert json_format.MessageToDict(answer, preserving_proto_field_name=True) == {
         "model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {}}]}
     rest = server.http.get(f"/v1/models/{MODEL}").json()["model_version_status"]
-    assert rest[0]["version"] == "1" and rest[0]["state"] == "AVAILABLE"
+    assert [(r["version"], r["state"]) for r in rest] == [("1", "AVAILABLE")]
     status.model_spec.version.value = 1
     assert len(server.models.GetModelStatus(status).model_version_status) == 1
 
@@ -230,57 +304,61 @@ def test_metadata_and_status_equal_rest(backend, request):
                    "metadata_field")
 
 
-def test_refusals(exported, saved):
+def test_refusals(saved):
     """Each bad request: its gRPC code and a one-line message naming the problem."""
-    source = exported[2]
-    ids = encode_sources(source)
-    text = np.array(["je suis ici ."], dtype=object)
-    predict = saved.predict
+    text = _strings(["hello"])
+    ids = np.array([[5, 6]], np.int32)
+    lengths = np.array([2], np.int32)
 
     def refused(code, *fragments, **kwargs):
-        return saved.refused(lambda: predict(**kwargs), code, *fragments)
+        return saved.refused(lambda: saved.predict(**kwargs), code, *fragments)
 
-    refused(CODE.NOT_FOUND, "model 'nope' is not served", model="nope", sentences=text)
-    refused(CODE.NOT_FOUND, "version 9", version=9, sentences=text)
-    refused(CODE.NOT_FOUND, "'nope' not found", signature="nope", sentences=text)
-    label = request(sentences=text)
+    refused(CODE.NOT_FOUND, "model 'nope' is not served", model="nope", prompts=text)
+    refused(CODE.NOT_FOUND, "version 9", version=9, prompts=text)
+    refused(CODE.NOT_FOUND, "'nope' not found", signature="nope", prompts=text)
+    label = predict_request(prompts=text)
     label.model_spec.version_label = "stable"
     saved.refused(lambda: saved.predictions.Predict(label), CODE.NOT_FOUND, "label 'stable'")
-    refused(CODE.INVALID_ARGUMENT, "model_spec.name is empty", model="", sentences=text)
-    refused(CODE.INVALID_ARGUMENT, "missing input 'sentences'")
-    refused(CODE.INVALID_ARGUMENT, "unknown input 'ids'", ids=ids, sentences=text)
-    refused(CODE.INVALID_ARGUMENT, "input 'source_ids'", "DT_INT32", "DT_FLOAT",
-            signature="translate_ids", source_ids=ids.astype(np.float32))
-    refused(CODE.INVALID_ARGUMENT, "input 'source_ids'", "rank 2", signature="translate_ids",
-            source_ids=ids[0])
-    refused(CODE.INVALID_ARGUMENT, "empty string at index [1]",
-            sentences=np.array([b"a", b""], dtype=object))
+    refused(CODE.INVALID_ARGUMENT, "model_spec.name is empty", model="", prompts=text)
+    refused(CODE.INVALID_ARGUMENT, "missing input 'prompts'")
+    refused(CODE.INVALID_ARGUMENT, "unknown input 'ids'", ids=ids, prompts=text)
+    refused(CODE.INVALID_ARGUMENT, "input 'ids'", "DT_INT32", "DT_FLOAT",
+            signature="generate_ids", ids=ids.astype(np.float32), lengths=lengths)
+    refused(CODE.INVALID_ARGUMENT, "input 'ids'", "rank 2", signature="generate_ids",
+            ids=ids[0], lengths=lengths)
+    refused(CODE.INVALID_ARGUMENT, "empty string at index [1]", prompts=_strings(["a", ""]))
     refused(CODE.INVALID_ARGUMENT, f"over the limit of {MAX_STRING}",
-            sentences=np.array([b"a" * (MAX_STRING + 1)], dtype=object))
+            prompts=_strings(["a" * (MAX_STRING + 1)]))
     refused(CODE.INVALID_ARGUMENT, f"batch of {MAX_BATCH + 1} > the limit of {MAX_BATCH}",
-            sentences=np.array(["a"] * (MAX_BATCH + 1), dtype=object))
+            prompts=_strings(["a"] * (MAX_BATCH + 1)))
+    refused(CODE.INVALID_ARGUMENT, "disagree on the batch", signature="generate_ids",
+            ids=ids, lengths=np.array([2, 2], np.int32))
     short = tf.make_tensor_proto(ids)
     short.tensor_content = short.tensor_content[:-1]
-    refused(CODE.INVALID_ARGUMENT, "tensor_content holds", signature="translate_ids",
-            source_ids=short)
+    refused(CODE.INVALID_ARGUMENT, "tensor_content holds", signature="generate_ids", ids=short,
+            lengths=lengths)
+    huge = tensor_pb2.TensorProto(dtype=tf.int32.as_datatype_enum, int_val=[1])
+    huge.tensor_shape.dim.add(size=1)
+    huge.tensor_shape.dim.add(size=10**12)
+    refused(CODE.INVALID_ARGUMENT, "over the limit", signature="generate_ids", ids=huge,
+            lengths=lengths)
+    # TensorFlow's rule: fewer values than the shape holds repeat the last one.
+    fill = tensor_pb2.TensorProto(dtype=tf.int32.as_datatype_enum, int_val=[4, 7])
+    fill.tensor_shape.dim.add(size=1)
+    fill.tensor_shape.dim.add(size=3)
+    outputs, _ = saved.predict("generate_ids", ids=fill, lengths=np.array([3], np.int32))
+    assert outputs["ids"].tolist() == [[5, 8, 8]]
 
-    # The step signature: fixed dimensions, float and bool states, one batch.
-    state = predict("encode", source_ids=ids[:2])[0]
-    state.pop("start_ids")
-    tokens = np.array([2, 2], np.int32)
-    assert set(predict("step", tokens=tokens, **state)[0]) >= {"logits"}
-    bad = dict(state, state_decoder_h_0=state["state_decoder_h_0"][:, :5])
-    refused(CODE.INVALID_ARGUMENT, "input 'state_decoder_h_0'", "[-1, 8]", signature="step",
-            tokens=tokens, **bad)
-    nan = state["state_decoder_c_0"].copy()
-    nan[1, 3] = np.nan
-    refused(CODE.INVALID_ARGUMENT, "input 'state_decoder_c_0'", "NaN", signature="step",
-            tokens=tokens, **dict(state, state_decoder_c_0=nan))
-    refused(CODE.INVALID_ARGUMENT, "disagree on the batch", signature="step",
-            tokens=np.array([2], np.int32), **state)
+    state = np.zeros((2, 4), np.float32)
+    tokens, done = np.array([1, 2], np.int32), np.array([False, False])
+    refused(CODE.INVALID_ARGUMENT, "input 'state'", "[-1, 4]", signature="step",
+            tokens=tokens, state=state[:, :3], done=done)
+    state[1, 3] = np.nan
+    refused(CODE.INVALID_ARGUMENT, "input 'state'", "NaN", signature="step", tokens=tokens,
+            state=state, done=done)
     # An error raised inside the model: its first line, without the server's paths.
-    refused(CODE.INVALID_ARGUMENT, signature="translate_ids",
-            source_ids=np.array([[10_000]], np.int32))
+    refused(CODE.INVALID_ARGUMENT, "token id out of range", signature="generate_ids",
+            ids=np.array([[10_000]], np.int32), lengths=np.array([1], np.int32))
 
     # What TF Serving has and this server does not.
     for call, message in (
@@ -290,7 +368,7 @@ def test_refusals(exported, saved):
         (saved.models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest()),
     ):
         saved.refused(lambda: call(message), CODE.UNIMPLEMENTED, "is not supported")
-    assert saved.http.get("/healthz").status_code == 200
+    assert saved.predict(prompts=text)[0]["outputs"].tolist() == [b"HELLO|v1"]
 
 
 # -- overload and deadlines --------------------------------------------------------
@@ -356,9 +434,7 @@ def test_overload_and_deadlines(tmp_path):
 
 
 def test_grpc_port_option(tmp_path, capsys):
-    from keras_seq.serving import cli
-
-    parser = cli.add_arguments(__import__("argparse").ArgumentParser())
+    parser = cli.add_arguments(argparse.ArgumentParser())
     assert parser.parse_args([str(tmp_path)]).grpc_port is None
     assert parser.parse_args([str(tmp_path), "--grpc-port", "8500"]).grpc_port == 8500
     for bad in ("0", "65536", "x"):
@@ -368,3 +444,46 @@ def test_grpc_port_option(tmp_path, capsys):
     assert "must differ" in capsys.readouterr().err
     with pytest.raises(ValueError, match="grpc_port"):
         serving.create_app(tmp_path, grpc_port=-1)
+
+
+# -- a real translator --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_translator_equals_rest_and_the_model(tmp_path):
+    """A tiny exported attention translator, SavedModel and ONNX: text and id signatures."""
+    from export_helpers import SOURCES, encode_sources, export_with_beam, translator_tokenizers
+    from keras_seq.models import AttentionSeq2Seq
+
+    source, target = translator_tokenizers()
+    model = AttentionSeq2Seq(source.vocab_size, target.vocab_size, embedding_dim=8, units=8,
+                             max_length=10)
+    *_, path = export_with_beam(model, source, target, tmp_path / "fra-eng", 8)
+    loaded = tf.saved_model.load(path).signatures
+    ids = encode_sources(source)
+    calls = {"translate": {"sentences": SOURCES}, "translate_ids": {"source_ids": ids}}
+    for onnx_backend, signatures in ((False, ("translate", "translate_ids")),
+                                     (True, ("translate_ids",))):
+        with serve(tmp_path, onnx=onnx_backend) as server:
+            for signature in signatures:
+                inputs = calls[signature]
+                expected = {k: v.numpy() for k, v in loaded[signature](
+                    **{k: tf.constant(v) for k, v in inputs.items()}).items()}
+                grpc_inputs = {k: np.array(v, dtype=object) if k == "sentences" else v
+                               for k, v in inputs.items()}
+                outputs, spec = server.predict(signature, model="fra-eng", **grpc_inputs)
+                body = {"signature_name": signature,
+                        "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()}}
+                rest = server.http.post("/v1/models/fra-eng:predict", json=body).json()["outputs"]
+                assert spec.signature_name == signature and spec.version.value == 1
+                assert sorted(outputs) == sorted(rest) == sorted(expected)
+                for name, value in expected.items():
+                    if value.dtype == object:
+                        assert outputs[name].tolist() == value.tolist()
+                        assert rest[name] == [s.decode() for s in value.tolist()]
+                    elif name == "scores" and onnx_backend:
+                        np.testing.assert_allclose(outputs[name], value, atol=1e-4)
+                        np.testing.assert_array_equal(rest[name], outputs[name])
+                    else:
+                        np.testing.assert_array_equal(outputs[name], value)
+                        np.testing.assert_array_equal(rest[name], value)
