@@ -177,6 +177,7 @@ BAD_ARGUMENTS = [
     (["train-lm", "--model", "lstmm"], "--model: invalid choice: 'lstmm'"),
     (["train-translator", "--dropout", "1"], "--dropout: must be in [0, 1)"),
     (["serve", "{tmp}", "--port", "70000"], "--port: must be a TCP port in 1..65535"),
+    (["serve", "{tmp}", "--grpc-port", "0"], "--grpc-port: must be a TCP port in 1..65535"),
     # Every serve flag comes from keras_seq.serving.cli.add_arguments, with its range.
     (["serve", "{tmp}", "--workers", "0"], "argument --workers: must be an integer in 1..1024"),
     (["serve", "{tmp}", "--max-batch", "0"], "argument --max-batch: must be an integer in 1.."),
@@ -403,13 +404,14 @@ def test_serve_passes_every_option_to_the_server(tmp_path, monkeypatch):
     args, target = cli.prepare(["serve", str(tmp_path), "--workers", "3", "--max-batch", "8",
                                 "--poll-interval", "0", "--max-queue", "5", "--queue-timeout-ms", "100",
                                 "--request-timeout-ms", "900", "--no-warmup", "--max-body-bytes", "4096",
-                                "--max-versions", "2", "--max-string-length", "64", "--port", "9001"])
+                                "--max-versions", "2", "--max-string-length", "64", "--port", "9001",
+                                "--grpc-port", "9002"])
     assert target == ("keras_seq.cli", "_run_serve")
     cli._run_serve(args)
     assert calls == [(str(tmp_path), dict(
         host="127.0.0.1", port=9001, onnx=False, poll_interval=0.0, max_body_bytes=4096, max_batch=8,
         max_string_length=64, max_versions=2, workers=3, max_queue=5, queue_timeout_ms=100,
-        request_timeout_ms=900, warmup=False))]
+        request_timeout_ms=900, warmup=False, grpc_port=9002))]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -390,7 +390,8 @@ class _SleepBackend(serving.SavedModelBackend):
 
 
 def test_overload_and_deadlines(tmp_path):
-    """A full queue: RESOURCE_EXHAUSTED with retry-after; deadlines: DEADLINE_EXCEEDED."""
+    """A full queue: RESOURCE_EXHAUSTED with retry-after; deadlines: DEADLINE_EXCEEDED;
+    shutdown waits for the RPC in flight."""
     (tmp_path / "slow" / "1").mkdir(parents=True)
     (tmp_path / "slow" / "1" / "saved_model.pb").write_bytes(b"")
     app = serving.create_app(tmp_path, workers=1, max_queue=1, queue_timeout_ms=400,
@@ -430,7 +431,16 @@ def test_overload_and_deadlines(tmp_path):
         time.sleep(0.8)
         assert sleep(0.0).tolist() == [0.0]
         server.refused(lambda: sleep(float("nan")), CODE.INVALID_ARGUMENT, "NaN")
-        server.channel.close()
+        # Shutting down lets the RPC in flight finish.
+        last = threading.Thread(target=lambda: answers.setdefault("last", sleep(0.5)))
+        last.start()
+        time.sleep(0.2)
+    last.join()
+    assert answers["last"].tolist() == [0.5]
+    with pytest.raises(grpc.RpcError) as stopped:  # and then stops the gRPC server
+        sleep(0.0, timeout=5)
+    assert stopped.value.code() == CODE.UNAVAILABLE
+    server.channel.close()
 
 
 def test_grpc_port_option(tmp_path, capsys):

@@ -16,7 +16,8 @@ from keras_seq.cli.parser import subparser
 # `run_server` keyword arguments, each the flag's `dest` (see `add_arguments`).
 SERVER_OPTIONS = ("host", "port", "onnx", "poll_interval", "max_body_bytes", "max_batch",
                   "max_string_length", "max_versions", "workers", "max_queue",
-                  "queue_timeout_ms", "request_timeout_ms", "warmup")
+                  "queue_timeout_ms", "request_timeout_ms", "warmup",
+                  "grpc_port")
 
 
 def add_parsers(subparsers):
@@ -27,12 +28,13 @@ def add_parsers(subparsers):
         subparsers,
         "serve",
         "serve an exported model over HTTP",
-        "Serve exported models over HTTP with TF Serving's REST API: every "
+        "Serve exported models with TF Serving's REST API (and gRPC API with --grpc-port): every "
         "`NAME/VERSION/` under DIR, or one model's directory.",
         [
             "keras-seq serve exported/                  # every exported/NAME/VERSION/",
             "keras-seq serve exported/fra-eng --onnx --port 9000",
             "keras-seq serve exported/ --workers 8 --max-queue 64 --request-timeout-ms 5000",
+            "keras-seq serve exported/ --grpc-port 8500      # TF Serving's gRPC API too",
         ],
     )
     add_arguments(p)

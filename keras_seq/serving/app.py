@@ -307,9 +307,11 @@ async def _lifespan(app):
     if state.pools.requests._shutdown:  # a second lifespan (e.g. a restarted test client)
         state.pools.renew()
     state.admission = admission.Admission(*state.admission_limits)  # bound to this loop
+    grpc_server = _bind_grpc(state)  # gRPC beside REST (grpc_api.py); a port in use fails here
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(state.pools.loader, lambda: state.registry.poll(initial=True))
-    grpc_server = await _start_grpc(state)  # gRPC beside REST: grpc_api.py
+    if grpc_server is not None:
+        await grpc_server.start()
     log_event(logging.INFO, "server_ready", base_dir=str(state.registry.base_dir),
               backend=state.registry.backend.name, models=state.registry.models())
     poller = asyncio.create_task(_poll_forever(state)) if state.poll_interval else None
@@ -327,19 +329,19 @@ async def _lifespan(app):
         state.pools.shutdown()
 
 
-async def _start_grpc(state):
-    """Starts TF Serving's gRPC API on `state.grpc_address` (None: off); sets `state.grpc_port`."""
+def _bind_grpc(state):
+    """TF Serving's gRPC API bound to `state.grpc_address` (None: off), not yet started."""
     if state.grpc_address is None:
         return None
     from keras_seq.serving import grpc_api  # imports TensorFlow (its protos)
 
     host, port = state.grpc_address
     try:
-        server, state.grpc_port = await grpc_api.start(state, host, port)
+        server, state.grpc_port = grpc_api.bind(state, host, port)
     except OSError as error:
         log_event(logging.ERROR, "grpc_failed", error=_one_line(error))
         raise
-    log_event(logging.INFO, "grpc_ready", host=host, port=state.grpc_port)
+    log_event(logging.INFO, "grpc_bound", host=host, port=state.grpc_port)
     return server
 
 

@@ -1,8 +1,9 @@
 """TF Serving's gRPC API beside REST, over the same registry, admission and threads.
 
-`start(state, host, port)` serves, on the app's event loop (`grpc.aio`),
-the services of the `tensorflow-serving-api` protos, so that a client
-written for TF Serving's gRPC works unchanged:
+`bind(state, host, port)` makes the `grpc.aio` server that the app's lifespan
+starts on its event loop (and stops gracefully). It serves the services of
+the `tensorflow-serving-api` protos, so that a client written for TF
+Serving's gRPC works unchanged:
 
     tensorflow.serving.PredictionService/Predict           PredictRequest -> PredictResponse
     tensorflow.serving.PredictionService/GetModelMetadata  signature_def (a SignatureDefMap
@@ -244,8 +245,11 @@ class ModelService(_Service, model_service_pb2_grpc.ModelServiceServicer):
             "models are loaded from the model base directory as they appear (--poll-interval)")
 
 
-async def start(state, host, port):
-    """Starts the gRPC services on `host:port` in the running event loop.
+def bind(state, host, port):
+    """The gRPC services bound to `host:port`, to start in the app's event loop.
+
+    Binding first (before the models load) refuses a port in use at once;
+    clients that connect before `await server.start()` wait for it.
 
     Args:
         state: the app's `state` (`registry`, `limits`, `pools`, `admission`).
@@ -253,15 +257,16 @@ async def start(state, host, port):
         port: the TCP port; 0 picks a free one.
 
     Returns:
-        (the started `grpc.aio.Server`, the port it listens on); stop it with
-        `await server.stop(GRACE_SECONDS)`.
+        (a `grpc.aio.Server`, the port it is bound to); run it with
+        `await server.start()`, stop it with `await server.stop(GRACE_SECONDS)`.
 
     Raises:
         OSError: the address cannot be bound (e.g. the port is in use).
 
     Example:
 
-    >>> server, port = await start(app.state, "127.0.0.1", 8500)  # doctest: +SKIP
+    >>> server, port = bind(app.state, "127.0.0.1", 8500)  # doctest: +SKIP
+    >>> await server.start()                               # doctest: +SKIP
     """
     server = grpc.aio.server(options=[
         ("grpc.so_reuseport", 0),  # a port in use is an error, not shared
@@ -278,5 +283,4 @@ async def start(state, host, port):
     if not bound:
         raise OSError(f"cannot listen for gRPC on {address} (in use, or not an address of "
                       "this machine)")
-    await server.start()
     return server, bound
