@@ -31,6 +31,11 @@ REST API (the subset of TF Serving's that TF Serving clients use):
     GET  /v1/models                              every model and its versions (extension)
     GET  /healthz, /v1/health                    liveness
 
+gRPC API (`create_app(..., grpc_port=P)`, `--grpc-port P`): TF Serving's
+`PredictionService` (`Predict`, `GetModelMetadata`) and `ModelService`
+(`GetModelStatus`) beside REST, over the same models, queue and limits; see
+`keras_seq.serving.grpc_api`.
+
 Strings travel as JSON strings (UTF-8); binary values may be sent as
 `{"b64": "..."}` and an output string that is not valid UTF-8 (or whose output
 name ends in `_bytes`, as in TF Serving) comes back as `{"b64": "..."}`.
@@ -108,6 +113,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 #   registry    ModelRegistry: scanning, loading and hot-swapping versions
 #   codec       JSON request bodies <-> NumPy arrays
 #   app         create_app: the Starlette app and its handlers
+#   grpc_api    TF Serving's gRPC services beside REST (grpc.aio on the app's loop)
+#   grpc_tensors  TensorProto <-> NumPy, checked as the codec checks JSON
 #   logs        one JSON line per event (JsonFormatter, configure_logging)
 #   defaults    the default limits and options (a light module)
 #   cli         add_arguments, run_server, serve, main (python -m keras_seq.serving)
@@ -130,8 +137,8 @@ _EXPORTS = {
     "PREDICT_METHOD": "signatures",
     "RequestError": "signatures",
 }
-_SUBMODULES = {"admission", "app", "backends", "cli", "codec", "defaults", "logs", "registry",
-               "signatures", "warmup"}
+_SUBMODULES = {"admission", "app", "backends", "cli", "codec", "defaults", "grpc_api",
+               "grpc_tensors", "logs", "registry", "signatures", "warmup"}
 
 from keras_seq.serving.defaults import (  # noqa: E402,F401
     DEFAULT_MAX_BATCH,
