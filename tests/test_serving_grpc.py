@@ -497,3 +497,30 @@ def test_translator_equals_rest_and_the_model(tmp_path):
                     else:
                         np.testing.assert_array_equal(outputs[name], value)
                         np.testing.assert_array_equal(rest[name], value)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64", "int8", "int16",
+                                   "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                                   "bool", "string"])
+def test_tensor_protos_round_trip_as_tensorflow_reads_them(dtype):
+    """grpc_tensors reads what `tf.make_tensor_proto` writes (typed fields for one value,
+    tensor_content for more) and writes what `tf.make_ndarray` reads."""
+    from keras_seq.serving import codec, grpc_tensors
+
+    tf_dtype = tf.string if dtype == "string" else tf.as_dtype(dtype)
+    for shape in ([1], [2, 3]):
+        size = int(np.prod(shape))
+        if dtype == "string":
+            value = np.array([f"é{i}".encode() for i in range(size)], dtype=object)
+        elif dtype == "bool":
+            value = np.arange(size) % 2 == 0
+        else:
+            value = tf.constant(np.arange(1, size + 1) * 3, dtype=tf_dtype).numpy()
+        value = value.reshape(shape)
+        signature = Signature("s", {"x": TensorInfo("x", dtype, [None] * len(shape))}, {}, None)
+        proto = tf.make_tensor_proto(value, dtype=tf_dtype)
+        arrays, batch = grpc_tensors.to_inputs({"x": proto}, signature, codec.Limits())
+        assert batch == shape[0] and arrays["x"].shape == tuple(shape)
+        assert arrays["x"].tolist() == value.tolist()
+        back = tf.make_ndarray(grpc_tensors.to_proto(arrays["x"], "x"))
+        assert back.dtype == value.dtype and back.tolist() == value.tolist()

@@ -127,7 +127,8 @@ def _check_values(array, info, where, limits):
                 raise RequestError(
                     f"{where}: string at index {index} is {len(item)} bytes long, over the "
                     f"limit of {limits.max_string_length}")
-    elif info.kind == "float" and not np.isfinite(array.astype(np.float32)).all():
+    elif info.kind == "float" and not np.isfinite(
+            array if array.dtype.kind == "f" else array.astype(np.float32)).all():  # bfloat16
         raise RequestError(f"{where}: NaN and infinite values are not accepted")
 
 
