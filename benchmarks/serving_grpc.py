@@ -102,8 +102,10 @@ def _same_answer(server, target, path, body, request):
 
 def run(args):
     grpc_port = _free_port()
+    # What is measured is the protocol, not the admission: no request waits long enough
+    # to be refused (`--max-queue`, `--queue-timeout-ms`), unless `--server-args` says so.
     server = ServerProcess(args.dir, False, args.startup_timeout,
-                           extra_args=["--grpc-port", str(grpc_port)])
+                           extra_args=["--grpc-port", str(grpc_port)] + args.server_args.split())
     target = f"127.0.0.1:{grpc_port}"
     rows = []
     try:
@@ -175,6 +177,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=2, help="REST/gRPC alternations per level")
     parser.add_argument("--max-requests", type=int, default=100_000,
                         help="upper bound of requests per cell")
+    parser.add_argument("--server-args", default="--max-queue 1024 --queue-timeout-ms 60000 "
+                        "--request-timeout-ms 120000", help="more flags for the server")
     parser.add_argument("--startup-timeout", type=float, default=300.0)
     parser.add_argument("--json", default=None, help="also write the raw results here")
     argv = sys.argv[1:] if argv is None else argv

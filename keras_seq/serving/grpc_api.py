@@ -22,12 +22,14 @@ the same one-line message (never a server path): 400 -> INVALID_ARGUMENT
 (inputs are checked by `grpc_tensors`, as the REST codec checks JSON),
 404 -> NOT_FOUND, 503 -> RESOURCE_EXHAUSTED with the wait in seconds in the
 `retry-after` trailing metadata (REST's `Retry-After` header), 504 ->
-DEADLINE_EXCEEDED. The client's gRPC deadline is honoured: a request is
+DEADLINE_EXCEEDED; a message over `max_body_bytes` is refused by gRPC itself
+(RESOURCE_EXHAUSTED). The client's gRPC deadline is honoured: a request is
 dropped once it is past, whichever of it and `request_timeout_ms` comes first.
 Each RPC is logged as one JSON line (`event: "request"`, `protocol: "grpc"`).
 
 Importing this module imports TensorFlow (the protos are TensorFlow's), so
-the app imports it only when a gRPC port is given.
+the app imports it only when a gRPC port is given (`--onnx --grpc-port`
+therefore loads TensorFlow, which `--onnx` alone does not).
 """
 
 import asyncio
