@@ -9,7 +9,9 @@
 - atomic checkpoints after every epoch in `run_dir/checkpoints/`:
   `last.weights.h5` (model + optimizer, the training state in its HDF5
   attributes), `best.weights.h5` (model weights with the lowest validation
-  loss) and `state.json` (a readable copy of the state);
+  loss) and `state.json` (a readable copy of the state); with
+  `average_last=N`, the weights of the last N epochs and, at the end, their
+  mean `averaged.weights.h5` (`average_checkpoints` averages any checkpoints);
 - early stopping on the validation loss, a wall-clock budget that stops after
   the current batch, TensorBoard logs and a CSV history in `run_dir/logs/`;
 - `resume=True`: model and optimizer come back from `last` and training goes on
@@ -78,6 +80,8 @@ from keras_seq.training.checkpoints import STATE_ATTR
 from keras_seq.training.checkpoints import _load_model_weights
 from keras_seq.training.checkpoints import _remove_stale_temporaries
 from keras_seq.training.checkpoints import _save_checkpoint
+from keras_seq.training.checkpoints import average_checkpoints
+from keras_seq.training.checkpoints import epoch_checkpoints
 from keras_seq.training.checkpoints import read_checkpoint_state
 from keras_seq.training.config import DEFAULT_LEARNING_RATES
 from keras_seq.training.config import LR_SCHEDULES
@@ -146,6 +150,8 @@ __all__ = [
     "RunProgress",
     "TimeBudget",
     "TrainConfig",
+    "average_checkpoints",
+    "epoch_checkpoints",
     "get_strategy",
     "is_chief",
     "make_optimizer",

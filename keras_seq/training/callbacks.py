@@ -17,6 +17,7 @@ from tensorflow.core.framework import summary_pb2
 from keras_seq import runs
 from keras_seq.training import multi_worker
 from keras_seq.training.checkpoints import _save_checkpoint
+from keras_seq.training.checkpoints import save_epoch_checkpoint
 from keras_seq.training.state import STOP_COMPLETED
 from keras_seq.training.state import STOP_EARLY
 from keras_seq.training.state import STOP_TIME
@@ -183,7 +184,8 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     Updates `state` (epoch, elapsed time, best value, stop reason, history),
     then writes `best` (when the monitored value improved), `last` (with the
-    state), `state.json` and `logs/history.csv`.
+    state), the epoch's own weights (with `config.average_last`, keeping the
+    newest N), `state.json` and `logs/history.csv`.
 
     Args:
         config: the run's `TrainConfig`.
@@ -231,6 +233,9 @@ class RunCheckpoint(keras.callbacks.Callback):
             # No finite monitored value yet: keep the current weights as best.
             _save_checkpoint(self.model, run.best_weights, None)
         _save_checkpoint(self.model, run.last_weights, _public_state(state))
+        if self.config.average_last:
+            save_epoch_checkpoint(self.model, run.checkpoints_dir, epoch + 1,
+                                  self.config.average_last)
         runs.write_json_atomic(run.state_path, _public_state(state))
         _write_history_csv(run.logs_dir / "history.csv", state["history"])
 

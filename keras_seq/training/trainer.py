@@ -13,6 +13,8 @@ from keras_seq.training.callbacks import EpochSummaries
 from keras_seq.training.callbacks import _make_callbacks
 from keras_seq.training.checkpoints import _load_model_weights
 from keras_seq.training.checkpoints import _remove_stale_temporaries
+from keras_seq.training.checkpoints import average_checkpoints
+from keras_seq.training.checkpoints import epoch_checkpoints
 from keras_seq.training.checkpoints import read_checkpoint_state
 from keras_seq.training.config import TrainConfig
 from keras_seq.training.devices import _has_gpu
@@ -204,12 +206,16 @@ def _train(
         if reason:
             if resolve_verbose(config.verbose):
                 _log(f"{run.path}: {reason}; nothing to resume")
-            if config.restore_best and run.best_weights.is_file():
+            if config.average_last and run.averaged_weights.is_file():
+                _load_model_weights(model, run.averaged_weights)
+            elif config.restore_best and run.best_weights.is_file():
                 _load_model_weights(model, run.best_weights)
             return model, _history(state, state.get("stop_reason"), initial_epoch)
         if resolve_verbose(config.verbose):
             _log(f"{run.path}: resuming at epoch {initial_epoch + 1}/{config.epochs}")
         state["stop_reason"] = None
+    if run.averaged_weights.is_file():  # an average of earlier epochs: stale once training goes on
+        run.averaged_weights.unlink()
 
     own, checkpoint = _make_callbacks(config, run, state, monitor, session_start)
     all_callbacks = [*own, *callbacks, checkpoint, EpochSummaries(run.logs_dir)]
@@ -233,11 +239,34 @@ def _train(
         )
         if multi_worker.is_multi_worker(strategy):  # a barrier: no worker leaves early
             multi_worker.check_workers_agree(strategy, state["epoch"], "last epoch trained")
-    if config.restore_best and run.best_weights.is_file() and state.get("best_epoch") != state["epoch"]:
+    averaged = bool(config.average_last) and _average_last_epochs(model, run, config, verbose)
+    if not averaged and config.restore_best and run.best_weights.is_file() and state.get("best_epoch") != state["epoch"]:
         _load_model_weights(model, run.best_weights)
     if verbose:
         _log_stop(state, config, monitor)
     return model, _history(state, state.get("stop_reason"), initial_epoch)
+
+
+def _average_last_epochs(model, run, config, verbose):
+    """Writes the mean of the last `config.average_last` epoch checkpoints and loads it.
+
+    Returns:
+        Whether the model now holds averaged weights (a run with fewer than
+        two epoch checkpoints has nothing to average: a note says so).
+    """
+    paths = epoch_checkpoints(run.checkpoints_dir)[-config.average_last:]
+    if len(paths) < 2:
+        if verbose:
+            _log(f"only {len(paths)} epoch checkpoint: nothing to average (--average-last "
+                 f"{config.average_last}); the model keeps the {'best' if config.restore_best else 'last'} weights")
+        return False
+    average_checkpoints(paths, to=run.averaged_weights)
+    _load_model_weights(model, run.averaged_weights)
+    if verbose:
+        names = ", ".join(p.name[len("epoch-"):-len(".weights.h5")].lstrip("0") for p in paths)
+        _log(f"averaged the weights of epochs {names} into "
+             f"{runs.CHECKPOINTS_DIR}/{runs.AVERAGED_WEIGHTS}")
+    return True
 
 
 def _total_steps(config, train_data, steps_per_epoch):

@@ -1,0 +1,118 @@
+"""Ensembles (issue 15, item 3): `keras_seq.models.Ensemble` through the generative contract,
+`Translator.from_run([...])`, and `translate` / `evaluate --ensemble`."""
+
+import io
+from contextlib import redirect_stderr, redirect_stdout
+
+import keras
+import numpy as np
+import pytest
+
+import keras_seq as ks
+from keras_seq import cli
+from keras_seq.errors import InputError
+from keras_seq.models import AttentionSeq2Seq, Ensemble, RNNLanguageModel, Transformer
+
+SOURCE = np.array([[5, 6, 7, 8, 3], [4, 9, 3, 0, 0], [10, 3, 0, 0, 0]], "int32")
+MAX_LENGTH = 6
+
+
+@pytest.fixture(scope="module")
+def members():
+    keras.utils.set_random_seed(3)
+    rnn = AttentionSeq2Seq(11, 13, embedding_dim=8, units=12, max_length=12)
+    transformer = Transformer(11, 13, d_model=16, num_heads=2, ff_dim=32, num_layers=1,
+                              dropout=0.0, max_length=12)
+    return rnn, transformer
+
+
+def _np(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def _log_mean_probs(models, states, tokens):
+    """numpy: log of the mean of the members' softmax, and their next states."""
+    probs, new_states = [], []
+    for model, state in zip(models, states):
+        logits, state = model.step(tokens, state)
+        logits = _np(logits).astype("float64")
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        probs.append(e / e.sum(-1, keepdims=True))
+        new_states.append(state)
+    return np.log(np.mean(probs, axis=0)), new_states
+
+
+def _oracle_greedy(models, source, max_length, end_id=3):
+    states = [m.decoding_state(source, max_length) for m in models]
+    tokens = np.full([len(source)], 2, "int32")
+    ids = np.zeros([len(source), max_length], "int32")
+    scores = np.zeros(len(source))
+    finished = np.zeros(len(source), bool)
+    for t in range(max_length):
+        logp, states = _log_mean_probs(models, states, tokens)
+        chosen = logp.argmax(-1)
+        scores += np.where(finished, 0.0, logp[np.arange(len(source)), chosen])
+        ids[:, t] = np.where(finished, 0, chosen)
+        finished |= chosen == end_id
+        tokens = np.where(finished, end_id, chosen).astype("int32")
+    return ids, scores
+
+
+def _oracle_score(models, source, ids, end_id=3):
+    """Summed log mean probability of given hypotheses (teacher-forced), up to EOS."""
+    states = [m.decoding_state(source, ids.shape[1]) for m in models]
+    tokens = np.full([len(source)], 2, "int32")
+    scores = np.zeros(len(source))
+    done = np.zeros(len(source), bool)
+    for t in range(ids.shape[1]):
+        logp, states = _log_mean_probs(models, states, tokens)
+        scores += np.where(done, 0.0, logp[np.arange(len(source)), ids[:, t]])
+        done |= ids[:, t] == end_id
+        tokens = ids[:, t].astype("int32")
+    return scores
+
+
+def test_an_ensemble_of_a_model_with_itself_is_that_model(members):
+    for model in members:
+        ensemble = Ensemble([model, model])
+        for strategy in ("greedy", ks.decoding.BeamSearch(3, num_return=2)):
+            alone = model.generate(SOURCE, max_length=MAX_LENGTH, strategy=strategy,
+                                   return_attention=True)
+            both = ensemble.generate(SOURCE, max_length=MAX_LENGTH, strategy=strategy,
+                                     return_attention=True)
+            np.testing.assert_array_equal(_np(both.ids), _np(alone.ids))
+            np.testing.assert_array_equal(_np(both.lengths), _np(alone.lengths))
+            np.testing.assert_allclose(_np(both.scores), _np(alone.scores), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(_np(both.attention), _np(alone.attention), atol=1e-6)
+
+
+def test_greedy_ensemble_matches_the_averaged_probabilities_oracle(members):
+    result = Ensemble(members).generate(SOURCE, max_length=MAX_LENGTH)
+    ids, scores = _oracle_greedy(members, SOURCE, MAX_LENGTH)
+    np.testing.assert_array_equal(_np(result.ids)[:, 0], ids)
+    np.testing.assert_allclose(_np(result.scores)[:, 0], scores, rtol=1e-5, atol=1e-4)
+    # The two members alone decode differently: the oracle is not trivially one of them.
+    alone = [_np(m.generate(SOURCE, max_length=MAX_LENGTH).ids)[:, 0] for m in members]
+    assert not all(np.array_equal(ids, a) for a in alone)
+
+
+def test_beam_search_scores_are_the_ensembles_log_probabilities(members):
+    result = Ensemble(members).generate(SOURCE, max_length=MAX_LENGTH,
+                                        strategy=ks.decoding.BeamSearch(4, num_return=2))
+    ids, scores = _np(result.ids), _np(result.scores)
+    for r in range(2):
+        np.testing.assert_allclose(scores[:, r], _oracle_score(members, SOURCE, ids[:, r]),
+                                   rtol=1e-5, atol=1e-4)
+    greedy = _oracle_greedy(members, SOURCE, MAX_LENGTH)[1]
+    assert np.all(scores[:, 0] >= greedy - 1e-4)  # the beam finds at least the greedy path
+
+
+def test_members_that_do_not_agree_are_refused(members):
+    rnn, _ = members
+    with pytest.raises(InputError, match="at least 2 members"):
+        Ensemble([rnn])
+    other = AttentionSeq2Seq(11, 14, embedding_dim=8, units=12, max_length=12)
+    with pytest.raises(InputError, match="member 1 has output vocabulary size 14, member 0 has 13"):
+        Ensemble([rnn, other])
+    with pytest.raises(InputError, match="member 1 has task 'language_model'"):
+        Ensemble([rnn, RNNLanguageModel(vocab_size=13, stateful=False)])
