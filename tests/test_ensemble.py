@@ -2,8 +2,12 @@
 `Translator.from_run([...])`, and `translate` / `evaluate --ensemble`."""
 
 import io
+import shutil
 from contextlib import redirect_stderr, redirect_stdout
 
+from pathlib import Path
+
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -116,3 +120,82 @@ def test_members_that_do_not_agree_are_refused(members):
         Ensemble([rnn, other])
     with pytest.raises(InputError, match="member 1 has task 'language_model'"):
         Ensemble([rnn, RNNLanguageModel(vocab_size=13, stateful=False)])
+
+
+# ----------------------------------------------------------------------------
+# Translator runs as an ensemble: library and CLI
+# ----------------------------------------------------------------------------
+
+
+def _quiet(fn, *args, **kwargs):
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        result = fn(*args, **kwargs)
+    return result, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def translator_runs(tmp_path_factory):
+    """Run "a" (trained); "b": a copy with other weights; "other": a copy reading other ids."""
+    root = tmp_path_factory.mktemp("ensemble")
+    a, b, other = (str(root / name) for name in ("a", "b", "other"))
+    recipe = ks.TranslatorRecipe(units=8, embedding_dim=8, max_length=10).with_training(
+        epochs=1, batch_size=32, verbose=0)
+    _quiet(ks.train_translator, recipe, a, max_pairs=300)
+    shutil.copytree(a, b)
+    rng = np.random.default_rng(0)
+    with h5py.File(Path(b) / "checkpoints" / "best.weights.h5", "a") as f:
+        f.visititems(lambda name, obj: obj.write_direct(
+            (obj[()] + rng.normal(0, 0.3, obj.shape)).astype(obj.dtype))
+            if isinstance(obj, h5py.Dataset) and obj.dtype.kind == "f" else None)
+    shutil.copytree(a, other)
+    vocab = Path(other) / "vocab" / "source" / "vocab.txt"
+    words = vocab.read_text(encoding="utf-8").split("\n")
+    words[5], words[6] = words[6], words[5]  # same size, two words swapped
+    vocab.write_text("\n".join(words), encoding="utf-8")
+    return {"a": a, "b": b, "other": other}
+
+
+SENTENCES = ["I am cold.", "Go.", "Who is it?"]
+
+
+def test_translator_ensemble_of_a_run_with_itself_translates_like_the_run(translator_runs):
+    run = translator_runs["a"]
+    alone = ks.Translator.from_run(run).translate(SENTENCES, beam=2, n_best=2)
+    both_translator = ks.Translator.from_run([run, run])
+    assert isinstance(both_translator.model, Ensemble)
+    both = both_translator.translate(SENTENCES, beam=2, n_best=2)
+    for x, y in zip(alone, both):
+        assert [t for t, _ in x.hypotheses] == [t for t, _ in y.hypotheses]
+        np.testing.assert_allclose([s for _, s in x.hypotheses], [s for _, s in y.hypotheses],
+                                   rtol=1e-5, atol=1e-4)
+
+
+def test_translator_ensemble_of_two_runs(translator_runs):
+    translator = ks.Translator.from_run([translator_runs["a"], translator_runs["b"]])
+    results = translator.translate(SENTENCES, greedy=True)
+    assert all(r.error is None and r.text for r in results)
+    alone = [ks.Translator.from_run(translator_runs[n]).translate(SENTENCES, greedy=True)
+             for n in ("a", "b")]
+    assert [r.hypotheses for r in alone[0]] != [r.hypotheses for r in alone[1]]
+    with pytest.raises(InputError, match="an ensemble cannot be exported"):
+        translator.export("unused")
+
+
+def test_members_with_other_vocabularies_are_refused_before_decoding(translator_runs):
+    with pytest.raises(InputError, match="have different source vocabularies .token 5 is"):
+        ks.Translator.from_run([translator_runs["a"], translator_runs["other"]])
+
+
+def test_cli_translate_and_evaluate_with_an_ensemble(translator_runs, capsys):
+    a, b, other = translator_runs["a"], translator_runs["b"], translator_runs["other"]
+    assert cli.main(["translate", a, *SENTENCES, "--ensemble", b, "--greedy"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == len(SENTENCES)
+    assert cli.main(["evaluate", a, "--ensemble", b, "--beam", "2", "-q"]) == 0
+    assert "beam 2" in capsys.readouterr().out
+    for argv in (["translate", a, "Go.", "--ensemble", other], ["evaluate", a, "--ensemble", other]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "error: ensemble members" in err and "different source vocabularies" in err
+        assert len(err.strip().splitlines()) == 1

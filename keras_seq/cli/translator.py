@@ -11,11 +11,11 @@ Flags map onto the library; no Namespace leaves this module:
                test_data=--test-data, reverse=, max_pairs=, overwrite=)`;
                with --resume, `train_translator(None, --run-dir, resume=True,
                train_overrides={given training flags})` (the run's own recipe).
-    translate  `translation_commands.translate_lines(RUN, sentences, beam=,
+    translate  `translation_commands.translate_lines([RUN, *--ensemble], sentences, beam=,
                length_penalty=, n_best=, max_length=, plot=)`: sentences from
                TEXT, --input FILE or stdin (blank lines kept so outputs align),
                beam None with --greedy; --plot checks the plot extra first.
-    evaluate   `translation_commands.evaluate_run(RUN, data=, split=, beam=)`:
+    evaluate   `translation_commands.evaluate_run([RUN, *--ensemble], data=, split=, beam=)`:
                `Translator.from_run(RUN).evaluate(...)`, printed by `format_scores`.
     export     `translation_commands.export_run(RUN, --to, version=, onnx=)`:
                `Translator.export`; the onnx extra is checked first.
@@ -130,7 +130,28 @@ def _add_translate(subparsers):
         "--plot", metavar="PNG", help="save the attention weights of the first sentence as an image"
     )
     p.add_argument("--max-length", type=positive_int, help="maximum output length in tokens")
+    add_ensemble_flag(p)
     p.set_defaults(handler=_cmd_translate)
+
+
+def add_ensemble_flag(parser):
+    """`--ensemble RUN` (repeatable) of translate and evaluate."""
+    parser.add_argument(
+        "--ensemble", metavar="RUN", action="append",
+        help="also decode with the translator RUN (repeatable): the runs decode as one "
+        "ensemble, averaging their probabilities (greedy and beam search); they must share "
+        "RUN's vocabularies",
+    )
+
+
+def ensemble_runs(args, task):
+    """`[RUN, *--ensemble]` of translate / evaluate, checked before TensorFlow loads."""
+    extra = list(getattr(args, "ensemble", None) or [])
+    if extra and task != "translator":
+        raise errors.InputError("--ensemble applies to translator runs, not to language models")
+    for run in extra:
+        checks.run_config(run, task="translator", use="translate --ensemble")
+    return [args.run, *extra]
 
 
 def add_demo(subparsers):
@@ -182,6 +203,7 @@ def _cmd_translate(args):
 
         extras.check("plot", "--plot")
     checks.run_config(args.run, task="translator", use="generate")
+    ensemble_runs(args, "translator")
     return PACKAGE, "_run_translate"
 
 
@@ -273,7 +295,7 @@ def _run_translate(args):
     """Translates the sentences: `translation_commands.translate_lines`; returns its status."""
     from keras_seq.pipelines.translation_commands import translate_lines
 
-    return translate_lines(args.run, _read_sentences(args), beam=_translate_beam(args),
+    return translate_lines(ensemble_runs(args, "translator"), _read_sentences(args), beam=_translate_beam(args),
                            length_penalty=args.length_penalty, n_best=args.n_best,
                            max_length=args.max_length, plot=args.plot,
                            # a bar for lines read from a file or stdin, not for TEXT arguments
@@ -284,7 +306,7 @@ def _run_evaluate_translator(args):
     """Prints BLEU and chrF of the run: `translation_commands.evaluate_run`."""
     from keras_seq.pipelines.translation_commands import evaluate_run
 
-    return evaluate_run(args.run, data=args.data, split=args.split, beam=args.beam,
+    return evaluate_run(ensemble_runs(args, "translator"), data=args.data, split=args.split, beam=args.beam,
                         verbose=verbosity(args))
 
 
