@@ -94,6 +94,11 @@ def _add_train_translator(subparsers):
     g.add_argument(
         "--teacher-forcing-ratio", type=unit_interval, help="probability of feeding the gold token, in [0, 1]"
     )
+    g.add_argument(
+        "--early-stop-on", choices=("loss", "bleu"),
+        help="what picks the best checkpoint and early-stops: the validation loss, or the "
+        "greedy validation BLEU of up to 200 validation sentences computed every epoch",
+    )
     g.add_argument("--max-pairs", type=positive_int, help="use at most this many pairs")
     g.add_argument("--reverse", action="store_true", help="swap the columns (translate target -> source)")
     show_defaults(p, _translator_help_defaults())
@@ -224,7 +229,7 @@ def _cmd_demo(args):
 # are keras_seq.recipes.common.TRAIN_FIELDS; --seed also seeds the data split).
 _TRANSLATOR_RECIPE_FLAGS = ("tokenizer", "max_length", "units", "embedding_dim", "layers",
                             "dropout", "cell", "bidirectional", "attention", "input_feeding",
-                            "teacher_forcing_ratio", "sampled_softmax")
+                            "teacher_forcing_ratio", "sampled_softmax", "early_stop_on")
 _RNN_ONLY_FLAGS = ("cell", "attention", "input_feeding", "bidirectional", "teacher_forcing_ratio")
 
 

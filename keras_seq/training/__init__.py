@@ -13,7 +13,8 @@
   `average_last=N`, the weights of the last N epochs and, at the end, their
   mean `averaged.weights.h5` (`average_checkpoints` averages any checkpoints);
 - early stopping on the validation loss, a wall-clock budget that stops after
-  the current batch, TensorBoard logs and a CSV history in `run_dir/logs/`;
+  the current batch, TensorBoard logs and a CSV history in `run_dir/logs/`,
+  and `run_dir/training-curves.png` redrawn every epoch (with the `plot` extra);
 - `resume=True`: model and optimizer come back from `last` and training goes on
   at the next epoch, carrying the elapsed time, the best validation loss, the
   early-stopping and plateau counters and the history;
@@ -121,6 +122,7 @@ _LAZY = {
             "LearningRateController",
             "RunCheckpoint",
             "TimeBudget",
+            "TrainingCurves",
             "_current_lr",
             "_make_callbacks",
             "_scalars_metadata",
@@ -150,6 +152,7 @@ __all__ = [
     "RunProgress",
     "TimeBudget",
     "TrainConfig",
+    "TrainingCurves",
     "average_checkpoints",
     "epoch_checkpoints",
     "get_strategy",
