@@ -93,6 +93,11 @@ def test_an_ensemble_of_a_model_with_itself_is_that_model(members):
 def test_greedy_ensemble_matches_the_averaged_probabilities_oracle(members):
     result = Ensemble(members).generate(SOURCE, max_length=MAX_LENGTH)
     ids, scores = _oracle_greedy(members, SOURCE, MAX_LENGTH)
+    with_attention = Ensemble(members).generate(SOURCE, max_length=MAX_LENGTH,
+                                                return_attention=True)
+    np.testing.assert_array_equal(_np(with_attention.ids), _np(result.ids))
+    attention = _np(with_attention.attention)[:, 0]  # [N, L, S]: the members' mean, a distribution
+    np.testing.assert_allclose(attention[:, 0].sum(-1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(_np(result.ids)[:, 0], ids)
     np.testing.assert_allclose(_np(result.scores)[:, 0], scores, rtol=1e-5, atol=1e-4)
     # The two members alone decode differently: the oracle is not trivially one of them.
@@ -153,7 +158,12 @@ def translator_runs(tmp_path_factory):
     words = vocab.read_text(encoding="utf-8").split("\n")
     words[5], words[6] = words[6], words[5]  # same size, two words swapped
     vocab.write_text("\n".join(words), encoding="utf-8")
-    return {"a": a, "b": b, "other": other}
+    # A language-model run directory (refused by its config, before anything loads).
+    lm = root / "lm"
+    (lm / "checkpoints").mkdir(parents=True)
+    shutil.copy(Path(a) / "checkpoints" / "best.weights.h5", lm / "checkpoints")
+    (lm / "config.json").write_text('{"task": "lm", "model": {"type": "rnn", "config": {}}}')
+    return {"a": a, "b": b, "other": other, "lm": str(lm)}
 
 
 SENTENCES = ["I am cold.", "Go.", "Who is it?"]
@@ -194,6 +204,9 @@ def test_cli_translate_and_evaluate_with_an_ensemble(translator_runs, capsys):
     assert len(out.splitlines()) == len(SENTENCES)
     assert cli.main(["evaluate", a, "--ensemble", b, "--beam", "2", "-q"]) == 0
     assert "beam 2" in capsys.readouterr().out
+    lm = translator_runs["lm"]
+    assert cli.main(["translate", a, "Go.", "--ensemble", lm]) == 2
+    assert f"{lm} is a language-model run, not a translator run" in capsys.readouterr().err
     for argv in (["translate", a, "Go.", "--ensemble", other], ["evaluate", a, "--ensemble", other]):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err

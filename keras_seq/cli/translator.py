@@ -155,7 +155,7 @@ def ensemble_runs(args, task):
     if extra and task != "translator":
         raise errors.InputError("--ensemble applies to translator runs, not to language models")
     for run in extra:
-        checks.run_config(run, task="translator", use="translate --ensemble")
+        checks.run_config(run, task="translator", use="generate")
     return [args.run, *extra]
 
 
