@@ -1,4 +1,4 @@
-"""Attention heat maps (matplotlib, Agg backend: no display needed).
+"""Attention heat maps and training curves (matplotlib, no display needed).
 
 matplotlib comes with the `plot` extra (`pip install "keras-seq[plot]"`);
 without it the functions here raise a one-line `MissingExtraError`.
@@ -8,6 +8,8 @@ Example:
 >>> weights = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1]])
 >>> path = plot_attention(weights, ["i", "am", "</s>"], ["je", "suis"],
 ...                       "attention.png")             # doctest: +SKIP
+>>> history = [{"epoch": 1, "loss": 2.1, "val_loss": 2.3, "learning_rate": 1e-3}]
+>>> path = plot_training_curves(history, "training-curves.png")  # doctest: +SKIP
 """
 
 import os
@@ -17,7 +19,8 @@ import numpy as np
 
 from keras_seq import extras
 
-__all__ = ["attention_figure", "plot_attention"]
+__all__ = ["attention_figure", "plot_attention", "plot_training_curves",
+           "training_curves_figure"]
 
 
 def _check_inputs(weights, source_tokens, output_tokens):
@@ -112,11 +115,112 @@ def plot_attention(weights, source_tokens, output_tokens, path, *, title=None, d
         ValueError: bad shapes or tokens; `path` in a missing directory.
         MissingExtraError: matplotlib is not installed (the `plot` extra).
     """
+    fig = attention_figure(weights, source_tokens, output_tokens, title=title)
+    return _save_png(fig, path, dpi)
+
+
+# The panels of the training curves: (title, [(history key, label), ...], log scale).
+_PANELS = (
+    ("loss", [("loss", "training"), ("val_loss", "validation")], False),
+    ("validation BLEU", [("val_bleu", "greedy, sample")], False),
+    ("learning rate", [("learning_rate", "learning rate")], True),
+)
+
+
+def training_curves_figure(history, title=None):
+    """Draws loss, validation loss, BLEU and learning rate per epoch; returns the Figure.
+
+    One panel per quantity the history holds: the training and validation
+    losses together, the validation BLEU (when computed) and the learning
+    rate (log scale).
+
+    Args:
+        history: list of dicts, one per epoch, with "epoch" and any of "loss",
+            "val_loss", "val_bleu", "learning_rate" (a run's
+            `state["history"]`, or `logs/history.csv` rows).
+        title: optional title.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+
+    Raises:
+        ValueError: an empty history or rows without "epoch".
+        MissingExtraError: matplotlib is not installed (the `plot` extra).
+
+    Example:
+
+    >>> fig = training_curves_figure([{"epoch": 1, "loss": 2.0, "val_loss": 2.2},
+    ...                               {"epoch": 2, "loss": 1.5, "val_loss": 1.9}])
+    >>> [ax.get_title() for ax in fig.axes]
+    ['loss']
+    """
+    rows = list(history)
+    if not rows or any("epoch" not in row for row in rows):
+        raise ValueError("a training history needs at least one row, each with an 'epoch'")
+    panels = []
+    for name, series, log in _PANELS:
+        lines = []
+        for key, label in series:
+            points = [(row["epoch"], _finite(row.get(key))) for row in rows]
+            points = [(e, v) for e, v in points if v is not None]
+            if points:
+                lines.append((label, points))
+        if lines:
+            panels.append((name, lines, log))
+    Figure = extras.require("matplotlib.figure", "plot", "training curves").Figure
+    fig = Figure(figsize=(4.0 * max(1, len(panels)), 3.2))
+    for i, (name, lines, log) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for label, points in lines:
+            ax.plot([e for e, _ in points], [v for _, v in points], marker="o", markersize=3,
+                    label=label)
+        if log and all(v > 0 for _, points in lines for _, v in points):
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(lines) > 1:
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(history, path, *, title=None, dpi=100):
+    """Saves the training curves of `history` as a PNG (written atomically).
+
+    Args:
+        history: see `training_curves_figure`.
+        path: the PNG file; its directory must exist.
+        title: optional title.
+        dpi: resolution.
+
+    Returns:
+        str, `path`.
+
+    Raises:
+        ValueError: a bad history; `path` in a missing directory.
+        MissingExtraError: matplotlib is not installed (the `plot` extra).
+    """
+    return _save_png(training_curves_figure(history, title=title), path, dpi)
+
+
+def _finite(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _save_png(fig, path, dpi):
+    """Writes `fig` to `path` as a PNG: a temporary file in its directory, then a rename."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ValueError(f"cannot write {path}: directory {directory} does not exist")
-    fig = attention_figure(weights, source_tokens, output_tokens, title=title)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
     os.close(fd)
     try:

@@ -11,6 +11,11 @@ one trained model:
         last.weights.h5           model + optimizer after the latest epoch, with the
                                   training state in its HDF5 attributes (for resume)
         best.weights.h5           model weights of the best epoch (lowest val loss)
+        epoch-NNNN.weights.h5     with --average-last N: the model weights of the
+                                  last N epochs (older ones deleted)
+        averaged.weights.h5       with --average-last N: their element-wise mean,
+                                  written when training ends; decoding, evaluation
+                                  and export use it when present (`checkpoint()`)
         state.json                a readable copy of the training state
       logs/                       TensorBoard event files and history.csv
 
@@ -67,6 +72,8 @@ CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
 LAST_WEIGHTS = "last.weights.h5"
 BEST_WEIGHTS = "best.weights.h5"
+AVERAGED_WEIGHTS = "averaged.weights.h5"
+CHECKPOINT_CHOICES = ("auto", "averaged", "best", "last")
 STATE_FILE = "state.json"
 
 _TRAIN_HINT = "train one with `keras-seq train-lm` or `keras-seq train-translator`"
@@ -472,6 +479,10 @@ class RunDir:
         return self.checkpoints_dir / BEST_WEIGHTS
 
     @property
+    def averaged_weights(self):
+        return self.checkpoints_dir / AVERAGED_WEIGHTS
+
+    @property
     def state_path(self):
         return self.checkpoints_dir / STATE_FILE
 
@@ -585,29 +596,39 @@ class RunDir:
         chief = self.chief
         return chief.best_weights.is_file() or chief.last_weights.is_file()
 
-    def checkpoint(self, which="best"):
-        """Path of a weights checkpoint, falling back to the other one.
+    def checkpoint(self, which="auto"):
+        """Path of a weights checkpoint, falling back to another one.
 
         Reads the run directory itself (the chief's files) on every worker.
 
         Args:
-            which: "best" (lowest validation loss; for decoding and export) or
-                "last" (latest epoch, with optimizer state; for resuming).
+            which: "auto" (the averaged weights when the run has them, else
+                "best"; what decoding, evaluation and export use), "averaged"
+                (the mean of the last epochs, `--average-last`), "best"
+                (lowest validation loss) or "last" (latest epoch, with
+                optimizer state; for resuming).
 
         Raises:
-            RunDirError: the run has no checkpoint yet.
+            RunDirError: the run has no checkpoint yet, or no averaged
+                weights when "averaged" is asked for.
         """
-        if which not in ("best", "last"):
-            raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+        if which not in CHECKPOINT_CHOICES:
+            raise ValueError(f"which must be one of {', '.join(CHECKPOINT_CHOICES)}; got {which!r}")
         chief = self.chief
-        order = (
-            (chief.best_weights, chief.last_weights)
-            if which == "best"
-            else (chief.last_weights, chief.best_weights)
-        )
+        order = {
+            "auto": (chief.averaged_weights, chief.best_weights, chief.last_weights),
+            "averaged": (chief.averaged_weights,),
+            "best": (chief.best_weights, chief.last_weights),
+            "last": (chief.last_weights, chief.best_weights),
+        }[which]
         for candidate in order:
             if candidate.is_file():
                 return candidate
+        if which == "averaged":
+            raise RunDirError(
+                f"{self.path} has no averaged weights ({CHECKPOINTS_DIR}/{AVERAGED_WEIGHTS}); "
+                "train it with --average-last N"
+            )
         raise RunDirError(
             f"{self.path} has no checkpoint yet (no {CHECKPOINTS_DIR}/{BEST_WEIGHTS} or "
             f"{CHECKPOINTS_DIR}/{LAST_WEIGHTS}); training is still running or stopped "

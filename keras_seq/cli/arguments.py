@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 __all__ = [
+    "at_least_two",
     "bundled_names",
     "data_spec",
     "dropout_rate",
@@ -53,6 +54,14 @@ def positive_int(text):
     value = integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def at_least_two(text):
+    """An integer >= 2 (e.g. the checkpoints to average)."""
+    value = integer(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text!r}")
     return value
 
 

@@ -16,6 +16,7 @@ Nothing here imports TensorFlow, so `--help` and argument errors are instant.
 import argparse
 
 from keras_seq import progress
+from keras_seq.cli.arguments import at_least_two
 from keras_seq.cli.arguments import bundled_names
 from keras_seq.cli.arguments import data_spec
 from keras_seq.cli.arguments import integer
@@ -179,6 +180,12 @@ def _add_optimization_flags(parser, models, default_model):
     )
     group.add_argument(
         "--patience", type=positive_int, help="early stopping after N epochs without val-loss improvement"
+    )
+    group.add_argument(
+        "--average-last", type=at_least_two, metavar="N",
+        help="keep the weights of the last N epochs (N >= 2, at most --epochs) and write their "
+        "mean to checkpoints/averaged.weights.h5 at the end; translate, evaluate and export "
+        "then use the averaged weights",
     )
     return group
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from keras_seq import errors
 from keras_seq.cli import checks
+from keras_seq.cli import translator
 from keras_seq.cli.arguments import data_spec
 from keras_seq.cli.arguments import positive_int
 from keras_seq.cli.parser import PACKAGE
@@ -34,6 +35,7 @@ def _add_evaluate(subparsers):
             "keras-seq evaluate runs/lm",
             "keras-seq evaluate runs/translator --split test --beam 5",
             "keras-seq evaluate runs/translator --data newstest.tsv",
+            "keras-seq evaluate runs/translator --ensemble runs/translator-2",
         ],
     )
     p.add_argument("run", metavar="RUN", help="run directory")
@@ -46,6 +48,7 @@ def _add_evaluate(subparsers):
         "--split", choices=("train", "valid", "test"), default="test", help="split of the run's data"
     )
     p.add_argument("--beam", type=positive_int, help="beam size for translators (default: the task's)")
+    translator.add_ensemble_flag(p)
     p.set_defaults(handler=_cmd_evaluate)
 
 
@@ -74,7 +77,9 @@ def _add_export(subparsers):
 
 def _cmd_evaluate(args):
     """Names the evaluate job of the run's task."""
-    if checks.run_config(args.run)["task"] == "translator":
+    task = checks.run_config(args.run)["task"]
+    translator.ensemble_runs(args, task)
+    if task == "translator":
         return PACKAGE, "_run_evaluate_translator"
     return PACKAGE, "_run_evaluate_lm"
 

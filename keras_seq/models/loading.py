@@ -10,7 +10,7 @@ Example:
 ```python
 import keras_seq as ks
 
-model = ks.models.load_run("runs/translator")        # best weights
+model = ks.models.load_run("runs/translator")        # averaged, else best weights
 result = model.generate(source_ids, strategy=ks.decoding.BeamSearch(5))
 ```
 """
@@ -84,8 +84,8 @@ def build_model(task, info, *, stateful=False, batch_size=None):
         ) from e
 
 
-def load_weights(model, run, which="best"):
-    """Loads checkpoint `which` ("best" or "last") of `run` into `model`.
+def load_weights(model, run, which="auto"):
+    """Loads checkpoint `which` of `run` into `model` (see `RunDir.checkpoint`).
 
     Returns:
         The checkpoint's path.
@@ -104,13 +104,15 @@ def load_weights(model, run, which="best"):
     return path
 
 
-def load_run(run_dir, *, which="best", task=None, stateful=False, batch_size=None):
+def load_run(run_dir, *, which="auto", task=None, stateful=False, batch_size=None):
     """Rebuilds the model of a run directory and loads its weights.
 
     Args:
         run_dir: a directory written by `keras-seq train-lm` /
             `train-translator` (or the library's training pipelines).
-        which: `"best"` (lowest validation loss) or `"last"` checkpoint.
+        which: `"auto"` (the averaged weights of `--average-last` when the
+            run has them, else `"best"`), `"averaged"`, `"best"` (lowest
+            validation loss) or `"last"` checkpoint.
         task: optional `"lm"` or `"translator"` the run must be.
         stateful: see `build_model` (recurrent language models).
         batch_size: see `build_model`.

@@ -108,13 +108,15 @@ class TextGenerator:
         self.test_data = test_data
 
     @classmethod
-    def from_run(cls, run_dir, which="best"):
+    def from_run(cls, run_dir, which="auto"):
         """Opens a language-model run directory (model, tokenizer, data settings).
 
         Args:
             run_dir: a directory written by `train_language_model` /
                 `keras-seq train-lm`.
-            which: `"best"` or `"last"` checkpoint.
+            which: the checkpoint (`keras_seq.runs.RunDir.checkpoint`): "auto"
+                (averaged weights when the run has them, else "best"),
+                "averaged", "best" or "last".
 
         Returns:
             A `TextGenerator`.

@@ -24,7 +24,8 @@ def translate_lines(run, sentences, *, beam=None, length_penalty=None, n_best=1,
     """`keras-seq translate`: one output line per input line.
 
     Args:
-        run: a translator run directory.
+        run: a translator run directory, or a list of them (an ensemble,
+            see `Translator.from_run`).
         sentences: list of str (a line may be bytes when it is not valid UTF-8).
         beam: beam size, or None for greedy decoding.
         length_penalty: GNMT alpha >= 0 (None: the run's).
@@ -92,7 +93,8 @@ def evaluate_run(run, *, data=None, split="test", beam=None, verbose=0):
     """`keras-seq evaluate` for a translator: BLEU and chrF, greedy vs beam search.
 
     Args:
-        run: a translator run directory.
+        run: a translator run directory, or a list of them (an ensemble,
+            see `Translator.from_run`; the data split is the first run's).
         data: a pairs file or "bundled:NAME" (read with the run's column
             order: `reverse` runs swap its columns too), or None for the run's
             own `split`.

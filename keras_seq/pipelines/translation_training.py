@@ -13,7 +13,8 @@ Run directory (`keras_seq.runs`):
                    "tokenizer": {"source": {"type", "config", "vocab_size"},
                                  "target": {...}},
                    "training": TrainConfig.to_dict(),
-                   "recipe": {"label_smoothing", "steps_per_epoch_cap"},
+                   "recipe": {"label_smoothing", "steps_per_epoch_cap",
+                              "early_stop_on"},
                    (the sampled softmax is model.config.sampled_softmax)
                    "data": {"spec", "reverse", "max_pairs",
                             ("valid_spec", "test_spec": separate files,
@@ -24,6 +25,12 @@ Run directory (`keras_seq.runs`):
                    "decoding": {"beam", "length_penalty", "unk_replace"}}
     vocab/source/, vocab/target/   the tokenizers
     checkpoints/, logs/            written by keras_seq.training
+    training-curves.png            loss, validation loss, BLEU, learning rate
+                                   per epoch (with the `plot` extra)
+
+Every epoch prints a few validation translations (`TranslationMonitor`; not
+with `verbose=0`); with `early_stop_on="bleu"` it also scores the validation
+BLEU that selects the best checkpoint and early-stops.
 """
 
 import os
@@ -416,7 +423,8 @@ def _new_setup(recipe, data, reverse, max_pairs, valid_data=None, test_data=None
                       "target": _tokenizer_info(target_tokenizer)},
         "training": recipe.train.to_dict(),
         "recipe": {"label_smoothing": float(smoothing),
-                   "steps_per_epoch_cap": recipe.steps_per_epoch_cap},
+                   "steps_per_epoch_cap": recipe.steps_per_epoch_cap,
+                   "early_stop_on": recipe.early_stop_on},
         "data": dict(
             info, split_seed=recipe.split_seed, val_fraction=val_fraction,
             test_fraction=test_fraction, max_length=max_length,
@@ -543,6 +551,8 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
     from keras_seq import training
     from keras_seq.models import MaskedTokenAccuracy
     from keras_seq.models import build_model
+    from keras_seq.pipelines.translation_monitor import BLEU_SENTENCES
+    from keras_seq.pipelines.translation_monitor import TranslationMonitor
 
     started = time.monotonic()
     if resume:
@@ -585,15 +595,23 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
     sampled = int(model_info["config"].get("sampled_softmax", 0) or 0)
     smoothing = float(run_config.get("recipe", {}).get("label_smoothing", 0.0))
     loss = label_smoothed_loss(smoothing) if model_info["type"] == "rnn" else None
+    on_bleu = run_config.get("recipe", {}).get("early_stop_on", "loss") == "bleu"
+    monitor = TranslationMonitor(
+        setup.source_tokenizer, setup.target_tokenizer, setup.splits["valid"],
+        bleu_sentences=BLEU_SENTENCES if on_bleu else 0,
+        unk_replace=run_config.get("decoding", {}).get("unk_replace", True),
+        verbose=setup.config.verbose if role.chief else 0)
     model, history = training.train(
         lambda: build_model("translator", model_info), train_ds, valid_ds, run, setup.config,
         loss=loss, metrics=None if sampled else [MaskedTokenAccuracy()],
-        steps_per_epoch=steps_per_epoch, resume=resume,
+        steps_per_epoch=steps_per_epoch, resume=resume, callbacks=[monitor],
+        monitor="val_bleu" if on_bleu else None,
     )
     minutes = (time.monotonic() - started) / 60.0
+    best = history.state.get("best")
     progress.echo(f"training stopped ({history.stop_reason}) after {minutes:.1f} min; best epoch "
-                  f"{history.state.get('best_epoch')} "
-                  f"(val_loss {history.state.get('best') or float('nan'):.4f})", setup.config.verbose)
+                  f"{history.state.get('best_epoch')} ({history.state.get('monitor')} "
+                  f"{float('nan') if best is None else best:.4f})", setup.config.verbose)
     return _report_validation(model, setup, run, history, minutes, chief=role.chief)
 
 

@@ -137,35 +137,54 @@ class Translator:
         self._source_vocab = list(source_tokenizer.vocabulary)
 
     @classmethod
-    def from_run(cls, run_dir, *, which="best", **kwargs):
-        """Loads a trained translator run.
+    def from_run(cls, run_dir, *, which="auto", **kwargs):
+        """Loads a trained translator run, or several as an ensemble.
 
         Args:
             run_dir: a directory written by `train_translator` /
-                `keras-seq train-translator`.
-            which: "best" (lowest validation loss) or "last" checkpoint.
+                `keras-seq train-translator`, or a list of them: their models
+                decode as one `keras_seq.models.Ensemble` (the log of the mean
+                of their probabilities, greedy and beam search alike). Members
+                must share their vocabularies (the same tokenizers); the
+                decoding settings and the data splits (`evaluate`) are the
+                first run's.
+            which: the checkpoint (`keras_seq.runs.RunDir.checkpoint`): "auto"
+                (the averaged weights of `average_last` when the run has them,
+                else "best"), "averaged", "best" or "last".
             **kwargs: `Translator` arguments; `options` and `unk_replace`
                 default to the run's decoding settings.
 
         Raises:
             RunDirError: not a translator run directory, no checkpoint, or
                 files that do not fit together.
+            InputError: ensemble members with different vocabularies.
+
+        Example:
+
+        ```python
+        ensemble = Translator.from_run(["runs/a", "runs/b"])
+        ensemble.translate(["I am cold."])
+        ```
         """
         from keras_seq import models
-        from keras_seq import text as text_lib
 
-        model = models.load_run(run_dir, which=which, task="translator")
-        run = runs.RunDir(run_dir)
-        config = run.config
-        if "tokenizer" not in config:
-            raise errors.RunDirError(f"{run.config_path} has no 'tokenizer' entry; retrain the run")
+        run_dirs = list(run_dir) if isinstance(run_dir, (list, tuple)) else [run_dir]
+        if not run_dirs:
+            raise errors.InputError("no run directory given")
+        members = [runs.RunDir.open(d, require_checkpoint=True) for d in run_dirs]
+        tokenizers = [_run_tokenizers(run) for run in members]  # configs checked first
+        for run, pair in zip(members[1:], tokenizers[1:]):
+            for side, mine, theirs in zip(("source", "target"), tokenizers[0], pair):
+                _check_same_vocabulary(side, members[0].path, mine, run.path, theirs)
+        loaded = [models.load_run(run.path, which=which, task="translator") for run in members]
+        model = loaded[0] if len(loaded) == 1 else models.Ensemble(loaded)
+        config = members[0].config
         decoding = config.get("decoding", {})
         kwargs.setdefault("unk_replace", decoding.get("unk_replace", _RECIPE.unk_replace))
         if kwargs.get("options") is None:
             kwargs["options"] = options_from_run(config)
-        return cls(model, text_lib.load_tokenizer(str(run.vocab_dir / "source")),
-                   text_lib.load_tokenizer(str(run.vocab_dir / "target")),
-                   run_dir=str(run.path), run_config=config, **kwargs)
+        return cls(model, *tokenizers[0], run_dir=str(members[0].path), run_config=config,
+                   **kwargs)
 
     # -- decoding function -------------------------------------------------
 
@@ -474,10 +493,16 @@ class Translator:
             (`{backend: {output: difference}}`, empty when not checked).
 
         Raises:
+            InputError: an ensemble (export one run at a time).
             MissingExtraError: `onnx=True` without the `onnx` extra.
             KerasSeqError: the export disagrees with the model.
         """
         from keras_seq import export as export_lib
+        from keras_seq.models import Ensemble
+
+        if isinstance(self.model, Ensemble):
+            raise errors.InputError("an ensemble cannot be exported; export one run at a time "
+                                    "(or average checkpoints of one run: --average-last)")
 
         if onnx:
             extras.check("onnx", "ONNX export")
@@ -499,6 +524,36 @@ class Translator:
         if not rows:
             return path, {}
         return path, export_lib.check_parity(self.model, path, right_pad(rows))
+
+
+def _run_tokenizers(run):
+    """The `(source, target)` tokenizers of a translator `RunDir`."""
+    from keras_seq import text as text_lib
+
+    config = run.config
+    if config.get("task") != "translator":
+        task = {"lm": "language-model"}.get(config.get("task"), config.get("task"))
+        raise errors.RunDirError(f"{run.path} is a {task} run, not a translator run")
+    if "tokenizer" not in config:
+        raise errors.RunDirError(f"{run.config_path} has no 'tokenizer' entry; retrain the run")
+    return (text_lib.load_tokenizer(str(run.vocab_dir / "source")),
+            text_lib.load_tokenizer(str(run.vocab_dir / "target")))
+
+
+def _check_same_vocabulary(side, first_run, first, other_run, other):
+    """Ensemble members must read and write the same ids: one-line `InputError` otherwise."""
+    where = f"ensemble members {first_run} and {other_run} have different {side} vocabularies"
+    if first.type_name != other.type_name:
+        raise errors.InputError(f"{where} ({first.type_name} and {other.type_name} tokenizers)")
+    mine, theirs = list(first.vocabulary), list(other.vocabulary)
+    if len(mine) != len(theirs):
+        raise errors.InputError(f"{where} ({len(mine)} and {len(theirs)} tokens)")
+    for i, (a, b) in enumerate(zip(mine, theirs)):
+        if a != b:
+            raise errors.InputError(f"{where} (token {i} is {a!r} in one, {b!r} in the other)")
+    if first.get_config() != other.get_config():
+        raise errors.InputError(f"{where} (tokenizer settings {first.get_config()} and "
+                                f"{other.get_config()})")
 
 
 def options_from_run(run_config):

@@ -55,7 +55,7 @@ __all__ = [
 TRAIN_FIELDS = (
     "epochs", "batch_size", "max_minutes", "seed", "optimizer", "learning_rate",
     "lr_schedule", "decay_start_epoch", "decay_rate", "warmup_steps", "anneal_to_budget",
-    "clipnorm", "patience", "mixed_precision", "strategy", "jit_compile",
+    "clipnorm", "patience", "mixed_precision", "strategy", "jit_compile", "average_last",
 )
 
 

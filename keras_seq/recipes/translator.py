@@ -53,6 +53,7 @@ _OWNER = "TranslatorRecipe"
 MODELS = ("rnn", "transformer")
 TOKENIZERS = ("word", "wordpiece", "char")
 CELLS = ("lstm", "gru")
+EARLY_STOP_ON = ("loss", "bleu")
 ATTENTIONS = ("bahdanau", "luong-dot", "luong-general", "luong-concat")
 # The fields of the recurrent model only; None in a Transformer recipe.
 RNN_ONLY = ("cell", "bidirectional", "attention", "input_feeding", "teacher_forcing_ratio")
@@ -112,6 +113,10 @@ class TranslatorRecipe(common.Recipe):
             sampled softmax trains without it).
         steps_per_epoch_cap: most batches per "epoch" (validation,
             checkpoints, schedule and early stopping run at least this often).
+        early_stop_on: "loss" (the validation loss picks the best checkpoint
+            and early-stops) or "bleu" (the greedy validation BLEU of up to
+            200 validation sentences, computed every epoch, does; the
+            learning-rate schedule still follows the loss).
         beam_size, length_penalty: the run's decoding defaults (beam search,
             GNMT alpha), used by `Translator`, `evaluate` and `export`.
         unk_replace: replace `<unk>` outputs by the most attended source word.
@@ -157,6 +162,7 @@ class TranslatorRecipe(common.Recipe):
     label_smoothing: float = 0.1
     # Training.
     steps_per_epoch_cap: int = 1000
+    early_stop_on: str = "loss"
     train: TrainConfig = dataclasses.field(default_factory=_rnn_training)
     # Decoding.
     beam_size: int = 5
@@ -298,6 +304,7 @@ class TranslatorRecipe(common.Recipe):
         common.check_int(_OWNER, "sampled_softmax_min_vocab", self.sampled_softmax_min_vocab, 0)
         common.check_rate(_OWNER, "label_smoothing", self.label_smoothing)
         common.check_int(_OWNER, "steps_per_epoch_cap", self.steps_per_epoch_cap)
+        common.check_choice(_OWNER, "early_stop_on", self.early_stop_on, EARLY_STOP_ON)
         common.check(isinstance(self.train, TrainConfig), _OWNER,
                      f"train must be a TrainConfig, got {type(self.train).__name__}")
         common.check_int(_OWNER, "beam_size", self.beam_size)

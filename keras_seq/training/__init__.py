@@ -9,9 +9,12 @@
 - atomic checkpoints after every epoch in `run_dir/checkpoints/`:
   `last.weights.h5` (model + optimizer, the training state in its HDF5
   attributes), `best.weights.h5` (model weights with the lowest validation
-  loss) and `state.json` (a readable copy of the state);
+  loss) and `state.json` (a readable copy of the state); with
+  `average_last=N`, the weights of the last N epochs and, at the end, their
+  mean `averaged.weights.h5` (`average_checkpoints` averages any checkpoints);
 - early stopping on the validation loss, a wall-clock budget that stops after
-  the current batch, TensorBoard logs and a CSV history in `run_dir/logs/`;
+  the current batch, TensorBoard logs and a CSV history in `run_dir/logs/`,
+  and `run_dir/training-curves.png` redrawn every epoch (with the `plot` extra);
 - `resume=True`: model and optimizer come back from `last` and training goes on
   at the next epoch, carrying the elapsed time, the best validation loss, the
   early-stopping and plateau counters and the history;
@@ -78,6 +81,8 @@ from keras_seq.training.checkpoints import STATE_ATTR
 from keras_seq.training.checkpoints import _load_model_weights
 from keras_seq.training.checkpoints import _remove_stale_temporaries
 from keras_seq.training.checkpoints import _save_checkpoint
+from keras_seq.training.checkpoints import average_checkpoints
+from keras_seq.training.checkpoints import epoch_checkpoints
 from keras_seq.training.checkpoints import read_checkpoint_state
 from keras_seq.training.config import DEFAULT_LEARNING_RATES
 from keras_seq.training.config import LR_SCHEDULES
@@ -117,6 +122,7 @@ _LAZY = {
             "LearningRateController",
             "RunCheckpoint",
             "TimeBudget",
+            "TrainingCurves",
             "_current_lr",
             "_make_callbacks",
             "_scalars_metadata",
@@ -146,6 +152,9 @@ __all__ = [
     "RunProgress",
     "TimeBudget",
     "TrainConfig",
+    "TrainingCurves",
+    "average_checkpoints",
+    "epoch_checkpoints",
     "get_strategy",
     "is_chief",
     "make_optimizer",

@@ -1,4 +1,4 @@
-"""The callbacks `train` adds to `fit`: learning rate, time budget, checkpoints, logs.
+"""The callbacks `train` adds to `fit`: learning rate, time budget, checkpoints, logs, curves.
 
 They share the run's `_RunState` (a dict saved with every checkpoint) and read
 and update it in place, so a resumed run continues their counters. Time is the
@@ -17,10 +17,12 @@ from tensorflow.core.framework import summary_pb2
 from keras_seq import runs
 from keras_seq.training import multi_worker
 from keras_seq.training.checkpoints import _save_checkpoint
+from keras_seq.training.checkpoints import save_epoch_checkpoint
 from keras_seq.training.state import STOP_COMPLETED
 from keras_seq.training.state import STOP_EARLY
 from keras_seq.training.state import STOP_TIME
 from keras_seq.training.state import _public_state
+from keras_seq.training.state import improves
 from keras_seq.training.state import _write_history_csv
 
 
@@ -183,13 +185,15 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     Updates `state` (epoch, elapsed time, best value, stop reason, history),
     then writes `best` (when the monitored value improved), `last` (with the
-    state), `state.json` and `logs/history.csv`.
+    state), the epoch's own weights (with `config.average_last`, keeping the
+    newest N), `state.json` and `logs/history.csv`.
 
     Args:
         config: the run's `TrainConfig`.
         run: the `keras_seq.runs.RunDir`.
         state: the run's `_RunState`.
-        monitor: the logged value that picks the best epoch.
+        monitor: the logged value that picks the best epoch and early-stops
+            (a name ending in "loss" is minimized, others maximized).
         session_start: `time.monotonic()` at the start of this `train` call.
         time_budget: the run's `TimeBudget` callback, or None.
 
@@ -216,12 +220,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         state["elapsed_seconds"] = _elapsed_seconds(state, self.session_start)
         state["history"].append({"epoch": epoch + 1, **logs, "elapsed_seconds": state["elapsed_seconds"]})
         value = logs.get(self.monitor)
-        improved = (
-            value is not None
-            and math.isfinite(value)
-            and (state["best"] is None or value < state["best"])
-        )
-        if improved:
+        if improves(self.monitor, value, state["best"]):
             state["best"], state["best_epoch"], state["wait"] = float(value), epoch + 1, 0
             _save_checkpoint(self.model, run.best_weights, None)
         else:
@@ -231,6 +230,9 @@ class RunCheckpoint(keras.callbacks.Callback):
             # No finite monitored value yet: keep the current weights as best.
             _save_checkpoint(self.model, run.best_weights, None)
         _save_checkpoint(self.model, run.last_weights, _public_state(state))
+        if self.config.average_last:
+            save_epoch_checkpoint(self.model, run.checkpoints_dir, epoch + 1,
+                                  self.config.average_last)
         runs.write_json_atomic(run.state_path, _public_state(state))
         _write_history_csv(run.logs_dir / "history.csv", state["history"])
 
@@ -248,16 +250,63 @@ class RunCheckpoint(keras.callbacks.Callback):
             state["stop_reason"] = "stopped"
 
 
-def _make_callbacks(config, run, state, monitor, session_start):
-    """The run's own callbacks: ([lr controller, time budget], run checkpoint)."""
+def _make_callbacks(config, run, state, monitor, session_start, schedule_monitor=None):
+    """The run's own callbacks: ([lr controller, time budget], run checkpoint).
+
+    `schedule_monitor` (default `monitor`) is the loss the "plateau" schedule watches.
+    """
     callbacks = []
     if config.lr_schedule != "cosine":  # cosine is a schedule object in the optimizer
-        callbacks.append(LearningRateController(config, state, monitor, session_start))
+        callbacks.append(LearningRateController(config, state, schedule_monitor or monitor,
+                                                session_start))
     budget = None
     if config.max_minutes is not None:
         budget = TimeBudget(config, state, session_start)
         callbacks.append(budget)
     return callbacks, RunCheckpoint(config, run, state, monitor, session_start, budget)
+
+
+TRAINING_CURVES = "training-curves.png"
+
+
+class TrainingCurves(keras.callbacks.Callback):
+    """Redraws `RUN/training-curves.png` at every epoch end (`keras_seq.plotting`).
+
+    Loss, validation loss, validation BLEU (when a callback logs `val_bleu`)
+    and learning rate per epoch, from the run's history (earlier sessions
+    included). Place it after `RunCheckpoint`, which appends the epoch to
+    the history. Without matplotlib (the `plot` extra) nothing is drawn and,
+    when `verbose`, one note says so.
+
+    Args:
+        state: the run's `_RunState` (its "history").
+        path: the PNG to write.
+        verbose: the run's verbosity (the note is shown at 1 and above).
+
+    Example:
+
+    >>> curves = TrainingCurves(state, "runs/tiny/training-curves.png")  # doctest: +SKIP
+    """
+
+    def __init__(self, state, path, verbose=1):
+        super().__init__()
+        self.state = state
+        self.path = Path(path)
+        self.verbose = verbose
+        self.disabled = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        from keras_seq import errors
+        from keras_seq import plotting
+        from keras_seq import progress
+
+        if self.disabled or not self.state.get("history"):
+            return
+        try:
+            plotting.plot_training_curves(self.state["history"], self.path)
+        except errors.MissingExtraError as e:
+            self.disabled = True
+            progress.echo(f"no {self.path.name}: {e}", self.verbose)
 
 
 def _scalars_metadata():

@@ -63,6 +63,13 @@ class TrainConfig:
             the validation loss; None: no early stopping.
         restore_best: the returned model holds the best weights (lowest
             validation loss) rather than those of the last epoch.
+        average_last: None, or N >= 2 (at most `epochs`): keep the model
+            weights of the last N epochs (`checkpoints/epoch-NNNN.weights.h5`,
+            older ones deleted) and, when training ends, write their
+            element-wise mean to `checkpoints/averaged.weights.h5`; the
+            returned model then holds the averaged weights (instead of the
+            best), and decoding, evaluation and export pick them. A run cut
+            short with fewer epochs averages the ones it has (at least 2).
         steps_per_execution: batches per compiled call (Keras); > 1 cuts the
             per-step Python overhead of small models.
         resume: continue the run in `run_dir` from its `last` checkpoint.
@@ -104,6 +111,7 @@ class TrainConfig:
     jit_compile: object = "auto"
     patience: int = None
     restore_best: bool = True
+    average_last: int = None
     steps_per_execution: int = 1
     resume: bool = False
     verbose: object = 1
@@ -162,6 +170,16 @@ def _check_run(c):
         f"max_minutes must be > 0 or None, got {c.max_minutes!r}",
     )
     _check(_is_int(c.seed), f"seed must be an integer, got {c.seed!r}")
+    if c.average_last is not None:
+        _check(
+            _is_int(c.average_last) and c.average_last >= 2,
+            f"average_last must be an integer >= 2 or None, got {c.average_last!r}",
+        )
+        _check(
+            c.average_last <= c.epochs,
+            f"average_last ({c.average_last}) is larger than the epoch checkpoints a run of "
+            f"{c.epochs} epochs keeps; use at most {c.epochs}",
+        )
 
 
 def _check_optimization(c):

@@ -26,7 +26,6 @@ Log output (verbose 1, stdout not a terminal):
     epoch 3/20 - 29/29 batches - 2s 61ms/batch - loss: 1.2034 - val_loss: 1.3112 - run: 0:07 elapsed, ~0:49 left (17 epochs); best val_loss 1.3112 (epoch 3)
 """
 
-import math
 import time
 
 import keras
@@ -38,6 +37,8 @@ from keras_seq.progress import resolve_verbose
 from keras_seq.training.state import STOP_COMPLETED
 from keras_seq.training.state import STOP_EARLY
 from keras_seq.training.state import STOP_TIME
+from keras_seq.training.state import higher_is_better
+from keras_seq.training.state import improves
 
 _REASONS = {
     STOP_COMPLETED: "all epochs ran",
@@ -168,7 +169,8 @@ class RunProgress(keras.callbacks.ProgbarLogger):
         parts.append(f"{steps} batches each" if steps else "batches per epoch unknown")
         if self.max_minutes:
             parts.append(f"time budget {_budget_text(self.max_minutes)}")
-        parts.append(f"best by lowest {self.monitor}")
+        parts.append(f"best by {'highest' if higher_is_better(self.monitor) else 'lowest'} "
+                     f"{self.monitor}")
         return "run: " + ", ".join(parts)
 
     def _stop_text(self, ran, target):
@@ -250,12 +252,8 @@ class RunProgress(keras.callbacks.ProgbarLogger):
 
     def _update_best(self, epoch, logs):
         value = logs.get(self.monitor)
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            return
-        if math.isfinite(value) and (self.best is None or value < self.best):
-            self.best, self.best_epoch = value, epoch + 1
+        if improves(self.monitor, value, self.best):
+            self.best, self.best_epoch = float(value), epoch + 1
 
 
 def _budget_text(max_minutes, joiner=" "):

@@ -5,6 +5,7 @@ resumed run picks it up and the `History` that `train` returns is built from it.
 """
 
 import csv
+import math
 
 from keras_seq import runs
 
@@ -38,6 +39,30 @@ class _RunState(dict):
             history=[],
             config=config.to_dict(),
         )
+
+
+def higher_is_better(monitor):
+    """Whether a larger value of `monitor` is better: names ending in "loss" are minimized.
+
+    Example:
+
+    >>> higher_is_better("val_loss"), higher_is_better("val_bleu")
+    (False, True)
+    """
+    return not str(monitor).endswith("loss")
+
+
+def improves(monitor, value, best):
+    """Whether `value` of `monitor` beats `best` (None: nothing yet); NaN never does."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return False
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if higher_is_better(monitor) else value < best
 
 
 def _public_state(state):

@@ -9,10 +9,14 @@ import tensorflow as tf
 from keras_seq import runs
 from keras_seq.errors import RunDirError
 from keras_seq.progress import resolve_verbose
+from keras_seq.training.callbacks import TRAINING_CURVES
 from keras_seq.training.callbacks import EpochSummaries
+from keras_seq.training.callbacks import TrainingCurves
 from keras_seq.training.callbacks import _make_callbacks
 from keras_seq.training.checkpoints import _load_model_weights
 from keras_seq.training.checkpoints import _remove_stale_temporaries
+from keras_seq.training.checkpoints import average_checkpoints
+from keras_seq.training.checkpoints import epoch_checkpoints
 from keras_seq.training.checkpoints import read_checkpoint_state
 from keras_seq.training.config import TrainConfig
 from keras_seq.training.devices import _has_gpu
@@ -41,6 +45,7 @@ def train(
     steps_per_epoch=None,
     validation_steps=None,
     resume=None,
+    monitor=None,
 ):
     """Train a model with checkpoints, resume, a time budget and a strategy.
 
@@ -63,6 +68,12 @@ def train(
         steps_per_epoch: batches per epoch (needed for infinite datasets).
         validation_steps: validation batches per epoch.
         resume: overrides `config.resume`: continue from `checkpoints/last`.
+        monitor: the logged value that picks the best checkpoint and
+            early-stops (`config.patience`): default "val_loss" ("loss"
+            without `val_data`). A name ending in "loss" is minimized, any
+            other (e.g. "val_bleu", set by a callback in `callbacks` in its
+            `on_epoch_end`) maximized. The "plateau" schedule always
+            follows the loss.
 
     With `config.strategy="multi-worker"` every worker calls `train` with the
     same arguments (see `keras_seq.training.multi_worker`): the dataset's batch
@@ -98,7 +109,7 @@ def train(
         return _train_session(
             build_model, train_data, val_data, run, config, session_start,
             resume=resume, loss=loss, metrics=metrics, callbacks=callbacks,
-            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, monitor=monitor,
         )
     finally:
         if not run.is_chief:
@@ -115,9 +126,10 @@ def _worker_run_dir(run_dir, strategy):
     return run
 
 
-def _train_session(build_model, train_data, val_data, run, config, session_start, *, resume, **kwargs):
+def _train_session(build_model, train_data, val_data, run, config, session_start, *, resume,
+                   monitor=None, **kwargs):
     """`train` once the run directory (or a worker's scratch) is known."""
-    run, state, monitor = _open_run(run, config, val_data, resume)
+    run, state, monitor = _open_run(run, config, val_data, resume, monitor)
     initial_epoch = int(state["epoch"])
     state["carried_seconds"] = float(state["elapsed_seconds"])
 
@@ -139,7 +151,7 @@ def _train_session(build_model, train_data, val_data, run, config, session_start
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _open_run(run_dir, config, val_data, resume):
+def _open_run(run_dir, config, val_data, resume, monitor=None):
     """Prepare the run directory; returns `(run, state, monitor)`.
 
     The state is fresh, or that of `checkpoints/last` when resuming (the
@@ -150,7 +162,7 @@ def _open_run(run_dir, config, val_data, resume):
     run.logs_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(run.checkpoints_dir)
     _remove_stale_temporaries(run.logs_dir)
-    monitor = "val_loss" if val_data is not None else "loss"
+    monitor = monitor or ("val_loss" if val_data is not None else "loss")
     if not resume:
         return run, _RunState.fresh(config, monitor), monitor
     if not run.chief.last_weights.is_file():
@@ -204,15 +216,21 @@ def _train(
         if reason:
             if resolve_verbose(config.verbose):
                 _log(f"{run.path}: {reason}; nothing to resume")
-            if config.restore_best and run.best_weights.is_file():
+            if config.average_last and run.averaged_weights.is_file():
+                _load_model_weights(model, run.averaged_weights)
+            elif config.restore_best and run.best_weights.is_file():
                 _load_model_weights(model, run.best_weights)
             return model, _history(state, state.get("stop_reason"), initial_epoch)
         if resolve_verbose(config.verbose):
             _log(f"{run.path}: resuming at epoch {initial_epoch + 1}/{config.epochs}")
         state["stop_reason"] = None
+    if run.averaged_weights.is_file():  # an average of earlier epochs: stale once training goes on
+        run.averaged_weights.unlink()
 
-    own, checkpoint = _make_callbacks(config, run, state, monitor, session_start)
-    all_callbacks = [*own, *callbacks, checkpoint, EpochSummaries(run.logs_dir)]
+    own, checkpoint = _make_callbacks(config, run, state, monitor, session_start,
+                                      "val_loss" if val_data is not None else "loss")
+    all_callbacks = [*own, *callbacks, checkpoint, EpochSummaries(run.logs_dir),
+                     TrainingCurves(state, run.root / TRAINING_CURVES, config.verbose)]
     # Last, so it reports what the callbacks above decided (budget, best, stop).
     all_callbacks += progress_callbacks(
         config, state, monitor, session_start, checkpoint.time_budget, callbacks
@@ -233,11 +251,34 @@ def _train(
         )
         if multi_worker.is_multi_worker(strategy):  # a barrier: no worker leaves early
             multi_worker.check_workers_agree(strategy, state["epoch"], "last epoch trained")
-    if config.restore_best and run.best_weights.is_file() and state.get("best_epoch") != state["epoch"]:
+    averaged = bool(config.average_last) and _average_last_epochs(model, run, config, verbose)
+    if not averaged and config.restore_best and run.best_weights.is_file() and state.get("best_epoch") != state["epoch"]:
         _load_model_weights(model, run.best_weights)
     if verbose:
         _log_stop(state, config, monitor)
     return model, _history(state, state.get("stop_reason"), initial_epoch)
+
+
+def _average_last_epochs(model, run, config, verbose):
+    """Writes the mean of the last `config.average_last` epoch checkpoints and loads it.
+
+    Returns:
+        Whether the model now holds averaged weights (a run with fewer than
+        two epoch checkpoints has nothing to average: a note says so).
+    """
+    paths = epoch_checkpoints(run.checkpoints_dir)[-config.average_last:]
+    if len(paths) < 2:
+        if verbose:
+            _log(f"only {len(paths)} epoch checkpoint: nothing to average (--average-last "
+                 f"{config.average_last}); the model keeps the {'best' if config.restore_best else 'last'} weights")
+        return False
+    average_checkpoints(paths, to=run.averaged_weights)
+    _load_model_weights(model, run.averaged_weights)
+    if verbose:
+        names = ", ".join(p.name[len("epoch-"):-len(".weights.h5")].lstrip("0") for p in paths)
+        _log(f"averaged the weights of epochs {names} into "
+             f"{runs.CHECKPOINTS_DIR}/{runs.AVERAGED_WEIGHTS}")
+    return True
 
 
 def _total_steps(config, train_data, steps_per_epoch):
