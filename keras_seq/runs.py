@@ -398,6 +398,22 @@ def load_run_config(path):
     return config
 
 
+def load_checked_config(path):
+    """`load_run_config(path)` checked against the full schema (`keras_seq.run_schema`).
+
+    What the loaders and the resume of a run read: every section the code
+    uses has the shape the training commands write.
+
+    Raises:
+        RunDirError: see `load_run_config`, and a section or field of the
+            wrong shape (one line naming the file and the field).
+    """
+    from keras_seq import run_schema
+
+    config = load_run_config(path)
+    return run_schema.validate(config, Path(path) / CONFIG_FILE)
+
+
 class RunDir:
     """A keras-seq run directory (see the module docstring for the layout).
 
@@ -569,6 +585,11 @@ class RunDir:
     def config(self):
         """The validated config dict (read from disk each time)."""
         return load_run_config(self.path)
+
+    @property
+    def checked_config(self):
+        """The config dict checked against the full schema (`load_checked_config`)."""
+        return load_checked_config(self.path)
 
     @property
     def task(self):

@@ -128,7 +128,9 @@ def _add_generate(subparsers):
 def _cmd_train_lm(args):
     """Checks --run-dir and the flags (the recipe is built once here); names the job."""
     checks.check_train_dir(args, "lm")
-    _lm_recipe(args)  # a bad combination of flags fails here, before TensorFlow loads
+    # A bad combination of flags, or sizes that cannot fit in memory, fail
+    # here, before TensorFlow loads.
+    _lm_recipe(args).check_memory()
     return PACKAGE, "_run_train_lm"
 
 

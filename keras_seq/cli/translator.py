@@ -159,7 +159,9 @@ def _cmd_train_translator(args):
     """Checks --run-dir and the flags (the recipe is built once here); names the job."""
     checks.check_train_dir(args, "translator")
     if not args.resume:
-        _translator_recipe(args)  # a bad combination of flags fails here, before TensorFlow loads
+        # A bad combination of flags, or sizes that cannot fit in memory, fail
+        # here, before TensorFlow loads.
+        _translator_recipe(args).check_memory()
     return PACKAGE, "_run_train_translator"
 
 
