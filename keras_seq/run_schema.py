@@ -29,8 +29,9 @@ Example:
 >>> validate({"task": "lm", "model": "lstm"}, "runs/lm/config.json")
 Traceback (most recent call last):
 ...
-keras_seq.errors.RunDirError: runs/lm/config.json: 'model' must be an object {"type": ..., \
-"config": {...}}, got a string ('lstm'); the file is damaged: retrain the run or restore its config.json
+keras_seq.errors.RunDirError: runs/lm/config.json: 'model' must be an object {"type": "rnn" | \
+"transformer", "config": {...}}, got a string ('lstm'); the file is damaged: retrain the run or restore \
+its config.json
 """
 
 import math
@@ -59,11 +60,12 @@ class _Checker:
     def __init__(self, where):
         self.where = where
 
-    def fail(self, field, expected, value):
+    def fail(self, field, expected, value, *, part=None):
         got = "nothing" if value is _MISSING else f"{_kind(value)} ({_shown(value)})"
         if value is None or isinstance(value, (dict, list)):
             got = _kind(value)
-        raise errors.RunDirError(f"{self.where}: '{field}' must be {expected}, got {got}; {_FIX}")
+        got = f'its "{part}" is {got}' if part else f"got {got}"
+        raise errors.RunDirError(f"{self.where}: '{field}' must be {expected}, {got}; {_FIX}")
 
     def section(self, config, name, expected="an object", *, required=True):
         value = config.get(name, _MISSING)
@@ -131,13 +133,14 @@ _MODEL_TYPES = ("rnn", "transformer")
 
 
 def _check_model(c, config, task):
-    model = c.section(config, "model", 'an object {"type": ..., "config": {...}}')
+    shape = 'an object {"type": "rnn" | "transformer", "config": {...}}'
+    model = c.section(config, "model", shape)
     kind = model.get("type", _MISSING)
     if kind not in _MODEL_TYPES:
-        c.fail("model.type", " or ".join(f'"{t}"' for t in _MODEL_TYPES), kind)
+        c.fail("model", shape, kind, part="type")
     fields = model.get("config", _MISSING)
     if not isinstance(fields, dict):
-        c.fail("model.config", "an object of the model's arguments", fields)
+        c.fail("model", shape, fields, part="config")
     for kind_name, names in _MODEL_FIELDS.items():
         for name in names:
             c.field(fields, "model.config", name, kind_name,

@@ -108,7 +108,9 @@ REFUSED = [
     (["train-translator", "--resume", "--run-dir", "{tr_model_str}"], "'model' must be an object"),
     (["generate", "{lm_model_str}", "hi"], "{lm_model_str}/config.json: 'model' must be an object"),
     (["evaluate", "{lm_no_data}"], "{lm_no_data}/config.json has no 'data' entry"),
-    (["export", "{lm_type_bad}", "--no-onnx"], "'model.type' must be \"rnn\" or \"transformer\""),
+    (["export", "{lm_type_bad}", "--no-onnx"],
+     "config.json: 'model' must be an object {{\"type\": \"rnn\" | \"transformer\", \"config\": {{...}}}}, "
+     "its \"type\" is a string ('lstm')"),
     (["generate", "{lm_units_str}", "hi"], "'model.config.units' must be an integer >= 1, got a string"),
     (["evaluate", "{lm_seq_len_list}"], "'data.seq_len' must be an integer >= 1, got a list"),
     (["generate", "{lm_dropout_big}", "hi"], "'model.config.dropout' must be a number in [0, 1)"),
@@ -127,8 +129,11 @@ REFUSED = [
     (["train-translator", "--batch-size", "100000000"], "batch_size=100000000"),
     (["train-translator", "--layers", "65"], "TranslatorRecipe: layers must be an integer in 1..64; got 65"),
     (["train-translator", "--model", "transformer", "--units", "100000"], "TranslatorRecipe(transformer"),
-    (["generate", "{lm}", "happy", "--num-samples", "1000000000"], "decoding 1000000000 sequences of 200 tokens"),
+    (["generate", "{lm}", "happy", "--num-samples", "1000000000"], "decoding 1000000000 sequences of 200 tokens needs logits"),
     (["generate", "{lm}", "happy", "--beam", "100000000"], "decoding 100000000 sequences"),
+    (["translate", "{tr}", "I am cold.", "--beam", "100000000"], "more than the 2**31 TensorFlow supports"),
+    (["generate", "{lm}", "happy", "--num-samples", "50000000", "--length", "5000"],
+     "decoding 50000000 sequences of 5000 tokens needs about 3.0 TB"),
     # -- lengths beyond the model's --------------------------------------------------
     (["generate", "{lm}", "happy", "--length", "1000000"], "--length 1000000 is above this model's limit of 5000"),
     (["generate", "{lm}", "{long_prompt}", "--length", "5"], "the prompt has 30000 tokens; a recurrent language"),

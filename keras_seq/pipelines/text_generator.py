@@ -270,7 +270,7 @@ class TextGenerator:
     def check_decoding_memory(self, rows, length, prompt_length):
         """Refuses a decoding of `rows` sequences that cannot fit in memory.
 
-        The estimate (`keras_seq.recipes.memory.decoding_estimate`) counts
+        The estimate (`keras_seq.recipes.memory.check_decoding`) counts
         each row's state (a recurrent model's `(h, c)` per layer, a
         Transformer's key/value cache over the prompt and the output), the
         logits of one step with their sampling copies, and the buffers.
@@ -287,9 +287,7 @@ class TextGenerator:
             state = 2 * layers * (prompt_length + length) * int(config["d_model"])
         else:
             state = 2 * layers * int(config.get("units", 0))
-        needed = memory.decoding_estimate(rows, length, self.tokenizer.vocab_size, state)
-        memory.check_fits(needed, f"decoding {rows} sequences of {length} tokens",
-                          "the number of samples, the beam size or the length")
+        memory.check_decoding(rows, length, self.tokenizer.vocab_size, state)
 
     @staticmethod
     def _decoding(options, count):

@@ -211,6 +211,21 @@ class Translator:
         limit = self.model.output_length_limit()
         return int(limit) if limit is not None else RNN_OUTPUT_FACTOR * self.max_source_length
 
+    def _check_decoding_memory(self, rows, length):
+        """Refuses a batch of `rows` beams that cannot fit (`memory.check_decoding`):
+        each row holds the encoder outputs over the longest source and the
+        decoder state (or, for a Transformer, its key/value caches)."""
+        from keras_seq.recipes import memory
+
+        config = self.model.get_config()
+        layers = int(config.get("num_layers", 1))
+        width = int(config.get("d_model") or 2 * int(config.get("units", 0)))
+        if "d_model" in config:
+            state = 2 * layers * (self.max_source_length + length) * width
+        else:
+            state = self.max_source_length * width + 2 * layers * width
+        memory.check_decoding(rows, length, self.model.target_vocab_size, state)
+
     def output_limit(self, source_length):
         """Most output tokens for a source of `source_length` tokens (EOS incl.)."""
         limit = _round_up(int(1.5 * source_length) + 10, 16)
@@ -313,7 +328,10 @@ class Translator:
             say(f"max_length {options.max_length} is above this model's limit of "
                 f"{self.max_output_length} output tokens; capped at {self.max_output_length}")
             options = dataclasses.replace(options, max_length=self.max_output_length)
-        encoded, results = self.prepare(list(sentences))
+        sentences = list(sentences)
+        self._check_decoding_memory(min(batch_size, max(len(sentences), 1)) * options.beam_size,
+                                    options.max_length or self.max_output_length)
+        encoded, results = self.prepare(sentences)
         with_attention = bool(return_attention) or self.unk_replace
         order = sorted((i for i, ids in enumerate(encoded) if ids is not None),
                        key=lambda i: len(encoded[i]))

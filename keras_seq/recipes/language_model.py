@@ -340,8 +340,7 @@ class LanguageModelRecipe(common.Recipe):
         batch, length, units, layers = self.train.batch_size, self.seq_len, self.units, self.layers
         classes = self.sampled_softmax + 1 if self.sampled_softmax else vocab
         if self.family == "transformer":
-            positions = max(512, length)
-            params = (vocab * units + positions * units + vocab
+            params = (vocab * units + vocab  # sinusoidal positions: no weights
                       + layers * memory.transformer_layer(units, 4 * units)
                       + (0 if self.tie_embeddings else units * vocab))
             per_token = units + layers * memory.transformer_activations(

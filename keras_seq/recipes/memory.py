@@ -34,7 +34,7 @@ Example:
 >>> estimate.total_bytes
 20000000
 >>> estimate.describe()
-'about 20 MB (1.0M parameters: 4 MB of weights + 12 MB of gradients and optimizer slots; 4 MB of activations per batch)'
+'about 20 MB (1.0M parameters: 4.0 MB of weights + 12 MB of gradients and optimizer slots; 4.0 MB of activations per batch)'
 """
 
 import os
@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 from keras_seq import errors
 
-__all__ = ["MemoryEstimate", "check_fits", "decoding_estimate", "format_bytes", "total_memory"]
+__all__ = ["MemoryEstimate", "check_decoding", "check_fits", "decoding_estimate", "format_bytes", "total_memory"]
 
 FLOAT_BYTES = 4
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "sgd": 1, "rmsprop": 1, "adagrad": 1}
@@ -143,6 +143,28 @@ def check_fits(estimate_bytes, what, hint, *, available=None):
     raise errors.InputError(
         f"{what} needs {described or 'about ' + format_bytes(estimate_bytes)}, more than this "
         f"machine's {format_bytes(available)} of memory; lower {hint}")
+
+
+def check_decoding(rows, length, vocab_size, state_floats_per_row, *, available=None):
+    """Refuses a decoding call that cannot run: `rows` sequences of `length` tokens.
+
+    Two limits: the memory of `decoding_estimate` against the machine's,
+    and the logits of one step (`rows x vocab_size` elements) below 2**31,
+    the most elements TensorFlow's int32-indexed kernels handle (beyond it
+    they fail or crash the process).
+
+    Raises:
+        InputError: one line with the estimate and what to lower.
+    """
+    hint = "the number of samples, the beam size or the length"
+    what = f"decoding {rows} sequences of {length} tokens"
+    logits = int(rows) * int(vocab_size)
+    if logits >= 2**31:
+        raise errors.InputError(
+            f"{what} needs logits of {logits} elements a step ({rows} x {vocab_size} tokens), "
+            f"more than the 2**31 TensorFlow supports; lower {hint}")
+    check_fits(decoding_estimate(rows, length, vocab_size, state_floats_per_row), what, hint,
+               available=available)
 
 
 def decoding_estimate(rows, length, vocab_size, state_floats_per_row):

@@ -298,7 +298,7 @@ class TranslatorRecipe(common.Recipe):
         classes = sampled + 1 if sampled else vt
         if self.model == "transformer":
             ff = 4 * units
-            params = ((vs + vt) * units + 2 * length * units + units * vt + vt
+            params = ((vs + vt) * units + units * vt + vt  # sinusoidal positions: no weights
                       + layers * memory.transformer_layer(units, ff)
                       + layers * memory.transformer_layer(units, ff, cross_attention=True))
             per_token = 2 * units + layers * (
