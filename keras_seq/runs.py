@@ -292,13 +292,42 @@ def discard_replaced_runs(path):
     return done
 
 
+def _umask():
+    """This process's umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, brief)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(target):
+    """Give a temporary file from `tempfile.mkstemp` (always 0600) the mode
+    `open()` would have given it: `0o666 & ~umask`.
+
+    Args:
+        target: the file's path or an open file descriptor.
+    """
+    mode = 0o666 & ~_umask()
+    if isinstance(target, int):
+        os.fchmod(target, mode)
+    else:
+        os.chmod(target, mode)
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="w", encoding="utf-8"):
     """Open a temporary file next to `path`; on success, move it onto `path`.
 
     The temporary file lives in the same directory (so `os.replace` is atomic),
     is flushed and fsync'ed before the rename, and is removed if the block
-    raises. Readers see either the old file or the complete new one.
+    raises. Readers see either the old file or the complete new one, with
+    the mode the umask gives (`follow_umask`).
 
     Args:
         path: destination file.
@@ -314,6 +343,7 @@ def atomic_write(path, mode="w", encoding="utf-8"):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)
     try:
+        follow_umask(fd)  # the mode a plain open() gives, not mkstemp's 0600
         kwargs = {} if "b" in mode else {"encoding": encoding}
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
@@ -403,6 +433,22 @@ def load_run_config(path):
             f"{config_path} names no known task (task={task!r}; expected one of " f"{', '.join(TASKS)})"
         )
     return config
+
+
+def load_checked_config(path):
+    """`load_run_config(path)` checked against the full schema (`keras_seq.run_schema`).
+
+    What the loaders and the resume of a run read: every section the code
+    uses has the shape the training commands write.
+
+    Raises:
+        RunDirError: see `load_run_config`, and a section or field of the
+            wrong shape (one line naming the file and the field).
+    """
+    from keras_seq import run_schema
+
+    config = load_run_config(path)
+    return run_schema.validate(config, Path(path) / CONFIG_FILE)
 
 
 class RunDir:
@@ -580,6 +626,11 @@ class RunDir:
     def config(self):
         """The validated config dict (read from disk each time)."""
         return load_run_config(self.path)
+
+    @property
+    def checked_config(self):
+        """The config dict checked against the full schema (`load_checked_config`)."""
+        return load_checked_config(self.path)
 
     @property
     def task(self):

@@ -26,6 +26,7 @@ __all__ = [
     "positive_int",
     "probability",
     "unit_interval",
+    "utf8_argument",
     "worker_addresses",
 ]
 
@@ -138,6 +139,27 @@ def data_spec(text):
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"data file {text} does not exist")
     return str(path)
+
+
+def utf8_argument(name, text):
+    """Returns `text`, an argument of the command line, if it is valid UTF-8.
+
+    Python decodes undecodable bytes of `argv` to lone surrogates
+    (surrogateescape); such an argument is refused naming it.
+
+    Raises:
+        InputError: one line naming the argument and the byte.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raw = text[e.start:e.end].encode("utf-8", "surrogateescape")
+        from keras_seq import errors
+
+        raise errors.InputError(
+            f"{name} is not valid UTF-8 (byte 0x{raw[:1].hex()} at character {e.start + 1}); "
+            "pass UTF-8 text") from None
+    return text
 
 
 def worker_addresses(text):

@@ -50,6 +50,7 @@ def check_train_dir(args, task):
                 f"nothing to resume in {path}: no checkpoints/{runs.LAST_WEIGHTS} "
                 "(the run stopped before its first epoch ended); train without --resume"
             )
+        runs.load_checked_config(path)  # the stored recipe the run goes on with
     elif runs.RunDir(path).has_checkpoint() and not args.overwrite:
         raise errors.RunDirError(
             f"{path} already holds a trained run; pass --resume to continue it, --overwrite "

@@ -29,7 +29,7 @@ import argparse
 from keras_seq import errors
 from keras_seq.cli import checks
 from keras_seq.cli.arguments import (
-    dropout_rate, integer, positive_float, positive_int, probability,
+    dropout_rate, integer, positive_float, positive_int, probability, utf8_argument,
 )
 from keras_seq.cli.parser import (
     PACKAGE, add_training_flags, show_defaults, subparser, training_values, verbosity,
@@ -128,12 +128,15 @@ def _add_generate(subparsers):
 def _cmd_train_lm(args):
     """Checks --run-dir and the flags (the recipe is built once here); names the job."""
     checks.check_train_dir(args, "lm")
-    _lm_recipe(args)  # a bad combination of flags fails here, before TensorFlow loads
+    # A bad combination of flags, or sizes that cannot fit in memory, fail
+    # here, before TensorFlow loads.
+    _lm_recipe(args).check_memory()
     return PACKAGE, "_run_train_lm"
 
 
 def _cmd_generate(args):
     """Checks the decoding flags and that RUN is a trained language model; names the job."""
+    utf8_argument("PROMPT", args.prompt)
     if args.greedy and args.beam is not None:
         raise errors.InputError("--greedy and --beam cannot be combined")
     sampling_flags = [

@@ -32,7 +32,7 @@ from pathlib import Path
 from keras_seq import errors
 from keras_seq.cli import checks
 from keras_seq.cli.arguments import (
-    dropout_rate, nonnegative_float, positive_float, positive_int, unit_interval,
+    dropout_rate, nonnegative_float, positive_float, positive_int, unit_interval, utf8_argument,
 )
 from keras_seq.cli.parser import (
     PACKAGE, PROG, add_training_flags, show_defaults, subparser, training_values, verbosity,
@@ -112,7 +112,9 @@ def _add_translate(subparsers):
         "translate",
         "translate sentences with a trained translator",
         "Translate TEXT arguments, the lines of --input FILE, or the lines of stdin "
-        "(when neither is given). One output line per input line.",
+        "(when neither is given). One output line per input line: a line that cannot be "
+        "translated (blank, not UTF-8) gets an empty output line and a warning on stderr "
+        "naming its number, and the others are translated.",
         [
             'keras-seq translate runs/translator "I am cold." "Where is the station?"',
             "keras-seq translate runs/translator --input sentences.txt --beam 8 --n-best 3",
@@ -190,7 +192,9 @@ def _cmd_train_translator(args):
     """Checks --run-dir and the flags (the recipe is built once here); names the job."""
     checks.check_train_dir(args, "translator")
     if not args.resume:
-        _translator_recipe(args)  # a bad combination of flags fails here, before TensorFlow loads
+        # A bad combination of flags, or sizes that cannot fit in memory, fail
+        # here, before TensorFlow loads.
+        _translator_recipe(args).check_memory()
     return PACKAGE, "_run_train_translator"
 
 
@@ -200,6 +204,8 @@ def _cmd_translate(args):
         raise errors.InputError("--greedy and --beam cannot be combined")
     if args.text and args.input is not None:
         raise errors.InputError("give sentences as TEXT arguments or with --input, not both")
+    for number, text in enumerate(args.text, start=1):
+        utf8_argument(f"TEXT argument {number}", text)
     beam = _translate_beam(args)
     if args.n_best > (beam or 1):
         raise errors.InputError(
@@ -338,23 +344,34 @@ def _run_demo(args):
 
 
 def _read_sentences(args):
-    """The sentences of TEXT, --input FILE or stdin, one a line (blank lines kept)."""
+    """The sentences of TEXT, --input FILE or stdin, one a line (blank lines kept).
+
+    Files and stdin are read as bytes and decoded line by line: a line that
+    is not UTF-8 stays bytes, and `translate_lines` prints an empty line for
+    it (with a warning naming the line) while the others are translated.
+    """
     if args.text:
         sentences = list(args.text)
     elif args.input not in (None, "-"):
-        try:
-            text = Path(args.input).read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise errors.InputError(
-                f"--input file {args.input} is not UTF-8 text ({e.reason} at byte {e.start})"
-            ) from e
-        sentences = text.splitlines()
+        sentences = _decode_lines(Path(args.input).read_bytes())
     else:
         if sys.stdin is None:
             raise errors.InputError("no text to translate: give TEXT, --input FILE, or pipe text on stdin")
         if sys.stdin.isatty():
             print(f"{PROG}: reading sentences from stdin, one a line (end with Ctrl-D)", file=sys.stderr)
-        sentences = sys.stdin.read().splitlines()
+        stream = getattr(sys.stdin, "buffer", None)
+        sentences = _decode_lines(stream.read()) if stream is not None else sys.stdin.read().splitlines()
     if not any(s.strip() for s in sentences):
         raise errors.InputError("no text to translate: give TEXT, --input FILE, or pipe text on stdin")
     return sentences
+
+
+def _decode_lines(data):
+    """Lines of `data` (bytes): str where UTF-8, the raw bytes where not."""
+    lines = []
+    for line in data.splitlines():
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line)
+    return lines

@@ -138,6 +138,7 @@ def load_run(run_dir, *, which="auto", task=None, stateful=False, batch_size=Non
             f"{run.path} is a {config.get('task')} run, not a "
             f"{_TASK_LABELS.get(task, task)} run"
         )
+    config = run.checked_config
     info = model_info(config, str(run.config_path))
     model = build_model(config["task"], info, stateful=stateful, batch_size=batch_size)
     load_weights(model, run, which)

@@ -46,12 +46,15 @@ from keras_seq.recipes.language_model import DEFAULT_DATA
 from keras_seq.recipes.language_model import DEFAULT_RUN_DIR
 from keras_seq.recipes.language_model import LanguageModelRecipe
 
-__all__ = ["MAX_RNN_GENERATE_LENGTH", "TrainedLanguageModel", "train_language_model"]
+__all__ = ["MAX_RNN_GENERATE_LENGTH", "MAX_RNN_PROMPT_LENGTH", "TrainedLanguageModel", "train_language_model"]
 
 # Most tokens one `generate` call produces with a recurrent model (whose
 # contract sets no limit). The state is O(1), but the decoder keeps a
 # [N, R, length] buffer of ids; this bounds it.
 MAX_RNN_GENERATE_LENGTH = 5000
+# Most prompt tokens a recurrent model reads in one `generate` call (one
+# step a token; the library refuses longer prompts rather than run minutes).
+MAX_RNN_PROMPT_LENGTH = 5000
 
 
 class TrainedLanguageModel(NamedTuple):
@@ -115,6 +118,7 @@ def _new_run(recipe, data, valid_data=None, test_data=None):
         min_frequency=recipe.min_frequency, verbose=recipe.train.verbose,
         valid_data=specs.get("valid_spec"), test_data=specs.get("test_spec"), **fractions,
     )
+    recipe.check_memory(vocab_size=tokenizer.vocab_size)
     info = recipe.model_info(tokenizer.vocab_size)
     run_config = {
         "task": "lm",
@@ -140,7 +144,7 @@ def _stored_run(run_dir, data, valid_data=None, test_data=None):
 
     The vocabulary is the chief's (`RunDir.chief`), on every worker.
     """
-    stored = runs.load_run_config(run_dir)
+    stored = runs.load_checked_config(run_dir)
     info = stored["data"]
     spec = info["spec"]
     if data is not None and data != spec:
@@ -227,6 +231,9 @@ def train_language_model(recipe=None, run_dir=DEFAULT_RUN_DIR, *, data=None, val
         recipe = recipe or LanguageModelRecipe.from_run(run_dir)
     else:
         recipe = recipe or LanguageModelRecipe()
+    if not isinstance(recipe, LanguageModelRecipe):
+        raise TypeError(f"recipe must be a LanguageModelRecipe, got {type(recipe).__name__}")
+    recipe.check_memory()  # what cannot fit with any data, before reading it
     strategy = workers_lib.strategy_name(recipe.train.strategy, workers)
     if strategy != recipe.train.strategy:
         recipe = recipe.with_training(strategy=strategy)

@@ -11,7 +11,10 @@ Length limits come from the model's contract
 (`keras_seq.models.GenerativeModel.output_length_limit` /
 `input_length_limit`): a Transformer's positions hold the prompt and the
 generated tokens; a recurrent model is capped at `MAX_RNN_GENERATE_LENGTH`
-tokens per call.
+tokens per call and reads prompts of at most `MAX_RNN_PROMPT_LENGTH` tokens
+(its state is O(1), but reading a prompt is one step a token: a 30,000-word
+prompt took minutes). A decoding that cannot fit in memory (`num_samples`
+x beam rows of state and logits) is refused before it starts.
 """
 
 from typing import NamedTuple
@@ -28,6 +31,7 @@ from keras_seq import runs
 from keras_seq import text as text_lib
 from keras_seq.pipelines import lm_data
 from keras_seq.pipelines.lm_training import MAX_RNN_GENERATE_LENGTH
+from keras_seq.pipelines.lm_training import MAX_RNN_PROMPT_LENGTH
 from keras_seq.pipelines.lm_training import TrainedLanguageModel
 from keras_seq.pipelines.lm_training import generation_limit
 from keras_seq.pipelines.lm_training import train_language_model
@@ -38,6 +42,7 @@ from keras_seq.utils import right_pad
 
 __all__ = [
     "MAX_RNN_GENERATE_LENGTH",
+    "MAX_RNN_PROMPT_LENGTH",
     "Perplexity",
     "TextGenerator",
     "TrainedLanguageModel",
@@ -130,6 +135,7 @@ class TextGenerator:
         if config["task"] != "lm":
             raise errors.RunDirError(
                 f"{run.path} is a {config['task']} run, not a language-model run")
+        config = run.checked_config
         for key in ("model", "tokenizer", "data"):
             if key not in config:
                 raise errors.RunDirError(f"{run.config_path} has no {key!r} entry; retrain the run")
@@ -184,9 +190,14 @@ class TextGenerator:
         positions hold both); `MAX_RNN_GENERATE_LENGTH` for a recurrent model.
 
         Raises:
-            InputError: the prompt alone fills the model's positions.
+            InputError: the prompt alone fills the model's positions, or a
+                recurrent model's prompt is longer than `MAX_RNN_PROMPT_LENGTH`.
         """
         limit = generation_limit(self.model)
+        if self.model.input_length_limit(1) is None and prompt_length > MAX_RNN_PROMPT_LENGTH:
+            raise errors.InputError(
+                f"the prompt has {prompt_length} tokens; a recurrent language model reads "
+                f"prompts of at most {MAX_RNN_PROMPT_LENGTH} tokens (keep the end of the text)")
         fits = lambda n: (self.model.input_length_limit(n) or prompt_length) >= prompt_length  # noqa: E731
         if not fits(1):
             raise errors.InputError(
@@ -241,6 +252,8 @@ class TextGenerator:
         many = num_samples is not None or options.num_return > 1
         count = options.num_return if num_samples is None else num_samples
         strategy, sampler, repeat = self._decoding(options, count)
+        self.check_decoding_memory(len(ids) * repeat * getattr(strategy, "beam_size", 1),
+                                   length, max(len(row) for row in ids))
         rows = [row for row in ids for _ in range(repeat)]
         result = self.model.generate(right_pad(rows), max_length=length, strategy=strategy,
                                      sampler=sampler)
@@ -255,6 +268,28 @@ class TextGenerator:
                 texts[row // repeat].append(self.tokenizer.decode([prompt + continuation])[0])
         texts = texts if many else [t[0] for t in texts]
         return texts[0] if single else texts
+
+    def check_decoding_memory(self, rows, length, prompt_length):
+        """Refuses a decoding of `rows` sequences that cannot fit in memory.
+
+        The estimate (`keras_seq.recipes.memory.check_decoding`) counts
+        each row's state (a recurrent model's `(h, c)` per layer, a
+        Transformer's key/value cache over the prompt and the output), the
+        logits of one step with their sampling copies, and the buffers.
+
+        Raises:
+            InputError: the estimate exceeds the machine's memory; the
+                message gives it.
+        """
+        from keras_seq.recipes import memory
+
+        config = self.model.get_config()
+        layers = int(config.get("num_layers", 1))
+        if "d_model" in config:
+            state = 2 * layers * (prompt_length + length) * int(config["d_model"])
+        else:
+            state = 2 * layers * int(config.get("units", 0))
+        memory.check_decoding(rows, length, self.tokenizer.vocab_size, state)
 
     @staticmethod
     def _decoding(options, count):

@@ -16,7 +16,7 @@ from keras_seq.pipelines.translator import Translator
 from keras_seq.pipelines.translator import format_scores
 from keras_seq.recipes.common import say
 
-__all__ = ["evaluate_run", "export_run", "export_steps", "print_parity", "translate_lines"]
+__all__ = ["check_plot_path", "evaluate_run", "export_run", "export_steps", "print_parity", "translate_lines"]
 
 
 def translate_lines(run, sentences, *, beam=None, length_penalty=None, n_best=1,
@@ -49,9 +49,7 @@ def translate_lines(run, sentences, *, beam=None, length_penalty=None, n_best=1,
         raise errors.InputError("no text to translate")
     if plot:
         extras.check("plot", "--plot")
-        directory = os.path.dirname(os.path.abspath(plot))
-        if not os.path.isdir(directory):
-            raise errors.InputError(f"--plot {plot}: directory {directory} does not exist")
+        check_plot_path(plot)
     translator = Translator.from_run(run)
     results = translator.translate(
         sentences, greedy=beam is None, beam=beam, length_penalty=length_penalty,
@@ -77,6 +75,15 @@ def translate_lines(run, sentences, *, beam=None, length_penalty=None, n_best=1,
     return 1 if failed else 0
 
 
+def check_plot_path(plot):
+    """Refuses a `--plot` path that cannot be written: a directory, or in a missing one."""
+    if os.path.isdir(plot):
+        raise errors.InputError(f"--plot {plot} is a directory; give the PNG file to write")
+    directory = os.path.dirname(os.path.abspath(plot))
+    if not os.path.isdir(directory):
+        raise errors.InputError(f"--plot {plot}: directory {directory} does not exist")
+
+
 def _plot_first(results, plot):
     first = next((r for r in results if r.attention is not None and r.output_tokens), None)
     if first is None:
@@ -84,8 +91,11 @@ def _plot_first(results, plot):
         return
     from keras_seq import plotting
 
-    plotting.plot_attention(first.attention, first.source_tokens, first.output_tokens, plot,
-                            title=first.text)
+    try:
+        plotting.plot_attention(first.attention, first.source_tokens, first.output_tokens, plot,
+                                title=first.text)
+    except OSError as e:  # name the file asked for, not the temporary one beside it
+        raise errors.InputError(f"--plot {plot}: cannot write it ({e.strerror or e})") from e
     say(f"attention map of the first sentence written to {plot}")
 
 

@@ -411,6 +411,8 @@ def _new_setup(recipe, data, reverse, max_pairs, valid_data=None, test_data=None
     target_tokenizer = make_tokenizer(
         tokenizer_type, recipe.target_vocab_size, recipe.min_frequency,
         lowercase=False).fit([t for _, t in splits["train"]], verbose=recipe.train.verbose)
+    recipe.check_memory(source_vocab_size=source_tokenizer.vocab_size,
+                        target_vocab_size=target_tokenizer.vocab_size)
     model_info = model_info_for(recipe, source_tokenizer.vocab_size,
                                 target_tokenizer.vocab_size, max_length)
     smoothing = recipe.label_smoothing
@@ -440,7 +442,7 @@ def _resumed_setup(run_dir, data, train_overrides, valid_data=None, test_data=No
     """The stored tokenizers, data and model of a run; its TrainConfig with overrides."""
     from keras_seq import text as text_lib
 
-    stored = runs.load_run_config(run_dir)
+    stored = runs.load_checked_config(run_dir)
     if stored.get("task") != "translator":
         raise errors.RunDirError(f"{run_dir} is not a translator run")
     run = runs.RunDir(run_dir).chief  # every worker reads the chief's vocabulary
@@ -560,11 +562,12 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
         if workers:
             train_overrides["strategy"] = workers_lib.MULTI_WORKER
         strategy = (train_overrides.get("strategy")
-                    or runs.load_run_config(run_dir)["training"].get("strategy"))
+                    or runs.load_checked_config(run_dir)["training"].get("strategy"))
     else:
         recipe = TranslatorRecipe() if recipe is None else recipe
         if not isinstance(recipe, TranslatorRecipe):
             raise TypeError(f"recipe must be a TranslatorRecipe, got {type(recipe).__name__}")
+        recipe.check_memory()  # what cannot fit with any data, before reading it
         if workers:
             recipe = recipe.with_training(strategy=workers_lib.MULTI_WORKER)
         strategy = recipe.train.strategy

@@ -31,6 +31,7 @@ from keras_seq.pipelines.translation_training import load_corpus
 from keras_seq.pipelines.translation_training import load_split
 from keras_seq.pipelines.translation_training import train_translator
 from keras_seq.recipes import TranslatorRecipe
+from keras_seq.recipes.common import say
 from keras_seq.utils import is_int
 from keras_seq.utils import is_number
 from keras_seq.utils import right_pad
@@ -40,6 +41,9 @@ __all__ = ["Translation", "Translator", "format_scores", "train_translator"]
 DECODE_BATCH = 64
 # Calls translating at most this many sentences decode eagerly (decode_mode="auto").
 EAGER_MAX_SENTENCES = 256
+# A recurrent translator's outputs are capped at this many times its longest
+# source (`Translator.max_output_length`).
+RNN_OUTPUT_FACTOR = 2
 # Validation sentences an export is parity-checked on.
 PARITY_SENTENCES = 4
 _RECIPE = TranslatorRecipe()
@@ -212,6 +216,35 @@ class Translator:
         self._functions[key] = fn
         return fn
 
+    @property
+    def max_output_length(self):
+        """The most output tokens a translation may have (EOS included).
+
+        The model's own `output_length_limit()` (a Transformer's positions)
+        or, for a recurrent model (no limit of its own),
+        `RNN_OUTPUT_FACTOR` x its longest source: a longer output is no
+        translation of a source the model reads, and the decoder's buffers
+        grow with it (`max_length=10**9` asked for gigabytes). A larger
+        `max_length` is capped at this, with a warning on stderr.
+        """
+        limit = self.model.output_length_limit()
+        return int(limit) if limit is not None else RNN_OUTPUT_FACTOR * self.max_source_length
+
+    def _check_decoding_memory(self, rows, length):
+        """Refuses a batch of `rows` beams that cannot fit (`memory.check_decoding`):
+        each row holds the encoder outputs over the longest source and the
+        decoder state (or, for a Transformer, its key/value caches)."""
+        from keras_seq.recipes import memory
+
+        config = self.model.get_config()
+        layers = int(config.get("num_layers", 1))
+        width = int(config.get("d_model") or 2 * int(config.get("units", 0)))
+        if "d_model" in config:
+            state = 2 * layers * (self.max_source_length + length) * width
+        else:
+            state = self.max_source_length * width + 2 * layers * width
+        memory.check_decoding(rows, length, self.model.target_vocab_size, state)
+
     def output_limit(self, source_length):
         """Most output tokens for a source of `source_length` tokens (EOS incl.)."""
         limit = _round_up(int(1.5 * source_length) + 10, 16)
@@ -288,7 +321,8 @@ class Translator:
             options: a `keras_seq.decoding.DecodeOptions` (None: this
                 translator's `options`, the run's decoding settings). Its
                 `max_length` None means 1.5 x the source + 10 tokens, within
-                the model's maximum.
+                the model's maximum; a larger one is capped at
+                `max_output_length` (a warning on stderr says so).
             beam, length_penalty, n_best, greedy, max_length: shortcuts that
                 replace those settings of `options` (`beam_size`,
                 `length_penalty`, `num_return`; `greedy=True` is beam 1).
@@ -309,7 +343,14 @@ class Translator:
             raise TypeError("`sentences` must be a list of strings; wrap a single one in a list")
         options = _resolve_options(options or self.options, beam, length_penalty, n_best,
                                    greedy, max_length)
-        encoded, results = self.prepare(list(sentences))
+        if options.max_length is not None and options.max_length > self.max_output_length:
+            say(f"max_length {options.max_length} is above this model's limit of "
+                f"{self.max_output_length} output tokens; capped at {self.max_output_length}")
+            options = dataclasses.replace(options, max_length=self.max_output_length)
+        sentences = list(sentences)
+        self._check_decoding_memory(min(batch_size, max(len(sentences), 1)) * options.beam_size,
+                                    options.max_length or self.max_output_length)
+        encoded, results = self.prepare(sentences)
         with_attention = bool(return_attention) or self.unk_replace
         order = sorted((i for i, ids in enumerate(encoded) if ids is not None),
                        key=lambda i: len(encoded[i]))

@@ -5,7 +5,7 @@ defaults instantly.
 
     say(message)                      a progress or warning line on stderr
     check(ok, owner, message)         one-line `InputError` from `__post_init__`
-    check_choice / check_int / check_rate / check_bool
+    check_choice / check_int / check_rate / check_bool / check_layers
                                       the usual field checks, naming the field
     choose_sampled_softmax(...)       the sampled-softmax choice, checked
                                       against the output vocabulary
@@ -37,6 +37,7 @@ from keras_seq.utils import is_int
 from keras_seq.utils import is_number
 
 __all__ = [
+    "MAX_LAYERS",
     "Recipe",
     "TRAIN_FIELDS",
     "check",
@@ -50,6 +51,10 @@ __all__ = [
     "transformer_width",
     "with_overrides",
 ]
+
+# The most layers a recipe stacks: the deepest published models of these
+# families stay below it, and a deeper stack takes minutes just to build.
+MAX_LAYERS = 64
 
 # The TrainConfig fields the training commands accept as flags (see keras_seq.cli).
 TRAIN_FIELDS = (
@@ -87,6 +92,12 @@ def check_int(owner, name, value, minimum=1, *, optional=False):
         return
     check(is_int(value) and value >= minimum, owner,
           f"{name} must be an integer >= {minimum}{' or None' if optional else ''}; got {value!r}")
+
+
+def check_layers(owner, value):
+    """`value` must be an integer in [1, MAX_LAYERS]."""
+    check(is_int(value) and 1 <= value <= MAX_LAYERS, owner,
+          f"layers must be an integer in 1..{MAX_LAYERS}; got {value!r}")
 
 
 def check_rate(owner, name, value, *, high=1.0, high_inclusive=False):
@@ -204,6 +215,16 @@ class Recipe:
 
     Subclasses are dataclasses with a `train` field holding a `TrainConfig`.
     """
+
+    def check_memory(self, **vocab_sizes):
+        """Raises `InputError` when `memory_estimate(**vocab_sizes)` exceeds
+        the machine's memory (`keras_seq.recipes.memory.check_fits`), with the
+        estimate in the message. Returns the estimate."""
+        from keras_seq.recipes import memory
+
+        estimate = self.memory_estimate(**vocab_sizes)
+        memory.check_fits(estimate, self._memory_label(**vocab_sizes), self._MEMORY_HINT)
+        return estimate
 
     def with_training(self, **changes):
         """A copy with `TrainConfig` fields changed (None values are skipped).

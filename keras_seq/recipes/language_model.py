@@ -44,6 +44,11 @@ TOKENIZERS = ("word", "char", "wordpiece")
 _OWNER = "LanguageModelRecipe"
 
 
+def _smallest_vocab(tokenizer):
+    """The fewest tokens a vocabulary of `tokenizer` holds (its reserved ones)."""
+    return 1 if tokenizer == "wordpiece" else 5
+
+
 @dataclasses.dataclass(frozen=True)
 class LanguageModelRecipe(common.Recipe):
     """A language-model training recipe: model, tokenizer, data split, training.
@@ -212,6 +217,8 @@ class LanguageModelRecipe(common.Recipe):
             RunDirError: not a run directory or not a language-model run.
         """
         config = runs.load_run_config(run_dir)
+        if config.get("task") == "lm":
+            config = runs.load_checked_config(run_dir)
         if config.get("task") != "lm":
             raise errors.RunDirError(
                 f"{run_dir} is a {config.get('task')} run, not a language-model run")
@@ -308,6 +315,56 @@ class LanguageModelRecipe(common.Recipe):
             )
         return {"type": self.family, "config": config}
 
+    # ------------------------------------------------------------ memory
+    _MEMORY_HINT = "units, embedding_dim, layers, vocab_size, batch_size or seq_len"
+
+    def memory_estimate(self, vocab_size=None):
+        """Peak memory of training this recipe (`keras_seq.recipes.memory`).
+
+        Args:
+            vocab_size: the fitted vocabulary; None: the smallest this recipe
+                can have (its reserved tokens), so what is refused before the
+                data is read could not fit with any data.
+
+        Returns:
+            A `keras_seq.recipes.memory.MemoryEstimate`.
+
+        Example:
+
+        >>> LanguageModelRecipe().memory_estimate(10000).total_bytes < 10**9
+        True
+        """
+        from keras_seq.recipes import memory
+
+        vocab = _smallest_vocab(self.tokenizer) if vocab_size is None else int(vocab_size)
+        batch, length, units, layers = self.train.batch_size, self.seq_len, self.units, self.layers
+        classes = self.sampled_softmax + 1 if self.sampled_softmax else vocab
+        if self.family == "transformer":
+            params = (vocab * units + vocab  # sinusoidal positions: no weights
+                      + layers * memory.transformer_layer(units, 4 * units)
+                      + (0 if self.tie_embeddings else units * vocab))
+            per_token = units + layers * memory.transformer_activations(
+                units, 4 * units, self.num_heads, length)
+        else:
+            embedding = self.embedding_dim
+            params = vocab * embedding + sum(
+                memory.recurrent_layer(self.model, embedding if i == 0 else units, units)
+                for i in range(layers))
+            if self.tie_embeddings:
+                params += vocab + (units * embedding if units != embedding else 0)
+            else:
+                params += units * vocab + vocab
+            per_token = embedding + layers * (memory.GATES[self.model] + 2) * units
+        return memory.MemoryEstimate(
+            parameters=int(params), optimizer_slots=memory.optimizer_slots(self.train.optimizer),
+            activations=int(batch * length * (per_token + 3 * classes)))
+
+    def _memory_label(self, vocab_size=None):
+        return (f"{_OWNER}({self.model}, units={self.units}, layers={self.layers}, "
+                f"embedding_dim={self.embedding_dim}, batch_size={self.train.batch_size}, "
+                f"seq_len={self.seq_len}, "
+                + (f"vocabulary of {vocab_size})" if vocab_size else "the smallest vocabulary)"))
+
     # ------------------------------------------------------------ checks
     def __post_init__(self):
         common.check_choice(_OWNER, "model", self.model, MODELS)
@@ -316,8 +373,9 @@ class LanguageModelRecipe(common.Recipe):
         if self.vocab_size is not None and self.tokenizer != "wordpiece":
             common.check(self.vocab_size > 4, _OWNER,
                          f"vocab_size must be > 4 (the reserved tokens), got {self.vocab_size}")
-        for name in ("min_frequency", "seq_len", "units", "layers", "num_heads"):
+        for name in ("min_frequency", "seq_len", "units", "num_heads"):
             common.check_int(_OWNER, name, getattr(self, name))
+        common.check_layers(_OWNER, self.layers)
         common.check_int(_OWNER, "embedding_dim", self.embedding_dim,
                          optional=self.model == "transformer")
         common.check_int(_OWNER, "sampled_softmax", self.sampled_softmax, minimum=0)

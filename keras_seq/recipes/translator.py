@@ -43,6 +43,7 @@ Nothing here imports TensorFlow (`decode_options()` imports
 import dataclasses
 from typing import Optional
 
+from keras_seq import errors
 from keras_seq.recipes import common
 from keras_seq.training import TrainConfig
 from keras_seq.utils import is_int
@@ -264,6 +265,75 @@ class TranslatorRecipe(common.Recipe):
         return {"beam": self.beam_size, "length_penalty": self.length_penalty,
                 "unk_replace": self.unk_replace}
 
+    # -- memory ---------------------------------------------------------------
+
+    _MEMORY_HINT = "units, embedding_dim, layers, vocab_size, batch_size or max_length"
+
+    def memory_estimate(self, source_vocab_size=None, target_vocab_size=None):
+        """Peak memory of training this recipe (`keras_seq.recipes.memory`).
+
+        Args:
+            source_vocab_size, target_vocab_size: the fitted vocabularies;
+                None: the smallest this recipe can have (its reserved
+                tokens), so what is refused before the data is read could not
+                fit with any data.
+
+        Returns:
+            A `keras_seq.recipes.memory.MemoryEstimate`.
+
+        Example:
+
+        >>> TranslatorRecipe().memory_estimate(16000, 8000).total_bytes < 10**9
+        True
+        """
+        from keras_seq.recipes import memory
+
+        smallest = 1 if self.tokenizer == "wordpiece" else 5
+        vs = smallest if source_vocab_size is None else int(source_vocab_size)
+        vt = smallest if target_vocab_size is None else int(target_vocab_size)
+        batch, length = self.train.batch_size, self.source_max_length + 1
+        units, layers = self.units, self.layers
+        sampled = self.sampled_softmax or 0
+        if target_vocab_size is not None:
+            try:
+                sampled = common.choose_sampled_softmax(
+                    self.sampled_softmax, default=self.sampled_negatives, vocab_size=vt,
+                    min_vocab=self.sampled_softmax_min_vocab)
+            except errors.InputError:
+                pass  # refused later, with its own message
+        classes = sampled + 1 if sampled else vt
+        if self.model == "transformer":
+            ff = 4 * units
+            params = ((vs + vt) * units + units * vt + vt  # sinusoidal positions: no weights
+                      + layers * memory.transformer_layer(units, ff)
+                      + layers * memory.transformer_layer(units, ff, cross_attention=True))
+            per_token = 2 * units + layers * (
+                memory.transformer_activations(units, ff, self.num_heads, length)
+                + memory.transformer_activations(units, ff, self.num_heads, length, True))
+        else:
+            cell, dirs, emb = self.cell, 2 if self.bidirectional else 1, self.embedding_dim
+            encoder = sum(dirs * memory.recurrent_layer(cell, emb if i == 0 else dirs * units, units)
+                          for i in range(layers))
+            feed = units if self.input_feeding else 0
+            decoder = sum(memory.recurrent_layer(cell, emb + feed if i == 0 else units, units)
+                          for i in range(layers))
+            bridge = 2 * (dirs * units * units + units)
+            attention = 2 * dirs * units * units + 2 * units * units + (dirs + 1) * units * units
+            params = ((vs + vt) * emb + encoder + decoder + bridge + attention
+                      + units * vt + vt)
+            gates = memory.GATES[cell] + 2
+            per_token = 2 * emb + layers * gates * units * (dirs + 1) + 3 * units + length
+        return memory.MemoryEstimate(
+            parameters=int(params), optimizer_slots=memory.optimizer_slots(self.train.optimizer),
+            activations=int(batch * length * (per_token + 3 * classes)))
+
+    def _memory_label(self, source_vocab_size=None, target_vocab_size=None):
+        vocab = (f"vocabularies of {source_vocab_size} and {target_vocab_size}"
+                 if source_vocab_size else "the smallest vocabulary")
+        return (f"{_OWNER}({self.model}, units={self.units}, layers={self.layers}, "
+                f"embedding_dim={self.embedding_dim}, batch_size={self.train.batch_size}, "
+                f"max_length={self.source_max_length}, {vocab})")
+
     # -- checks ---------------------------------------------------------------
 
     def _check_data(self):
@@ -282,8 +352,9 @@ class TranslatorRecipe(common.Recipe):
                      f"split_seed must be an integer, got {self.split_seed!r}")
 
     def _check_model(self):
-        for name in ("embedding_dim", "units", "layers", "num_heads"):
+        for name in ("embedding_dim", "units", "num_heads"):
             common.check_int(_OWNER, name, getattr(self, name))
+        common.check_layers(_OWNER, self.layers)
         common.check_rate(_OWNER, "dropout", self.dropout)
         if self.model == "transformer":
             for name in RNN_ONLY:

@@ -209,11 +209,24 @@ def _signature_defs_from_file(path):
     return {}
 
 
+def _missing_saved_model_file(path):
+    """The file a SavedModel directory still lacks (None when complete)."""
+    if not ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()):
+        return "saved_model.pb"
+    variables = path / "variables"
+    if variables.is_dir() and not (variables / "variables.index").is_file():
+        return "variables/variables.index"
+    return None
+
+
 class SavedModelBackend(Backend):
     """SavedModels in `NAME/VERSION/` directories, loaded with `tf.saved_model.load`.
 
-    A version directory counts once it holds `saved_model.pb` (or `.pbtxt`);
-    nothing here imports model code, so any SavedModel in TF Serving layout
+    A version directory counts once it holds `saved_model.pb` (or `.pbtxt`)
+    and, when it has a `variables/` directory, its `variables.index` (the
+    last file `tf.saved_model.save` writes there; a copy in progress is
+    waited for, and the registry loads it once its files are unchanged for
+    one more scan); nothing here imports model code, so any SavedModel in TF Serving layout
     works.
 
     Example:
@@ -230,11 +243,12 @@ class SavedModelBackend(Backend):
         versions = {}
         directories = numeric_versions(path, note)
         for number, child in directories.items():
-            if (child / "saved_model.pb").is_file() or (child / "saved_model.pbtxt").is_file():
+            missing = _missing_saved_model_file(child)
+            if missing is None:
                 versions[number] = child
             else:
-                note((child, "incomplete"), "version_incomplete", model=path.name,
-                     version=number, path=str(child), error="no saved_model.pb yet; waiting")
+                note((child, "incomplete", missing), "version_incomplete", model=path.name,
+                     version=number, path=str(child), error=f"no {missing} yet; waiting")
         if not directories:
             return None  # not a model directory
         return versions

@@ -71,6 +71,9 @@ def _write_atomic(path, text):
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
+        from keras_seq.runs import follow_umask
+
+        follow_umask(fd)  # mkstemp's 0600 -> what the umask gives
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
             f.flush()

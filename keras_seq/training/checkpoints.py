@@ -36,6 +36,7 @@ def _save_checkpoint(model, path, state):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=runs.temp_prefix(path.name), suffix=".weights.h5", dir=path.parent)
+    runs.follow_umask(fd)  # mkstemp's 0600 -> what the umask gives
     os.close(fd)
     try:
         skip = [model.optimizer] if state is None and model.optimizer is not None else None
