@@ -327,6 +327,8 @@ def test_refusals(saved):
     refused(CODE.INVALID_ARGUMENT, "input 'ids'", "rank 2", signature="generate_ids",
             ids=ids[0], lengths=lengths)
     refused(CODE.INVALID_ARGUMENT, "empty string at index [1]", prompts=_strings(["a", ""]))
+    refused(CODE.INVALID_ARGUMENT, "string at index [0] is not UTF-8 text (byte 1",
+            prompts=np.array([b"a\xff"], dtype=object))
     refused(CODE.INVALID_ARGUMENT, f"over the limit of {MAX_STRING}",
             prompts=_strings(["a" * (MAX_STRING + 1)]))
     refused(CODE.INVALID_ARGUMENT, f"batch of {MAX_BATCH + 1} > the limit of {MAX_BATCH}",
