@@ -445,7 +445,7 @@ def test_overload_and_deadlines(tmp_path):
     server.channel.close()
 
 
-def test_grpc_port_option(tmp_path, capsys):
+def test_grpc_port_option(tmp_path, capsys, monkeypatch):
     parser = cli.add_arguments(argparse.ArgumentParser())
     assert parser.parse_args([str(tmp_path)]).grpc_port is None
     assert parser.parse_args([str(tmp_path), "--grpc-port", "8500"]).grpc_port == 8500
@@ -456,6 +456,20 @@ def test_grpc_port_option(tmp_path, capsys):
     assert "must differ" in capsys.readouterr().err
     with pytest.raises(ValueError, match="grpc_port"):
         serving.create_app(tmp_path, grpc_port=-1)
+
+    # run_server hands the port and --host to the app.
+    from keras_seq.serving import app as app_module
+
+    class Built(Exception):
+        pass
+
+    def create_app(base_dir, **options):
+        raise Built(options["grpc_port"], options["grpc_host"])
+
+    monkeypatch.setattr(app_module, "create_app", create_app)
+    with pytest.raises(Built) as built:
+        cli.main([str(tmp_path), "--host", "::1", "--grpc-port", "8500"])
+    assert built.value.args == (8500, "::1")
 
 
 # -- a real translator --------------------------------------------------------------
