@@ -458,7 +458,7 @@ def test_grpc_port_option(tmp_path, capsys, monkeypatch):
         serving.create_app(tmp_path, grpc_port=-1)
 
     # run_server hands the port and --host to the app.
-    from keras_seq.serving import app as app_module
+    from keras_seq.serving import app as app_module, logs
 
     class Built(Exception):
         pass
@@ -467,6 +467,7 @@ def test_grpc_port_option(tmp_path, capsys, monkeypatch):
         raise Built(options["grpc_port"], options["grpc_host"])
 
     monkeypatch.setattr(app_module, "create_app", create_app)
+    monkeypatch.setattr(logs, "configure_logging", lambda: None)  # keep pytest's log capture
     with pytest.raises(Built) as built:
         cli.main([str(tmp_path), "--host", "::1", "--grpc-port", "8500"])
     assert built.value.args == (8500, "::1")
