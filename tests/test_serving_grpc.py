@@ -399,6 +399,14 @@ def test_overload_and_deadlines(tmp_path):
     app = serving.create_app(tmp_path, workers=1, max_queue=1, queue_timeout_ms=400,
                              request_timeout_ms=1500, poll_interval=0, grpc_port=0)
     app.state.registry.backend = _SleepBackend()
+    recorded = []
+
+    class Metrics:  # what the RPCs tell the app's metrics (keras_seq.serving.metrics)
+        def observe_request(self, *args):
+            if args[-1] == "grpc":
+                recorded.append(args[:4])
+
+    app.state.metrics = Metrics()
     with running_server(app) as http:
         server = Server(app, http, tmp_path)
 
@@ -433,6 +441,19 @@ def test_overload_and_deadlines(tmp_path):
         time.sleep(0.8)
         assert sleep(0.0).tolist() == [0.0]
         server.refused(lambda: sleep(float("nan")), CODE.INVALID_ARGUMENT, "NaN")
+        server.refused(lambda: server.predict(model="nope"), CODE.NOT_FOUND)
+        counts = {}
+        for key in recorded:
+            if key[3] == "CANCELLED":  # past the client's deadline: whichever side saw it first
+                key = key[:3] + ("DEADLINE_EXCEEDED",)
+            counts[key] = counts.get(key, 0) + 1
+        assert counts == {
+            ("slow", 1, "serving_default", "OK"): 2,
+            ("slow", 1, "serving_default", "RESOURCE_EXHAUSTED"): 2,
+            ("slow", 1, "serving_default", "DEADLINE_EXCEEDED"): 2,  # the server's, the client's
+            ("slow", 1, "serving_default", "INVALID_ARGUMENT"): 1,
+            (None, None, None, "NOT_FOUND"): 1,
+        }, counts
         # Shutting down lets the RPC in flight finish.
         last = threading.Thread(target=lambda: answers.setdefault("last", sleep(0.5)))
         last.start()
