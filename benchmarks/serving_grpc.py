@@ -7,7 +7,11 @@ JSON) and over gRPC (grpc.aio on one channel, TF Serving's `PredictionService`
 stub, a `PredictRequest` built with `tf.make_tensor_proto`), for `--duration`
 seconds each. REST and gRPC alternate, `--rounds` times per level (the order
 flips every round), so that both see the same machine load; the table gives
-every round, and the summary line the gRPC/REST ratios over all rounds.
+every round, and the summary line the gRPC/REST ratios over all rounds. On a
+shared machine the CPU time per answered request, of the server process and of
+this client process, is the steadier measure of what each protocol costs; the
+server's own `latency_ms` log fields (in-server p50/p99) tell its share of the
+latency from the client's.
 Before measuring, one request over each protocol checks that both answer the
 same translation.
 
@@ -21,6 +25,8 @@ Everything stays on 127.0.0.1.
 
 import asyncio
 import json
+import os
+import shlex
 import sys
 import time
 
@@ -33,6 +39,29 @@ import numpy as np
 import tensorflow as tf
 from serving import ServerProcess, _drive, _fmt, _free_port
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+
+def _cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` so far, all its threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _server_latencies(server, offset):
+    """The `latency_ms` of the predicts the server answered, from its log past byte
+    `offset` (the REST and the gRPC lines alike); and the log's new end."""
+    with open(server.log.name, "rb") as log:
+        log.seek(offset)
+        data = log.read()
+    latencies = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        if '"event": "request"' in line:
+            record = json.loads(line)
+            if record.get("status") in (200, "OK") and (
+                    record.get("method") == "Predict" or ":predict" in record.get("path", "")):
+                latencies.append(record["latency_ms"])
+    return latencies, offset + len(data)
 
 
 def _grpc_request(args, input_name):
@@ -117,6 +146,7 @@ def run(args):
         request = _grpc_request(args, input_name)
         answer = _same_answer(server, target, path, body, request)
         print(f"  both answer: {json.dumps(answer, ensure_ascii=False)[:200]}", file=sys.stderr)
+        offset = _server_latencies(server, 0)[1]
         for clients in args.clients:
             for round_index in range(args.rounds):
                 order = ("rest", "grpc") if round_index % 2 == 0 else ("grpc", "rest")
@@ -127,11 +157,23 @@ def run(args):
                     else:
                         coro = _drive_grpc(target, request, clients, args.duration,
                                            args.max_requests)
+                    server_cpu, client_cpu = _cpu_seconds(server.proc.pid), time.process_time()
                     stats = asyncio.run(coro)
+                    # CPU per answered request, of the server and of this (client) process:
+                    # what each protocol costs, whatever share of the cores it got.
+                    answered = max(stats["ok"], 1)
+                    stats["server_cpu_ms"] = 1000 * (
+                        _cpu_seconds(server.proc.pid) - server_cpu) / answered
+                    stats["client_cpu_ms"] = 1000 * (time.process_time() - client_cpu) / answered
+                    time.sleep(0.5)  # the server's last log lines
+                    inside, offset = _server_latencies(server, offset)
+                    stats["server_p50_ms"] = float(np.percentile(inside, 50)) if inside else None
+                    stats["server_p99_ms"] = float(np.percentile(inside, 99)) if inside else None
                     rows.append((protocol, clients, round_index + 1, stats))
                     print(f"  {protocol:4s} x{clients} round {round_index + 1}: "
                           f"{stats['rps']:.1f} req/s p50 {stats['p50_ms']:.1f} ms "
-                          f"p99 {stats['p99_ms']:.1f} ms failed {stats['failed']} "
+                          f"p99 {stats['p99_ms']:.1f} ms failed {stats['failed']} CPU/req "
+                          f"server {stats['server_cpu_ms']:.1f} client {stats['client_cpu_ms']:.1f} ms "
                           f"{stats['errors'][:1]}", file=sys.stderr)
     finally:
         server.stop()
@@ -140,28 +182,37 @@ def run(args):
 
 def markdown(rows, args, loads):
     lines = [
-        f"`python benchmarks/serving_grpc.py {' '.join(args.argv)}`".rstrip(),
+        f"`python benchmarks/serving_grpc.py {shlex.join(args.argv)}`".rstrip(),
         "",
         f"model {args.model}, signature {args.signature}, one sentence per request "
         f"({args.text!r}), {args.duration:g} s per cell; {loads[0]} before, {loads[1]} after.",
         "",
-        "| clients | round | protocol | requests | req/s | p50 ms | p99 ms | failed |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| clients | round | protocol | requests | req/s | p50 ms | p99 ms | failed "
+        "| in-server p50 / p99 ms | server CPU ms/req | client CPU ms/req |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for protocol, clients, round_index, s in rows:
         lines.append(f"| {clients} | {round_index} | {protocol} | {s['requests']} | "
                      f"{_fmt(s['rps'])} | {_fmt(s['p50_ms'])} | {_fmt(s['p99_ms'])} | "
-                     f"{s['failed']} |")
+                     f"{s['failed']} | {_fmt(s['server_p50_ms'])} / {_fmt(s['server_p99_ms'])} | "
+                     f"{_fmt(s['server_cpu_ms'])} | {_fmt(s['client_cpu_ms'])} |")
     lines.append("")
     for clients in args.clients:
         def total(protocol, key):
             cells = [s for p, c, _, s in rows if p == protocol and c == clients]
             return sum(s[key] for s in cells), float(np.median([s["p50_ms"] for s in cells]))
 
+        def cpu(protocol, key):
+            cells = [s for p, c, _, s in rows if p == protocol and c == clients]
+            return sum(s[key] * s["ok"] for s in cells) / max(sum(s["ok"] for s in cells), 1)
+
         (grpc_ok, grpc_p50), (rest_ok, rest_p50) = total("grpc", "ok"), total("rest", "ok")
-        lines.append(f"- {clients} client(s): gRPC/REST throughput {grpc_ok / max(rest_ok, 1):.2f}x, "
-                     f"median p50 {grpc_p50:.1f} vs {rest_p50:.1f} ms "
-                     f"({grpc_p50 / rest_p50:.2f}x)")
+        lines.append(
+            f"- {clients} client(s): gRPC/REST throughput {grpc_ok / max(rest_ok, 1):.2f}x, "
+            f"median p50 {grpc_p50:.1f} vs {rest_p50:.1f} ms ({grpc_p50 / rest_p50:.2f}x); "
+            f"server CPU per request {cpu('grpc', 'server_cpu_ms'):.1f} vs "
+            f"{cpu('rest', 'server_cpu_ms'):.1f} ms, client {cpu('grpc', 'client_cpu_ms'):.1f} "
+            f"vs {cpu('rest', 'client_cpu_ms'):.1f} ms")
     return "\n".join(lines)
 
 

@@ -327,6 +327,8 @@ def test_refusals(saved):
     refused(CODE.INVALID_ARGUMENT, "input 'ids'", "rank 2", signature="generate_ids",
             ids=ids[0], lengths=lengths)
     refused(CODE.INVALID_ARGUMENT, "empty string at index [1]", prompts=_strings(["a", ""]))
+    refused(CODE.INVALID_ARGUMENT, "string at index [0] is not UTF-8 text (byte 1",
+            prompts=np.array([b"a\xff"], dtype=object))
     refused(CODE.INVALID_ARGUMENT, f"over the limit of {MAX_STRING}",
             prompts=_strings(["a" * (MAX_STRING + 1)]))
     refused(CODE.INVALID_ARGUMENT, f"batch of {MAX_BATCH + 1} > the limit of {MAX_BATCH}",
@@ -397,6 +399,14 @@ def test_overload_and_deadlines(tmp_path):
     app = serving.create_app(tmp_path, workers=1, max_queue=1, queue_timeout_ms=400,
                              request_timeout_ms=1500, poll_interval=0, grpc_port=0)
     app.state.registry.backend = _SleepBackend()
+    recorded = []
+
+    class Metrics:  # what the RPCs tell the app's metrics (keras_seq.serving.metrics)
+        def observe_request(self, *args):
+            if args[-1] == "grpc":
+                recorded.append(args[:4])
+
+    app.state.metrics = Metrics()
     with running_server(app) as http:
         server = Server(app, http, tmp_path)
 
@@ -431,6 +441,19 @@ def test_overload_and_deadlines(tmp_path):
         time.sleep(0.8)
         assert sleep(0.0).tolist() == [0.0]
         server.refused(lambda: sleep(float("nan")), CODE.INVALID_ARGUMENT, "NaN")
+        server.refused(lambda: server.predict(model="nope"), CODE.NOT_FOUND)
+        counts = {}
+        for key in recorded:
+            if key[3] == "CANCELLED":  # past the client's deadline: whichever side saw it first
+                key = key[:3] + ("DEADLINE_EXCEEDED",)
+            counts[key] = counts.get(key, 0) + 1
+        assert counts == {
+            ("slow", 1, "serving_default", "OK"): 2,
+            ("slow", 1, "serving_default", "RESOURCE_EXHAUSTED"): 2,
+            ("slow", 1, "serving_default", "DEADLINE_EXCEEDED"): 2,  # the server's, the client's
+            ("slow", 1, "serving_default", "INVALID_ARGUMENT"): 1,
+            (None, None, None, "NOT_FOUND"): 1,
+        }, counts
         # Shutting down lets the RPC in flight finish.
         last = threading.Thread(target=lambda: answers.setdefault("last", sleep(0.5)))
         last.start()
@@ -443,7 +466,7 @@ def test_overload_and_deadlines(tmp_path):
     server.channel.close()
 
 
-def test_grpc_port_option(tmp_path, capsys):
+def test_grpc_port_option(tmp_path, capsys, monkeypatch):
     parser = cli.add_arguments(argparse.ArgumentParser())
     assert parser.parse_args([str(tmp_path)]).grpc_port is None
     assert parser.parse_args([str(tmp_path), "--grpc-port", "8500"]).grpc_port == 8500
@@ -454,6 +477,21 @@ def test_grpc_port_option(tmp_path, capsys):
     assert "must differ" in capsys.readouterr().err
     with pytest.raises(ValueError, match="grpc_port"):
         serving.create_app(tmp_path, grpc_port=-1)
+
+    # run_server hands the port and --host to the app.
+    from keras_seq.serving import app as app_module, logs
+
+    class Built(Exception):
+        pass
+
+    def create_app(base_dir, **options):
+        raise Built(options["grpc_port"], options["grpc_host"])
+
+    monkeypatch.setattr(app_module, "create_app", create_app)
+    monkeypatch.setattr(logs, "configure_logging", lambda: None)  # keep pytest's log capture
+    with pytest.raises(Built) as built:
+        cli.main([str(tmp_path), "--host", "::1", "--grpc-port", "8500"])
+    assert built.value.args == (8500, "::1")
 
 
 # -- a real translator --------------------------------------------------------------

@@ -25,7 +25,9 @@ the same one-line message (never a server path): 400 -> INVALID_ARGUMENT
 DEADLINE_EXCEEDED; a message over `max_body_bytes` is refused by gRPC itself
 (RESOURCE_EXHAUSTED). The client's gRPC deadline is honoured: a request is
 dropped once it is past, whichever of it and `request_timeout_ms` comes first.
-Each RPC is logged as one JSON line (`event: "request"`, `protocol: "grpc"`).
+Each RPC is logged as one JSON line (`event: "request"`, `protocol: "grpc"`),
+and each Predict is counted in the app's `metrics` (where the app has them)
+with transport "grpc" and its status code's name.
 
 Importing this module imports TensorFlow (the protos are TensorFlow's), so
 the app imports it only when a gRPC port is given (`--onnx --grpc-port`
@@ -132,16 +134,19 @@ class _Service:
                       error=_one_line(f"{type(error).__name__}: {error}"),
                       traceback="".join(traceback.format_exception(error)))
         finally:
+            seconds = time.perf_counter() - start
             record = {"protocol": "grpc", "method": method, "status": code.name,
-                      "latency_ms": round((time.perf_counter() - start) * 1000.0, 3),
-                      **{key: value for key, value in fields.items() if value is not None}}
+                      "latency_ms": round(seconds * 1000.0, 3),
+                      **{key: value for key, value in fields.items()
+                         if value is not None and not key.startswith("_")}}
             if message is not None:
                 record["error"] = message
             level = (logging.INFO if code is grpc.StatusCode.OK else
                      logging.ERROR if code is grpc.StatusCode.INTERNAL else logging.WARNING)
             log_event(level, "request", **record)
-            # METRICS HOOK (issue 11 item 4): record the RPC here (model, version,
-            # signature, code, latency) once keras_seq.serving's metrics API exists.
+            metrics = getattr(self.state, "metrics", None)  # the app's `metrics.Metrics`
+            if "_answered_by" in fields and metrics is not None:  # a Predict, as REST's
+                metrics.observe_request(*fields["_answered_by"], code.name, seconds, "grpc")
         await context.abort(code, message, trailing_metadata=trailers)
 
     async def _unimplemented(self, method, context, advice):
@@ -177,10 +182,15 @@ class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceS
         client_first = left is not None and loop.time() + left < deadline
         if client_first:
             deadline = loop.time() + left
+        # What answered (model, version, signature) for the metrics: labels only from
+        # what the server resolved, never the client's text.
+        answered_by = fields["_answered_by"] = [None, None, None]
         name, served = self._served(fields, request.model_spec)
+        answered_by[:2] = name, served.version
         signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         fields["signature"] = signature_name
         signature = served.signature(signature_name)
+        answered_by[2] = signature_name
         unknown = sorted(set(request.output_filter) - set(signature.outputs))
         if unknown:
             raise RequestError(f"output_filter names unknown output {unknown[0]!r} of signature "

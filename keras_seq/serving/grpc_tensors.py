@@ -6,7 +6,9 @@ gRPC) what REST's codec refuses: missing or unknown inputs, a dtype other than
 the signature's (as TF Serving refuses it), a rank or fixed dimension the
 signature does not accept, inputs whose batch (leading) dimensions disagree,
 more than `max_batch` rows, empty strings, strings over `max_string_length`
-bytes, and NaN or infinite floats. `to_proto` writes an output array back.
+bytes, strings that are not UTF-8 (unless the input's name ends in `_bytes`,
+TF Serving's mark of binary data; REST takes those as `{"b64": ...}`), and
+NaN or infinite floats. `to_proto` writes an output array back.
 
 The conversion is NumPy only, by TensorFlow's `Tensor::FromProto` rules: the
 values come from `tensor_content` (raw little-endian bytes) or the typed
@@ -127,6 +129,14 @@ def _check_values(array, info, where, limits):
                 raise RequestError(
                     f"{where}: string at index {index} is {len(item)} bytes long, over the "
                     f"limit of {limits.max_string_length}")
+            if not info.name.endswith("_bytes"):  # text, as REST's JSON strings always are
+                try:
+                    item.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise RequestError(
+                        f"{where}: string at index {index} is not UTF-8 text (byte "
+                        f"{error.start}: {error.reason}); binary inputs are named *_bytes, "
+                        "as in TF Serving") from None
     elif info.kind == "float" and not np.isfinite(
             array if array.dtype.kind == "f" else array.astype(np.float32)).all():  # bfloat16
         raise RequestError(f"{where}: NaN and infinite values are not accepted")
