@@ -178,13 +178,19 @@ def training_curves_figure(history, title=None):
             ax.set_yscale("log")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        epochs = sorted({e for _, points in lines for e, _ in points})
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
         if len(lines) > 1:
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    # Fixed margins: tight_layout would draw the figure once more.
+    fig.subplots_adjust(left=0.1 if len(panels) == 1 else 0.06, right=0.98, bottom=0.16,
+                        top=0.82 if title else 0.88, wspace=0.3)
     return fig
 
 

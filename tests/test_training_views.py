@@ -147,3 +147,17 @@ def test_cli_early_stop_on_maps_onto_the_recipe(capsys):
     assert cli._translator_recipe(args).early_stop_on == "bleu"
     assert cli.main(["train-translator", "--early-stop-on", "chrf"]) == 2
     assert "argument --early-stop-on: invalid choice: 'chrf'" in capsys.readouterr().err
+
+
+def test_training_curves_redraw_at_epoch_ends_and_at_the_end(tmp_path):
+    from keras_seq.training import TrainingCurves
+
+    state = {"history": [{"epoch": 1, "loss": 2.0, "val_loss": 2.5}]}
+    every, later = tmp_path / "every.png", tmp_path / "later.png"
+    eager, lazy = TrainingCurves(state, every, min_seconds=0), TrainingCurves(state, later)
+    for callback in (eager, lazy):
+        callback.on_train_begin()
+        callback.on_epoch_end(0)
+    assert every.read_bytes()[:8] == PNG_MAGIC and not later.exists()
+    lazy.on_train_end()
+    assert later.read_bytes()[:8] == PNG_MAGIC

@@ -164,7 +164,8 @@ def test_the_commands_drive_the_same_pipeline(tmp_path, monkeypatch):
     assert config["data"]["split_seed"] == config["training"]["seed"] == 5
     assert config["training"]["learning_rate"] == ks.TranslatorRecipe().train.learning_rate
     assert config["decoding"] == ks.TranslatorRecipe().decoding_info()
-    assert config["recipe"] == {"label_smoothing": 0.1, "steps_per_epoch_cap": 1000}
+    assert config["recipe"] == {"label_smoothing": 0.1, "steps_per_epoch_cap": 1000,
+                                "early_stop_on": "loss"}
     out = io.StringIO()
     with redirect_stdout(out), redirect_stderr(io.StringIO()):
         assert cli.main(["translate", run, "I am cold.", "", "Go!", "--greedy"]) == 0

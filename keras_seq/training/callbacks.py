@@ -270,43 +270,63 @@ TRAINING_CURVES = "training-curves.png"
 
 
 class TrainingCurves(keras.callbacks.Callback):
-    """Redraws `RUN/training-curves.png` at every epoch end (`keras_seq.plotting`).
+    """Redraws `RUN/training-curves.png` as epochs end (`keras_seq.plotting`).
 
     Loss, validation loss, validation BLEU (when a callback logs `val_bleu`)
     and learning rate per epoch, from the run's history (earlier sessions
-    included). Place it after `RunCheckpoint`, which appends the epoch to
-    the history. Without matplotlib (the `plot` extra) nothing is drawn and,
-    when `verbose`, one note says so.
+    included). It redraws at the end of an epoch when `min_seconds` have
+    passed since the last drawing (every epoch of a real run; short epochs
+    are not slowed down by drawing), and always when training ends. Place it
+    after `RunCheckpoint`, which appends the epoch to the history. Without
+    matplotlib (the `plot` extra) nothing is drawn and, when `verbose`, one
+    note says so.
 
     Args:
         state: the run's `_RunState` (its "history").
         path: the PNG to write.
         verbose: the run's verbosity (the note is shown at 1 and above).
+        min_seconds: the least time between two drawings at epoch ends.
 
     Example:
 
     >>> curves = TrainingCurves(state, "runs/tiny/training-curves.png")  # doctest: +SKIP
     """
 
-    def __init__(self, state, path, verbose=1):
+    def __init__(self, state, path, verbose=1, min_seconds=10.0):
         super().__init__()
         self.state = state
         self.path = Path(path)
         self.verbose = verbose
+        self.min_seconds = float(min_seconds)
         self.disabled = False
+        self._drawn_at = None
+        self._drawn_rows = 0
+
+    def on_train_begin(self, logs=None):
+        self._drawn_at = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
+        if time.monotonic() - self._drawn_at >= self.min_seconds:
+            self._draw()
+
+    def on_train_end(self, logs=None):
+        if len(self.state.get("history") or ()) != self._drawn_rows:
+            self._draw()
+
+    def _draw(self):
         from keras_seq import errors
         from keras_seq import plotting
         from keras_seq import progress
 
-        if self.disabled or not self.state.get("history"):
+        history = self.state.get("history")
+        if self.disabled or not history:
             return
         try:
-            plotting.plot_training_curves(self.state["history"], self.path)
+            plotting.plot_training_curves(history, self.path)
         except errors.MissingExtraError as e:
             self.disabled = True
             progress.echo(f"no {self.path.name}: {e}", self.verbose)
+        self._drawn_at, self._drawn_rows = time.monotonic(), len(history)
 
 
 def _scalars_metadata():

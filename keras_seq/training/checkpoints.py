@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic save, the training state inside them, leftovers.
+"""Checkpoint files: atomic save, the training state inside them, leftovers, averaging.
 
 A checkpoint is written to a temporary file in the same directory and moved
 into place with `os.replace`, the state travelling inside the weights file (an
@@ -10,6 +10,10 @@ start of a run, `_remove_stale_temporaries` removes those of processes that are
 gone (and unnamed ones older than this process), never those of a live one.
 Once a run's first checkpoint is in place, the old run an `--overwrite` kept
 aside is deleted (`runs.discard_replaced_runs`).
+
+With `TrainConfig.average_last = N`, each epoch's model weights are also kept
+(`epoch-NNNN.weights.h5`, the newest N; `save_epoch_checkpoint`), and
+`average_checkpoints` writes their element-wise mean (`averaged.weights.h5`).
 """
 
 import json
