@@ -107,8 +107,7 @@ def _add_generate(subparsers):
     )
     p.add_argument("run", metavar="RUN", help="run directory written by `keras-seq train-lm`")
     p.add_argument("prompt", metavar="PROMPT", help="text to continue")
-    p.add_argument("--length", type=positive_int, default=lm_recipe.GENERATE_LENGTH, help="tokens to generate, up to the model's limit (a larger "
-                   "--length is refused with the limit)")
+    p.add_argument("--length", type=positive_int, default=lm_recipe.GENERATE_LENGTH, help="tokens to generate")
     p.add_argument("--temperature", type=positive_float, help="sampling temperature > 0 (default 1.0)")
     p.add_argument("--top-k", type=positive_int, help="sample from the K most likely tokens")
     p.add_argument(
