@@ -98,9 +98,9 @@ REFUSED = [
     ("load_run missing", lambda p, t, g: ks.models.load_run(p["tmp"] / "nowhere"),
      RunDirError, "does not exist; train one with"),
     ("load_run which", lambda p, t, g: ks.models.load_run(p["tr"], which="worst"),
-     ValueError, "which must be 'best' or 'last', got 'worst'"),
+     ValueError, "which must be one of auto, averaged, best, last; got 'worst'"),
     ("Translator.from_run of an lm", lambda p, t, g: ks.Translator.from_run(p["lm"]),
-     RunDirError, "is a lm run, not a translator run"),
+     RunDirError, "is a language-model run, not a translator run"),
     ("TextGenerator.from_run of a translator", lambda p, t, g: ks.TextGenerator.from_run(p["tr"]),
      RunDirError, "is a translator run, not a language-model run"),
     # -- recipes ---------------------------------------------------------------------
@@ -259,6 +259,7 @@ def test_savedmodel_version_waits_for_its_variables(tmp_path):
     version = tmp_path / "model" / "1"
     (version / "variables").mkdir(parents=True)
     (version / "saved_model.pb").write_bytes(b"graph")
+    (version / "variables" / "variables.data-00000-of-00001").write_bytes(b"weights")
     backend = SavedModelBackend()
     assert backend.scan(tmp_path / "model", lambda key, event, **f: notes.append(f["error"])) == {}
     assert notes == ["no variables/variables.index yet; waiting"]

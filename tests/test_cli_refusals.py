@@ -106,6 +106,12 @@ REFUSED = [
     (["train-translator", "--resume", "--run-dir", "{tr_no_training}"], "has no 'training' entry"),
     (["train-translator", "--resume", "--run-dir", "{tr_no_data}"], "{tr_no_data}/config.json has no 'data'"),
     (["train-translator", "--resume", "--run-dir", "{tr_model_str}"], "'model' must be an object"),
+    (["train-translator", "--resume", "--run-dir", "{tr}", "--batch-size", "100000000"],
+     "TranslatorRecipe(rnn, units=8, layers=1, embedding_dim=8, batch_size=100000000, max_length=12, "
+     "vocabularies of 23 and 29) needs about"),
+    (["train-lm", "--resume", "--run-dir", "{lm}", "--batch-size", "100000000"],
+     "LanguageModelRecipe(lstm, units=8, layers=1, embedding_dim=8, batch_size=100000000, seq_len=8, "
+     "the smallest vocabulary) needs about"),
     (["generate", "{lm_model_str}", "hi"], "{lm_model_str}/config.json: 'model' must be an object"),
     (["evaluate", "{lm_no_data}"], "{lm_no_data}/config.json has no 'data' entry"),
     (["export", "{lm_type_bad}", "--no-onnx"],

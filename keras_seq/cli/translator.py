@@ -136,7 +136,9 @@ def _add_translate(subparsers):
     p.add_argument(
         "--plot", metavar="PNG", help="save the attention weights of the first sentence as an image"
     )
-    p.add_argument("--max-length", type=positive_int, help="maximum output length in tokens")
+    p.add_argument("--max-length", type=positive_int, help="maximum output length in tokens (capped, with a warning, at "
+                   "the model's limit: a Transformer's positions, twice the longest source "
+                   "for a recurrent model)")
     add_ensemble_flag(p)
     p.set_defaults(handler=_cmd_translate)
 

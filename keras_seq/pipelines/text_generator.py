@@ -135,10 +135,7 @@ class TextGenerator:
         if config["task"] != "lm":
             raise errors.RunDirError(
                 f"{run.path} is a {config['task']} run, not a language-model run")
-        config = run.checked_config
-        for key in ("model", "tokenizer", "data"):
-            if key not in config:
-                raise errors.RunDirError(f"{run.config_path} has no {key!r} entry; retrain the run")
+        config = run.checked_config  # every section of the schema (keras_seq.run_schema)
         info = model_info(config, str(run.config_path))
         tokenizer = text_lib.load_tokenizer(str(run.vocab_dir))
         if info["config"].get("vocab_size") != tokenizer.vocab_size:
@@ -252,7 +249,7 @@ class TextGenerator:
         many = num_samples is not None or options.num_return > 1
         count = options.num_return if num_samples is None else num_samples
         strategy, sampler, repeat = self._decoding(options, count)
-        self.check_decoding_memory(len(ids) * repeat * getattr(strategy, "beam_size", 1),
+        self._check_decoding_memory(len(ids) * repeat * getattr(strategy, "beam_size", 1),
                                    length, max(len(row) for row in ids))
         rows = [row for row in ids for _ in range(repeat)]
         result = self.model.generate(right_pad(rows), max_length=length, strategy=strategy,
@@ -269,7 +266,7 @@ class TextGenerator:
         texts = texts if many else [t[0] for t in texts]
         return texts[0] if single else texts
 
-    def check_decoding_memory(self, rows, length, prompt_length):
+    def _check_decoding_memory(self, rows, length, prompt_length):
         """Refuses a decoding of `rows` sequences that cannot fit in memory.
 
         The estimate (`keras_seq.recipes.memory.check_decoding`) counts

@@ -451,9 +451,12 @@ def _resumed_setup(run_dir, data, train_overrides, valid_data=None, test_data=No
         say(f"--resume: training goes on with the run's own data {info['spec']} "
             f"(ignoring --data {data})")
     _say_stored_files(info, valid_data, test_data)
-    splits = load_splits(info)
     config = training_config({k: v for k, v in stored["training"].items() if k != "resume"},
                              **dict(train_overrides or {}))
+    sizes = stored["model"]["config"]
+    TranslatorRecipe.from_run_config(dict(stored, training=config.to_dict())).check_memory(
+        source_vocab_size=sizes["source_vocab_size"], target_vocab_size=sizes["target_vocab_size"])
+    splits = load_splits(info)
     return _Setup(source_tokenizer=text_lib.load_tokenizer(str(run.vocab_dir / "source")),
                   target_tokenizer=text_lib.load_tokenizer(str(run.vocab_dir / "target")),
                   splits=splits, run_config=dict(stored, training=config.to_dict()),

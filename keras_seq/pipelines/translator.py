@@ -236,13 +236,20 @@ class Translator:
         decoder state (or, for a Transformer, its key/value caches)."""
         from keras_seq.recipes import memory
 
-        config = self.model.get_config()
-        layers = int(config.get("num_layers", 1))
-        width = int(config.get("d_model") or 2 * int(config.get("units", 0)))
-        if "d_model" in config:
-            state = 2 * layers * (self.max_source_length + length) * width
-        else:
-            state = self.max_source_length * width + 2 * layers * width
+        from keras_seq import models
+
+        # An ensemble holds every member's state (and one set of logits each).
+        members = self.model.members if isinstance(self.model, models.Ensemble) else [self.model]
+        state = 0
+        for member in members:
+            config = member.get_config()
+            layers = int(config.get("num_layers", 1))
+            width = int(config.get("d_model") or 2 * int(config.get("units", 0)))
+            if "d_model" in config:
+                state += 2 * layers * (self.max_source_length + length) * width
+            else:
+                state += self.max_source_length * width + 2 * layers * width
+            state += self.model.target_vocab_size  # the member's logits
         memory.check_decoding(rows, length, self.model.target_vocab_size, state)
 
     def output_limit(self, source_length):
@@ -254,8 +261,6 @@ class Translator:
 
     def prepare(self, sentences):
         """Tokenizes lines; returns per-line `(ids or None, Translation)` lists."""
-        from keras_seq import text as text_lib
-
         results = [Translation() for _ in sentences]
         texts, where = [], []
         for i, line in enumerate(sentences):
@@ -575,8 +580,7 @@ def _run_tokenizers(run):
     if config.get("task") != "translator":
         task = {"lm": "language-model"}.get(config.get("task"), config.get("task"))
         raise errors.RunDirError(f"{run.path} is a {task} run, not a translator run")
-    if "tokenizer" not in config:
-        raise errors.RunDirError(f"{run.config_path} has no 'tokenizer' entry; retrain the run")
+    run.checked_config  # the full schema (one line naming the field), before any file is read
     return (text_lib.load_tokenizer(str(run.vocab_dir / "source")),
             text_lib.load_tokenizer(str(run.vocab_dir / "target")))
 

@@ -191,6 +191,33 @@ class TranslatorRecipe(common.Recipe):
         return cls.transformer(**overrides) if model == "transformer" else cls.rnn(**overrides)
 
     @classmethod
+    def from_run_config(cls, config):
+        """The recipe of a translator run, as far as its config.json records it.
+
+        The model's sizes, the data's length limit and the training; the
+        rest keeps the defaults. What a resumed run checks its memory with.
+
+        Args:
+            config: a translator run's config dict, checked by
+                `keras_seq.run_schema.validate`.
+
+        Returns:
+            A `TranslatorRecipe`.
+        """
+        m = config["model"]["config"]
+        values = dict(max_length=config["data"]["max_length"],
+                      train=TrainConfig.from_dict(dict(config["training"])),
+                      sampled_softmax=m.get("sampled_softmax") or 0)
+        if config["model"]["type"] == "transformer":
+            return cls.transformer(units=m["d_model"], layers=m.get("num_layers", 3),
+                                   num_heads=m.get("num_heads", 4), **values)
+        rnn = cls()
+        return cls.rnn(units=m["units"], embedding_dim=m.get("embedding_dim", rnn.embedding_dim),
+                       layers=m.get("num_layers", rnn.layers), cell=m.get("cell", rnn.cell),
+                       bidirectional=m.get("bidirectional", rnn.bidirectional),
+                       input_feeding=m.get("input_feeding", rnn.input_feeding), **values)
+
+    @classmethod
     def describe_defaults(cls, names, train_names=()):
         """`{name: text}`: each field's default, and the Transformer's where it differs.
 

@@ -214,8 +214,12 @@ def _missing_saved_model_file(path):
     if not ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()):
         return "saved_model.pb"
     variables = path / "variables"
-    if variables.is_dir() and not (variables / "variables.index").is_file():
-        return "variables/variables.index"
+    try:
+        shards = variables.is_dir() and any(variables.glob("variables.data-*"))
+    except OSError:
+        shards = False
+    if shards and not (variables / "variables.index").is_file():
+        return "variables/variables.index"  # its data shards arrived first: still copying
     return None
 
 
@@ -223,10 +227,9 @@ class SavedModelBackend(Backend):
     """SavedModels in `NAME/VERSION/` directories, loaded with `tf.saved_model.load`.
 
     A version directory counts once it holds `saved_model.pb` (or `.pbtxt`)
-    and, when it has a `variables/` directory, its `variables.index` (the
-    last file `tf.saved_model.save` writes there; a copy in progress is
-    waited for, and the registry loads it once its files are unchanged for
-    one more scan); nothing here imports model code, so any SavedModel in TF Serving layout
+    and, when `variables/` holds data shards, their `variables.index` (a
+    copy in progress is waited for; the registry then loads it once its
+    files are unchanged for one more scan); nothing here imports model code, so any SavedModel in TF Serving layout
     works.
 
     Example:
