@@ -70,7 +70,8 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=["savedmodel", "onnx"])
 def server(request, exported):
-    app = serving.create_app(exported["root"], onnx=request.param == "onnx", poll_interval=0)
+    app = serving.create_app(exported["root"], onnx=request.param == "onnx", poll_interval=0,
+                             warmup=False)
     with running_server(app) as client:
         def predict(model, body, status=200):
             response = client.post(f"/v1/models/{model}:predict", json=body)
@@ -112,7 +113,7 @@ def test_runtime_settings_decode_as_python_settings():
         result = run(strategy=BeamSearch(k, alpha, r), max_length=length, max_length_bound=9)
         return result.ids, result.lengths, result.scores
 
-    for k, alpha, r, length in [(5, 0.6, 1, 9), (5, 0.6, 3, 9), (3, 1.0, 2, 4), (1, 0.0, 1, 9)]:
+    for k, alpha, r, length in [(5, 0.6, 3, 9), (3, 1.0, 2, 4)]:
         expected = run(strategy=BeamSearch(k, alpha, r), max_length=length)
         ids, lengths, scores = beam(tf.constant(k), tf.constant(alpha), tf.constant(r),
                                     tf.constant(length))
@@ -124,7 +125,7 @@ def test_runtime_settings_decode_as_python_settings():
     def sample(t, k, p, seed):
         return run(sampler=RandomSampler(t, k, p, seed), max_length=9, max_length_bound=9).ids
 
-    for t, k, p, seed in [(0.8, 0, 1.0, 5), (0.8, 3, 1.0, 5), (1.0, 0, 0.9, 7), (0.5, 4, 0.8, 3)]:
+    for t, k, p, seed in [(0.8, 0, 1.0, 5), (0.5, 4, 0.8, 3)]:
         expected = run(sampler=RandomSampler(t, k or None, p if p < 1 else None, seed),
                        max_length=9)
         got = sample(tf.constant(t), tf.constant(k), tf.constant(p), tf.constant(seed, tf.int64))
@@ -158,6 +159,18 @@ def test_export_json_lists_each_setting(exported):
         "temperature": 1.0, "top_k": 1, "top_p": 1.0, "seed": -1, "max_length": LM_LENGTH}
     with pytest.raises(ValueError, match="beam_size"):
         export.decoding_settings(exported["lm_path"], {"beam_size": 2})
+
+
+def test_exports_without_settings_take_none():
+    """Formats 1 and 2 (no `decoding.inputs`) and `serving_default`: nothing to fill."""
+    old = {"decoding": {"max_length": 7, "strategy": "greedy", "sampler": None}}
+    assert export.decoding_settings(old) == {}
+    assert serving.codec.optional_inputs(old["decoding"], ["source_ids"]) == {}
+    entries = {"beam_size": {"dtype": "int32", "default": 5, "minimum": 1, "maximum": 8}}
+    assert serving.codec.optional_inputs({"inputs": entries}, ["sentences"]) == {}
+    optional = serving.codec.optional_inputs({"inputs": entries}, ["source_ids", "beam_size"])
+    filled = serving.codec.fill_defaults({"source_ids": np.ones((1, 2), np.int32)}, optional)
+    assert filled["beam_size"].dtype == np.int32 and filled["beam_size"].shape == ()
 
 
 def test_raw_saved_model_callers_get_named_asserts(exported):
