@@ -79,8 +79,7 @@ SETTINGS = {
     "seed": (tf.int64, "random seed; -1: a fresh one per call"),
     "max_length": (tf.int32, "the most tokens generated"),
 }
-BEAM_SETTINGS = ("beam_size", "length_penalty", "n_best", "max_length")
-SAMPLING_SETTINGS = ("temperature", "top_k", "top_p", "seed", "max_length")
+SAMPLING_SETTINGS = ("temperature", "top_k", "top_p", "seed")
 
 _STEP_DOC = (
     "tokens int32 [N] + state_<key> tensors -> logits float32 [N, V] "
@@ -243,6 +242,8 @@ class ServingFunctions:
         sampler: None or a `keras_seq.decoding.RandomSampler` (greedy only).
         task: optional, the task the caller expects (`"language_model"` /
             `"translation"`); another model is a TypeError.
+        max_beam_size: beam search only: the largest `beam_size` a call may
+            ask for (default `max(16, strategy.beam_size)`).
 
     Attributes:
         names: the `TaskSignatures` of the model's task.
@@ -364,7 +365,7 @@ class ServingFunctions:
             elif strategy.beam_size == 1:
                 strategy.length_penalty = 0.0
             return strategy, None, max_length
-        if not any(name in inputs for name in SAMPLING_SETTINGS[:-1]):
+        if not any(name in inputs for name in SAMPLING_SETTINGS):
             return self.strategy, self.sampler, max_length
         defaults = self.settings()
 
