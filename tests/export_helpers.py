@@ -67,6 +67,12 @@ def export_with_beam(model, source, target, to, max_length):
     return model, source, target, to, path
 
 
+def settings(path, **chosen):
+    """The export's per-request decoding inputs as tensors (its defaults,
+    updated with `chosen`), for calling a text or id-level signature."""
+    return {k: tf.constant(v) for k, v in export.decoding_settings(path, chosen).items()}
+
+
 def assert_parity(report, equal, close, strings):
     """Checks a `check_parity` report: for both the SavedModel and ONNX, the
     outputs `equal` ("signature/output") are identical and those in `close`
@@ -85,7 +91,9 @@ def assert_translate_matches_model(model, path, source_ids, target, max_length):
     the ids, lengths and text of the model's own beam search (BEAM, eager) over
     `source_ids` (SOURCES encoded). Returns the signature's outputs."""
     expected = model.generate(source_ids, strategy=BEAM, max_length=max_length)
-    got = tf.saved_model.load(path).signatures["translate"](sentences=tf.constant(SOURCES))
+    got = tf.saved_model.load(path).signatures["translate"](
+        sentences=tf.constant(SOURCES), **settings(path)
+    )
     np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])
     np.testing.assert_array_equal(got["lengths"], expected.lengths[:, 0])
     translations = [s.decode() for s in got["translations"].numpy()]
@@ -97,6 +105,8 @@ def assert_generate_ids_matches_model(model, path, prompt_ids, max_length, **gen
     """The exported `generate_ids` signature returns the ids of the model's own
     `generate` (eager) over `prompt_ids`. Returns (outputs, expected)."""
     expected = model.generate(prompt_ids, max_length=max_length, **generate_kwargs)
-    got = tf.saved_model.load(path).signatures["generate_ids"](prompt_ids=tf.constant(prompt_ids))
+    got = tf.saved_model.load(path).signatures["generate_ids"](
+        prompt_ids=tf.constant(prompt_ids), **settings(path)
+    )
     np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])
     return got, expected

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from export_helpers import (BEAM, SOURCES, assert_generate_ids_matches_model, assert_parity,
                             assert_translate_matches_model, encode_sources, export_with_beam,
-                            pad, translator_tokenizers)
+                            pad, settings, translator_tokenizers)
 
 from keras_seq import export
 from keras_seq import serving
@@ -135,15 +135,18 @@ def test_lm_layout_signatures_and_onnx_graphs(lm_setup, lm_loaded):
     ]
     V, U, L = tokenizer.vocab_size, 16, LM_MAX_LENGTH
     state = {"state_c_0": (tf.float32, [None, U]), "state_h_0": (tf.float32, [None, U])}
+    lm_settings = {"temperature": (tf.float32, []), "top_k": (tf.int32, []),
+                   "top_p": (tf.float32, []), "seed": (tf.int64, []),
+                   "max_length": (tf.int32, [])}
     expected = {
         "generate": (
-            {"prompts": (tf.string, [None])},
+            {"prompts": (tf.string, [None]), **lm_settings},
             {"generated": (tf.string, [None]), "text": (tf.string, [None]),
              "ids": (tf.int32, [None, L]), "lengths": (tf.int32, [None]),
              "scores": (tf.float32, [None])},
         ),
         "generate_ids": (
-            {"prompt_ids": (tf.int32, [None, None])},
+            {"prompt_ids": (tf.int32, [None, None]), **lm_settings},
             {"ids": (tf.int32, [None, L]), "lengths": (tf.int32, [None]),
              "scores": (tf.float32, [None])},
         ),
@@ -159,7 +162,10 @@ def test_lm_layout_signatures_and_onnx_graphs(lm_setup, lm_loaded):
     }
     for name, specs in expected.items():
         assert _signature_specs(lm_loaded.signatures[name]) == specs, name
-    assert _signature_specs(lm_loaded.signatures["serving_default"]) == expected["generate"]
+    inputs, outputs = expected["generate"]
+    assert _signature_specs(lm_loaded.signatures["serving_default"]) == (
+        {"prompts": inputs["prompts"]}, outputs
+    )
 
     with open(to / "1" / export.EXPORT_INFO) as f:
         info = json.load(f)
@@ -226,8 +232,8 @@ def test_lm_parity_keras_saved_model_onnx(lm_setup, monkeypatch):
 
 
 def test_lm_string_signature_round_trip(lm_setup, lm_loaded):
-    model, tokenizer, _, _ = lm_setup
-    out = lm_loaded.signatures["generate"](prompts=tf.constant(PROMPTS))
+    model, tokenizer, _, path = lm_setup
+    out = lm_loaded.signatures["generate"](prompts=tf.constant(PROMPTS), **settings(path))
     prompt_ids = tokenizer.encode(PROMPTS)  # "zebra" -> <unk>, "A" lower-cased
     expected = model.generate(pad(prompt_ids), max_length=LM_MAX_LENGTH)
     np.testing.assert_array_equal(out["ids"], expected.ids[:, 0])
@@ -238,11 +244,11 @@ def test_lm_string_signature_round_trip(lm_setup, lm_loaded):
         prompt_ids, expected.ids[:, 0].numpy(), expected.lengths[:, 0].numpy())]
     assert texts == tokenizer.decode(full)
     assert texts[1].startswith("a bird flew over") and texts[3].startswith("<unk> dog")
-    # serving_default is generate.
+    # serving_default is generate with the export's settings.
     default = lm_loaded.signatures["serving_default"](prompts=tf.constant(PROMPTS))
     assert default["generated"].numpy().tolist() == out["generated"].numpy().tolist()
     # An empty batch gives empty outputs.
-    empty = lm_loaded.signatures["generate"](prompts=tf.constant([], tf.string))
+    empty = lm_loaded.signatures["generate"](prompts=tf.constant([], tf.string), **settings(path))
     assert empty["ids"].shape == (0, LM_MAX_LENGTH) and empty["text"].shape == (0,)
 
 
@@ -251,7 +257,9 @@ def test_lm_streaming_client_over_step_matches_generate_ids(lm_loaded, lm_setup)
     next_state_* back as state_*, with greedy argmax in NumPy."""
     tokenizer = lm_setup[1]
     prompt_ids = pad(tokenizer.encode(PROMPTS[:3]))
-    expected = lm_loaded.signatures["generate_ids"](prompt_ids=tf.constant(prompt_ids))
+    expected = lm_loaded.signatures["generate_ids"](
+        prompt_ids=tf.constant(prompt_ids), **settings(lm_setup[3])
+    )
     out = lm_loaded.signatures["initial_state"](prompt_ids=tf.constant(prompt_ids))
     tokens = out.pop("start_ids").numpy()
     state = {k: v.numpy() for k, v in out.items()}
@@ -283,11 +291,15 @@ def test_lm_streaming_client_over_step_matches_generate_ids(lm_loaded, lm_setup)
         ("generate_ids", {"prompt_ids": np.zeros((2, 0), np.int32)}, r"are empty"),
     ],
 )
-def test_lm_saved_model_rejects_bad_prompts_clearly(lm_loaded, signature, inputs, message):
+def test_lm_saved_model_rejects_bad_prompts_clearly(
+    lm_setup, lm_loaded, signature, inputs, message
+):
     kwargs = {
         k: tf.constant(v, tf.string if signature == "generate" else tf.int32)
         for k, v in inputs.items()
     }
+    if signature != "initial_state":
+        kwargs.update(settings(lm_setup[3]))
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         lm_loaded.signatures[signature](**kwargs)
 
@@ -380,11 +392,16 @@ def test_translator_layout_and_signatures(translator_setup, translator_loaded):
         "state_source_mask": (tf.bool, [None, None]),
     }
     ids_out = {"ids": (tf.int32, [None, L]), "lengths": (tf.int32, [None]),
-               "scores": (tf.float32, [None])}
+               "scores": (tf.float32, [None]), "nbest_ids": (tf.int32, [None, None, L]),
+               "nbest_lengths": (tf.int32, [None, None]),
+               "nbest_scores": (tf.float32, [None, None])}
+    tr_settings = {"beam_size": (tf.int32, []), "length_penalty": (tf.float32, []),
+                   "n_best": (tf.int32, []), "max_length": (tf.int32, [])}
     expected = {
-        "translate": ({"sentences": (tf.string, [None])},
-                      {"translations": (tf.string, [None]), **ids_out}),
-        "translate_ids": ({"source_ids": (tf.int32, [None, None])}, ids_out),
+        "translate": ({"sentences": (tf.string, [None]), **tr_settings},
+                      {"translations": (tf.string, [None]),
+                       "nbest_translations": (tf.string, [None, None]), **ids_out}),
+        "translate_ids": ({"source_ids": (tf.int32, [None, None]), **tr_settings}, ids_out),
         "encode": ({"source_ids": (tf.int32, [None, None])},
                    {"start_ids": (tf.int32, [None]), **state}),
         "step": ({"tokens": (tf.int32, [None]), **state},
@@ -394,7 +411,9 @@ def test_translator_layout_and_signatures(translator_setup, translator_loaded):
     for name, specs in expected.items():
         assert _signature_specs(translator_loaded.signatures[name]) == specs, name
     default = translator_loaded.signatures["serving_default"]
-    assert _signature_specs(default) == expected["translate"]
+    inputs, outputs = expected["translate"]
+    outputs = {k: v for k, v in outputs.items() if not k.startswith("nbest_")}
+    assert _signature_specs(default) == ({"sentences": inputs["sentences"]}, outputs)
     with open(to / "1" / export.EXPORT_INFO) as f:
         info = json.load(f)
     assert info["task"] == "translation"
@@ -447,12 +466,14 @@ def test_translator_parity_keras_saved_model_onnx(translator_setup, monkeypatch)
     ],
 )
 def test_translator_saved_model_rejects_bad_sources_clearly(
-    translator_loaded, signature, inputs, message
+    translator_setup, translator_loaded, signature, inputs, message
 ):
     if signature == "translate":
         kwargs = {"sentences": tf.constant(inputs)}
     else:
         kwargs = {"source_ids": tf.constant(inputs, tf.int32)}
+    if signature != "encode":
+        kwargs.update(settings(translator_setup[4]))
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         translator_loaded.signatures[signature](**kwargs)
 
@@ -511,7 +532,7 @@ def test_transformer_translator_exports_with_kv_cache_state(tmp_path):
         source_ids, strategy=BeamSearch(3, 0.6), max_length=TR_MAX_LENGTH
     )
     got = tf.saved_model.load(path).signatures["translate_ids"](
-        source_ids=tf.constant(source_ids)
+        source_ids=tf.constant(source_ids), **settings(path)
     )
     np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])
 
@@ -554,4 +575,4 @@ def test_transformer_language_model_exports(tmp_path):
         tf.errors.InvalidArgumentError,
         match="longer than the 11 tokens the model accepts with max_length=6",
     ):
-        loaded.signatures["generate"](prompts=tf.constant(["the cat " * 6]))
+        loaded.signatures["serving_default"](prompts=tf.constant(["the cat " * 6]))

@@ -25,6 +25,13 @@ them; `serialize`/`deserialize` turn strategies and samplers into JSON configs
 (used by exports and run directories). Models implement the contract in
 `keras_seq.models.GenerativeModel`, whose `generate` calls `decode`.
 
+Settings may also be chosen at run time: `BeamSearch` and `RandomSampler`
+accept scalar tensors for their arguments, and `decode(max_length=tensor,
+max_length_bound=L)` a tensor length limit (the ids keep `L` columns). That is
+how an export takes them per request (`keras_seq.export.signatures`); the same
+values give the same tokens as Python settings, and their ranges are checked
+in the graph.
+
 Random numbers come from a counter-based hash of (seed, step, row, column)
 written with int64 arithmetic only, so a seeded decode gives the same tokens
 eagerly, in `tf.function`, under XLA, in a reloaded SavedModel and in

@@ -14,6 +14,8 @@ from keras_seq.decoding.tensor_utils import _keep_shape
 from keras_seq.decoding.tensor_utils import _map_rows
 from keras_seq.decoding.tensor_utils import _shape_list
 from keras_seq.decoding.tensor_utils import _take_along
+from keras_seq.decoding.tensor_utils import is_runtime
+from keras_seq.decoding.tensor_utils import runtime_scalar
 from keras_seq.utils import is_int as _is_int
 
 _NEG_INF = float("-inf")
@@ -116,6 +118,7 @@ def decode(
     strategy="greedy",
     sampler=None,
     return_attention=False,
+    max_length_bound=None,
 ):
     """Decodes sequences from `step_fn` inside one `tf.while_loop`.
 
@@ -134,7 +137,8 @@ def decode(
             (an id outside the vocabulary means rows only stop at
             `max_length`).
         max_length: int >= 1, the maximum number of generated tokens (static:
-            it is the last dimension of `ids`).
+            it is the last dimension of `ids`), or an int32 scalar tensor in
+            `[1, max_length_bound]` chosen at run time.
         strategy: `Greedy()` (or `"greedy"`) or a `BeamSearch`.
         sampler: None (take the most likely token) or a `RandomSampler`; only
             with greedy decoding.
@@ -143,6 +147,8 @@ def decode(
             attention weights used for the logits it returns; the loop records
             it for every emitted token of the returned hypotheses
             (`DecodeResult.attention`, `[B, R, max_length, S]`).
+        max_length_bound: int >= 1, required when `max_length` is a tensor:
+            the last dimension of `ids` (0 after `max_length` tokens).
 
     Returns:
         A `DecodeResult(ids, lengths, scores, attention)`, best first;
@@ -163,13 +169,10 @@ def decode(
         raise TypeError(f"`step_fn` must be callable, got {step_fn!r}.")
     if not _is_int(end_id) or end_id < 0:
         raise ValueError(f"`end_id` must be an integer >= 0, got {end_id!r}.")
-    if not _is_int(max_length) or max_length < 1:
-        raise ValueError(
-            f"`max_length` must be an integer >= 1, got {max_length!r}."
-        )
+    max_length, width = _check_length(max_length, max_length_bound)
     strategy, sampler = check_decoding(strategy, sampler)
 
-    end_id, max_length = int(end_id), int(max_length)
+    end_id = int(end_id)
     start_ids = tf.convert_to_tensor(start_ids)
     if not start_ids.dtype.is_integer:
         raise TypeError(
@@ -204,12 +207,38 @@ def decode(
 
     if isinstance(strategy, BeamSearch):
         return _beam_search(
-            step_fn, state, start_ids, end_id, max_length, strategy,
+            step_fn, state, start_ids, end_id, width, max_length, strategy,
             return_attention,
         )
     return _greedy(
-        step_fn, state, start_ids, end_id, max_length, sampler, return_attention
+        step_fn, state, start_ids, end_id, width, max_length, sampler, return_attention
     )
+
+
+def _check_length(max_length, bound):
+    """`(max_length, width)`: the length limit (int or guarded int32 tensor)
+    and the static width of `ids`."""
+    if bound is not None and (not _is_int(bound) or bound < 1):
+        raise ValueError(f"`max_length_bound` must be an integer >= 1, got {bound!r}.")
+    if is_runtime(max_length):
+        if bound is None:
+            raise ValueError(
+                "a tensor `max_length` needs `max_length_bound` (the static width of `ids`)."
+            )
+        bound = int(bound)
+        return runtime_scalar(
+            max_length, "max_length", tf.int32, lambda v: (v >= 1) & (v <= bound),
+            f"an integer in [1, {bound}]",
+        ), bound
+    if not _is_int(max_length) or max_length < 1:
+        raise ValueError(
+            f"`max_length` must be an integer >= 1, got {max_length!r}."
+        )
+    if bound is not None and max_length > bound:
+        raise ValueError(
+            f"`max_length` ({max_length}) exceeds `max_length_bound` ({bound})."
+        )
+    return int(max_length), int(bound if bound is not None else max_length)
 
 
 class _GreedyLoop(NamedTuple):
@@ -225,21 +254,22 @@ class _GreedyLoop(NamedTuple):
     history: tf.Tensor  # [B, L, S] attention per emitted token, or [0]
 
 
-def _greedy(step_fn, state, start_ids, end_id, max_length, sampler, return_attention):
+def _greedy(step_fn, state, start_ids, end_id, width, max_length, sampler,
+            return_attention):
     batch = _shape_list(start_ids)[0]
-    positions = tf.range(max_length)  # [L]
+    positions = tf.range(width)  # [L]
     key = sampler.make_key() if sampler is not None else None
     if return_attention:
         att = state["attention"]
-        history = tf.zeros([batch, max_length, _shape_list(att)[1]], att.dtype)
+        history = tf.zeros([batch, width, _shape_list(att)[1]], att.dtype)
     else:
         history = tf.zeros([0])
     initial = _GreedyLoop(
         t=tf.constant(0),
         tokens=start_ids,
         state=state,
-        ids=tf.zeros([batch, max_length], tf.int32),
-        lengths=tf.fill([batch], tf.constant(max_length, tf.int32)),
+        ids=tf.zeros([batch, width], tf.int32),
+        lengths=tf.fill([batch], tf.cast(max_length, tf.int32)),
         scores=tf.zeros([batch], tf.float32),
         finished=tf.zeros([batch], tf.bool),
         history=history,
@@ -308,36 +338,38 @@ class _BeamLoop(NamedTuple):
     fin_att: tf.Tensor  # [B, R, L, S] attention, or [0]
 
 
-def _beam_search(step_fn, state, start_ids, end_id, max_length, strategy, return_attention):
+def _beam_search(step_fn, state, start_ids, end_id, width, max_length, strategy,
+                 return_attention):
+    # k and r are ints, or int32 scalars chosen at run time (then the beam and
+    # n-best dimensions are dynamic); alpha and max_length likewise.
     k, r, alpha = strategy.beam_size, strategy.num_return, strategy.length_penalty
     length = max_length
     batch = _shape_list(start_ids)[0]
-    positions = tf.range(length)  # [L]
-    # A Python float (not a tensor), so this also traces with autograph off.
-    max_penalty = ((5.0 + length) / 6.0) ** alpha if alpha else 1.0
+    positions = tf.range(width)  # [L]
+    max_penalty = length_penalty(length, alpha)
 
     def penalty(n):
-        return length_penalty(n, alpha) if alpha else 1.0
+        return length_penalty(n, alpha)
 
     # Tile to B*K rows: row b*K + j is beam j of batch row b.
     state = _map_rows(lambda x: tf.repeat(x, k, axis=0), state)
     if return_attention:
         att = state["attention"]
         source_len = _shape_list(att)[1]
-        alive_att = tf.zeros([batch, k, length, source_len], att.dtype)
-        fin_att = tf.zeros([batch, r, length, source_len], att.dtype)
+        alive_att = tf.zeros([batch, k, width, source_len], att.dtype)
+        fin_att = tf.zeros([batch, r, width, source_len], att.dtype)
     else:
         alive_att = fin_att = tf.zeros([0])
     initial = _BeamLoop(
         t=tf.constant(0),
         tokens=tf.repeat(start_ids, k),
         state=state,
-        alive_ids=tf.zeros([batch, k, length], tf.int32),
+        alive_ids=tf.zeros([batch, k, width], tf.int32),
         # Only beam 0 is live at first, so the K copies do not duplicate hypotheses.
         alive_logp=tf.tile(
-            tf.constant([[0.0] + [_NEG_INF] * (k - 1)], tf.float32), [batch, 1]
+            tf.where(tf.range(k) == 0, 0.0, _NEG_INF)[None, :], [batch, 1]
         ),
-        fin_ids=tf.zeros([batch, r, length], tf.int32),
+        fin_ids=tf.zeros([batch, r, width], tf.int32),
         fin_logp=tf.fill([batch, r], _NEG_INF),
         fin_norm=tf.fill([batch, r], _NEG_INF),
         fin_len=tf.zeros([batch, r], tf.int32),

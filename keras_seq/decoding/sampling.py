@@ -12,6 +12,8 @@ import tensorflow as tf
 from keras_seq.decoding.config import DecodingConfig
 from keras_seq.decoding.tensor_utils import _shape_list
 from keras_seq.decoding.tensor_utils import _take_along
+from keras_seq.decoding.tensor_utils import is_runtime
+from keras_seq.decoding.tensor_utils import runtime_scalar
 from keras_seq.utils import is_int as _is_int
 from keras_seq.utils import is_number as _is_number
 
@@ -74,6 +76,12 @@ class RandomSampler(DecodingConfig):
             2**31 - 1), or None for a fresh random seed on every `decode()`
             call.
 
+    Each setting may also be a scalar tensor chosen at run time (an export's
+    per-request inputs): temperature float32, top_k int32 (0: no limit),
+    top_p float32 (1: no filter), seed int64 (-1: a fresh random seed). Their
+    ranges are then checked in the graph (`tf.debugging.Assert`), and the
+    same values give the same tokens as the Python settings.
+
     Example:
     ```python
     sampler = RandomSampler(temperature=0.8, top_p=0.9, seed=1)
@@ -83,7 +91,12 @@ class RandomSampler(DecodingConfig):
     """
 
     def __init__(self, temperature=1.0, top_k=None, top_p=None, seed=None):
-        if not _is_number(temperature) or not (
+        if is_runtime(temperature):
+            temperature = runtime_scalar(
+                temperature, "temperature", tf.float32,
+                lambda v: tf.math.is_finite(v) & (v > 0.0), "a finite number > 0",
+            )
+        elif not _is_number(temperature) or not (
             0.0 < float(temperature) < float("inf")
         ):
             raise ValueError(
@@ -91,24 +104,46 @@ class RandomSampler(DecodingConfig):
                 f"{temperature!r} (use strategy='greedy' without a sampler "
                 "for deterministic decoding)."
             )
-        if top_k is not None and (not _is_int(top_k) or top_k < 1):
+        else:
+            temperature = float(temperature)
+        if is_runtime(top_k):
+            top_k = runtime_scalar(
+                top_k, "top_k", tf.int32, lambda v: v >= 0, "an integer >= 0 (0: no limit)"
+            )
+        elif top_k is not None and (not _is_int(top_k) or top_k < 1):
             raise ValueError(
                 f"`top_k` must be None or an integer >= 1, got {top_k!r}."
             )
-        if top_p is not None and (
+        elif top_k is not None:
+            top_k = int(top_k)
+        if is_runtime(top_p):
+            top_p = runtime_scalar(
+                top_p, "top_p", tf.float32, lambda v: (v > 0.0) & (v <= 1.0),
+                "a number in (0, 1]",
+            )
+        elif top_p is not None and (
             not _is_number(top_p) or not 0.0 < float(top_p) <= 1.0
         ):
             raise ValueError(
                 f"`top_p` must be None or a number in (0, 1], got {top_p!r}."
             )
-        if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**63):
+        elif top_p is not None:
+            top_p = float(top_p)
+        if is_runtime(seed):
+            seed = runtime_scalar(
+                seed, "seed", tf.int64, lambda v: v >= -1,
+                "an integer in [0, 2**63), or -1 for a fresh random seed",
+            )
+        elif seed is not None and (not _is_int(seed) or not 0 <= seed < 2**63):
             raise ValueError(
                 f"`seed` must be None or an integer in [0, 2**63), got {seed!r}."
             )
-        self.temperature = float(temperature)
-        self.top_k = None if top_k is None else int(top_k)
-        self.top_p = None if top_p is None else float(top_p)
-        self.seed = None if seed is None else int(seed)
+        elif seed is not None:
+            seed = int(seed)
+        self.temperature = temperature
+        self.top_k = top_k
+        self.top_p = top_p
+        self.seed = seed
 
     def get_config(self):
         return {
@@ -123,12 +158,13 @@ class RandomSampler(DecodingConfig):
     def make_key(self):
         """int64 scalar key in [0, 2**31 - 1) for one `decode()` call.
 
-        `seed % (2**31 - 1)`, or drawn at random when `seed` is None.
+        `seed % (2**31 - 1)`, or drawn at random when `seed` is None (or, for
+        a runtime seed, -1).
         """
         if self.seed is None:
-            return tf.cast(
-                tf.random.uniform([], 0, _PRIME, dtype=tf.int32), tf.int64
-            )
+            return _fresh_key()
+        if is_runtime(self.seed):
+            return tf.where(self.seed < 0, _fresh_key(), tf.math.floormod(self.seed, _PRIME))
         return tf.constant(self.seed % _PRIME, tf.int64)
 
     def sample(self, logits, step, key=None):
@@ -145,22 +181,51 @@ class RandomSampler(DecodingConfig):
         if key is None:
             key = self.make_key()
         logits = tf.cast(logits, tf.float32)
-        if self.temperature != 1.0:
+        if is_runtime(self.temperature) or self.temperature != 1.0:
             logits = logits / self.temperature
-        top_p = self.top_p if self.top_p is not None and self.top_p < 1.0 else None
-        if self.top_k is None and top_p is None:
-            return _gumbel_argmax(logits, key, step)
-        vocab = logits.shape[-1]
-        if vocab is None:
-            vocab = tf.shape(logits)[-1]
-            k = vocab if self.top_k is None else tf.minimum(self.top_k, vocab)
-        else:
-            k = vocab if self.top_k is None else min(self.top_k, vocab)
-        values, indices = tf.math.top_k(logits, k=k)  # [N, k], sorted desc
-        if top_p is not None:
-            probs = tf.nn.softmax(values, axis=-1)
-            mass_before = tf.cumsum(probs, axis=-1, exclusive=True)
-            # The most likely token always has mass_before == 0 < p.
-            values = tf.where(mass_before < top_p, values, _NEG_INF)
-        choice = _gumbel_argmax(values, key, step)  # [N], index into top k
-        return _take_along(indices, choice)
+        top_k, top_p = self.top_k, self.top_p
+        if not (is_runtime(top_k) or is_runtime(top_p)):
+            top_p = top_p if top_p is not None and top_p < 1.0 else None
+            if top_k is None and top_p is None:
+                return _gumbel_argmax(logits, key, step)
+            return _filtered_sample(logits, key, step, top_k, top_p)
+        # Runtime settings: top_k 0 and top_p 1 mean no filter. Unfiltered
+        # sampling takes the same path as a sampler built without them, so a
+        # seed gives the same tokens either way.
+        top_k = tf.constant(0) if top_k is None else top_k
+        top_p = tf.constant(1.0) if top_p is None else top_p
+        return tf.cond(
+            (top_k <= 0) & (top_p >= 1.0),
+            lambda: _gumbel_argmax(logits, key, step),
+            lambda: _filtered_sample(logits, key, step, top_k, top_p),
+        )
+
+
+def _fresh_key():
+    return tf.cast(tf.random.uniform([], 0, _PRIME, dtype=tf.int32), tf.int64)
+
+
+def _filtered_sample(logits, key, step, top_k, top_p):
+    """One sample per row among the top-k / top-p tokens of float32 `logits`.
+
+    `top_k`, `top_p`: Python values (None: no filter) or runtime scalars
+    (`top_k <= 0`, `top_p >= 1`: no filter).
+    """
+    vocab = _shape_list(logits)[-1]
+    if top_k is None:
+        k = vocab
+    elif is_runtime(top_k):
+        k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
+    else:
+        k = tf.minimum(top_k, vocab) if tf.is_tensor(vocab) else min(top_k, vocab)
+    values, indices = tf.math.top_k(logits, k=k)  # [N, k], sorted desc
+    if top_p is not None:
+        probs = tf.nn.softmax(values, axis=-1)
+        mass_before = tf.cumsum(probs, axis=-1, exclusive=True)
+        # The most likely token always has mass_before == 0 < p.
+        keep = mass_before < top_p
+        if is_runtime(top_p):
+            keep = keep | (top_p >= 1.0)
+        values = tf.where(keep, values, _NEG_INF)
+    choice = _gumbel_argmax(values, key, step)  # [N], index into top k
+    return _take_along(indices, choice)

@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from keras_seq.decoding.config import DecodingConfig
 from keras_seq.decoding.sampling import RandomSampler
+from keras_seq.decoding.tensor_utils import is_runtime
+from keras_seq.decoding.tensor_utils import runtime_scalar
 from keras_seq.utils import is_int as _is_int
 from keras_seq.utils import is_number as _is_number
 
@@ -90,6 +92,12 @@ class BeamSearch(DecodingConfig):
             summed log-probability).
         num_return: int in `[1, beam_size]`, hypotheses returned per row.
 
+    Each argument may also be a scalar tensor chosen at run time (an export's
+    per-request inputs; int32 `beam_size` and `num_return`, float32
+    `length_penalty`), checked in the graph (`tf.debugging.Assert`). A runtime
+    `beam_size` or `num_return` makes the beam and n-best dimensions dynamic
+    (no XLA); the same values give the same hypotheses as Python settings.
+
     Example:
     ```python
     result = decode(model.step, model.initial_state(source), start_ids,
@@ -100,29 +108,48 @@ class BeamSearch(DecodingConfig):
     """
 
     def __init__(self, beam_size, length_penalty=0.0, num_return=1):
-        if not _is_int(beam_size) or beam_size < 1:
+        runtime = [is_runtime(v) for v in (beam_size, length_penalty, num_return)]
+        if runtime[0]:
+            beam_size = runtime_scalar(
+                beam_size, "beam_size", tf.int32, lambda v: v >= 1, "an integer >= 1"
+            )
+        elif not _is_int(beam_size) or beam_size < 1:
             raise ValueError(
                 f"`beam_size` must be an integer >= 1, got {beam_size!r}."
             )
-        if not _is_number(length_penalty) or not (
+        if runtime[1]:
+            length_penalty = runtime_scalar(
+                length_penalty, "length_penalty", tf.float32,
+                lambda v: tf.math.is_finite(v) & (v >= 0.0), "a finite number >= 0",
+            )
+        elif not _is_number(length_penalty) or not (
             0.0 <= float(length_penalty) < float("inf")
         ):
             raise ValueError(
                 "`length_penalty` (the GNMT alpha) must be a finite number "
                 f">= 0, got {length_penalty!r}."
             )
-        if not _is_int(num_return) or num_return < 1:
+        if runtime[2]:
+            num_return = runtime_scalar(
+                num_return, "num_return", tf.int32, lambda v: v >= 1, "an integer >= 1"
+            )
+        elif not _is_int(num_return) or num_return < 1:
             raise ValueError(
                 f"`num_return` must be an integer >= 1, got {num_return!r}."
             )
-        if num_return > beam_size:
+        if runtime[0] or runtime[2]:
+            num_return = runtime_scalar(
+                num_return, "num_return", tf.int32, lambda v: v <= beam_size,
+                "at most `beam_size`",
+            )
+        elif num_return > beam_size:
             raise ValueError(
                 f"`num_return` ({num_return}) cannot exceed `beam_size` "
                 f"({beam_size})."
             )
-        self.beam_size = int(beam_size)
-        self.length_penalty = float(length_penalty)
-        self.num_return = int(num_return)
+        self.beam_size = beam_size if runtime[0] else int(beam_size)
+        self.length_penalty = length_penalty if runtime[1] else float(length_penalty)
+        self.num_return = num_return if runtime[0] or runtime[2] else int(num_return)
 
     def get_config(self):
         return {
@@ -216,7 +243,10 @@ def serialize(obj):
         obj = get_strategy(obj)
     if not isinstance(obj, (Greedy, BeamSearch, RandomSampler)):
         raise TypeError(f"Cannot serialize {obj!r}: not a decoding strategy or sampler.")
-    return {"class_name": type(obj).__name__, "config": obj.get_config()}
+    config = obj.get_config()
+    if any(is_runtime(value) for value in config.values()):
+        raise TypeError(f"Cannot serialize {type(obj).__name__} with runtime (tensor) settings.")
+    return {"class_name": type(obj).__name__, "config": config}
 
 
 def deserialize(config):

@@ -38,3 +38,39 @@ def _keep_shape(new, old):
     """Sets the static shape of an internal loop variable to its initial one."""
     new.set_shape(old.shape)
     return new
+
+
+def is_runtime(value):
+    """Whether a decoding setting is a tensor (chosen at run time, e.g. per
+    request in an export) rather than a Python value."""
+    return tf.is_tensor(value)
+
+
+def runtime_scalar(value, name, dtype, valid, requirement):
+    """A scalar tensor setting cast to `dtype`, guarded by an in-graph check.
+
+    Args:
+        value: a scalar tensor (integer or, for a float `dtype`, any number).
+        name: the setting's name, for messages.
+        dtype: `tf.int32`, `tf.int64` or `tf.float32`.
+        valid: `valid(value) -> bool tensor`, the range check.
+        requirement: completes "`name` must be ...", e.g. `"an integer >= 1"`.
+
+    Returns:
+        The tensor, once a `tf.debugging.Assert` that names the setting and the
+        value has passed (ONNX drops the assert; callers check first).
+
+    Raises:
+        TypeError / ValueError: a dtype or (static) shape that cannot work.
+    """
+    value = tf.convert_to_tensor(value)
+    if value.shape.rank != 0:
+        raise ValueError(f"`{name}` must be a scalar tensor, got shape {value.shape}.")
+    if not (value.dtype.is_integer or (dtype.is_floating and value.dtype.is_floating)):
+        raise TypeError(
+            f"`{name}` must be {requirement}, got a tensor of dtype {value.dtype.name}."
+        )
+    value = tf.cast(value, dtype)
+    check = tf.debugging.Assert(valid(value), [f"`{name}` must be {requirement}, got", value])
+    with tf.control_dependencies([check]):
+        return tf.identity(value)

@@ -8,6 +8,7 @@ graphs and the Keras model all run the very same computation.
     export_language_model(model, tokenizer, to)   # RNNLanguageModel, TransformerLanguageModel
     export_translator(model, src_tok, tgt_tok, to) # AttentionSeq2Seq, Transformer
     check_parity(model, path, inputs)             # Keras eager vs SavedModel vs onnxruntime
+    decoding_settings(path, {"beam_size": 1})     # the per-request inputs, defaults filled
 
 Both exporters take any `keras_seq.models.GenerativeModel` of their task and
 read everything else from that contract: the input name, the start tokens and
@@ -24,6 +25,7 @@ Layout written (TF Serving's, as `keras_seq.serving` and TF Serving read it):
       onnx/generate_ids.onnx | translate_ids.onnx    one per id-level signature
       onnx/initial_state.onnx | encode.onnx
       onnx/serving_default.onnx                  = the id-level generation graph
+                                                 (with the settings inputs)
       onnx/export.json                           the export.json of that version
 
 A version is written into a temporary sibling directory (`to/.tmp-export-*`)
@@ -34,13 +36,15 @@ ONNX files are then moved into `to/onnx/` one by one with `os.replace`.
 SavedModel signatures of a language model (`N` = batch, `T` = prompt length,
 `L` = `max_length`, `V` = vocabulary size):
 
-    generate (= serving_default)
-        in:  prompts string [N]
+    serving_default
+        generate with the export's decoding settings (no settings inputs)
+    generate
+        in:  prompts string [N] + the decoding settings (below)
         out: generated string [N] (the continuation), text string [N] (prompt +
              continuation, detokenized together), ids int32 [N, L],
              lengths int32 [N], scores float32 [N]
     generate_ids
-        in:  prompt_ids int32 [N, T], right-padded with 0
+        in:  prompt_ids int32 [N, T], right-padded with 0 + the settings
         out: ids int32 [N, L] (EOS included, 0 after it), lengths int32 [N]
              (tokens generated, EOS included), scores float32 [N]
              (summed log-probabilities)
@@ -53,19 +57,39 @@ SavedModel signatures of a language model (`N` = batch, `T` = prompt length,
 
 and of a translator (`S` = source length, `V` = target vocabulary size):
 
-    translate (= serving_default)
-        in:  sentences string [N]
+    serving_default
+        translate with the export's decoding settings (no settings inputs)
+    translate
+        in:  sentences string [N] + the decoding settings (below)
         out: translations string [N], ids int32 [N, L], lengths int32 [N],
-             scores float32 [N]
+             scores float32 [N] (the best hypothesis); nbest_translations
+             string [N, n_best], nbest_ids int32 [N, n_best, L],
+             nbest_lengths int32 [N, n_best], nbest_scores float32 [N, n_best]
     translate_ids
-        in:  source_ids int32 [N, S], right-padded with 0 (source + EOS)
-        out: ids int32 [N, L], lengths int32 [N], scores float32 [N]
+        in:  source_ids int32 [N, S], right-padded with 0 (source + EOS) + the
+             settings
+        out: ids int32 [N, L], lengths int32 [N], scores float32 [N], and the
+             nbest_ids, nbest_lengths, nbest_scores
     encode
         in:  source_ids int32 [N, S]
         out: start_ids int32 [N] (BOS) + state_* tensors
     step
         in:  tokens int32 [N] + state_<key> tensors
         out: logits float32 [N, V] + next_state_<key> tensors (the new state)
+
+Decoding settings per request (since format 3): the text and id-level
+signatures take scalar inputs (shape []): a translator (beam search)
+`beam_size` int32 (1 = greedy search, up to `max_beam_size` fixed at
+export), `length_penalty` float32, `n_best` int32 (<= beam_size) and
+`max_length` int32; a language model (greedy or sampling) `temperature`
+float32 (> 0), `top_k` int32 (0 = all tokens, 1 = greedy), `top_p` float32
+(in (0, 1]), `seed` int64 (-1 = fresh randomness each call) and `max_length`
+int32 (<= the export's). A SavedModel signature has no optional inputs: a raw
+caller sends them all (`decoding_settings(path)` gives the export's defaults;
+export.json's `decoding.inputs` lists each default and range) or calls
+`serving_default`. `keras_seq.serving` fills in the defaults a request
+leaves out and refuses out-of-range values with a 400; in the SavedModel an
+assert names the input; the ONNX graphs (no asserts) take the same inputs.
 
 The state tensors are the leaves of the model's state nest, named
 `state_<key>` after their (joined) key: `state_h_0`, `state_c_0`, ... for the
@@ -128,6 +152,7 @@ _NAMES = {
     "ParityError": "parity",
     "ServingFunctions": "signatures",
     "check_parity": "parity",
+    "decoding_settings": "writer",
     "export_language_model": "exporters",
     "export_translator": "exporters",
     "make_session": "onnx",
@@ -143,6 +168,7 @@ __all__ = [
     "ParityError",
     "ServingFunctions",
     "check_parity",
+    "decoding_settings",
     "export_language_model",
     "export_translator",
     "make_session",

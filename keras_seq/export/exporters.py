@@ -59,7 +59,9 @@ def export_language_model(
     `serving_default`), `generate_ids`, `initial_state` and `step` (see
     `keras_seq.export` for their inputs and outputs) and, with `onnx=True`,
     `to/onnx/{generate_ids,initial_state,step,serving_default}.onnx`. The
-    generation settings are fixed at export.
+    settings given here are the defaults; requests may choose `temperature`,
+    `top_k`, `top_p`, `seed` and `max_length` (up to this one) per call (see
+    `keras_seq.export.signatures`).
 
     Args:
         model: a `keras_seq.models.GenerativeModel` with
@@ -96,7 +98,7 @@ def export_language_model(
     ```python
     path = export_language_model(lm, tokenizer, "exported/anna", max_length=40,
                                  sampler=RandomSampler(0.8, top_p=0.9, seed=1))
-    generate = tf.saved_model.load(path).signatures["generate"]
+    generate = tf.saved_model.load(path).signatures["serving_default"]
     generate(prompts=tf.constant(["It was"]))["text"]
     ```
     """
@@ -121,6 +123,7 @@ def export_translator(
     beam_size=5,
     length_penalty=0.6,
     max_length=None,
+    max_beam_size=None,
     onnx=True,
     opset=_DEFAULT_OPSET,
     verbose=False,
@@ -135,7 +138,10 @@ def export_translator(
     `GenerativeModel` contract, so any encoder-decoder exports:
     `AttentionSeq2Seq` (recurrent state, encoder outputs) as well as
     `Transformer` (per-layer key/value caches, allocated for `max_length`
-    positions by `model.start(source_ids, max_length)`).
+    positions by `model.start(source_ids, max_length)`). The settings given
+    here are the defaults; requests may choose `beam_size` (up to
+    `max_beam_size`), `length_penalty`, `n_best` and `max_length` (up to
+    this one) per call (see `keras_seq.export.signatures`).
 
     Args:
         model: a `keras_seq.models.GenerativeModel` with `task="translation"`.
@@ -149,6 +155,8 @@ def export_translator(
             `model.output_length_limit()`; defaults to the model's
             `default_output_length` (or 100). Sources may hold up to
             `model.input_length_limit(max_length)` tokens (EOS included).
+        max_beam_size: int >= `beam_size`, the largest `beam_size` a request
+            may ask for; defaults to `max(16, beam_size)`.
         onnx: also write the ONNX graphs (tf2onnx; the `onnx` extra).
         opset: ONNX opset, >= 17.
         verbose: print Keras's listing of the endpoints.
@@ -166,7 +174,7 @@ def export_translator(
 
     ```python
     path = export_translator(model, fr_tok, en_tok, "exported/fra-eng", beam_size=4)
-    translate = tf.saved_model.load(path).signatures["translate"]
+    translate = tf.saved_model.load(path).signatures["serving_default"]
     translate(sentences=tf.constant(["Je t'aime."]))["translations"]
     ```
     """
@@ -174,7 +182,7 @@ def export_translator(
     if max_length is None:
         max_length = model.default_output_length or _FALLBACK_TRANSLATION_LENGTH
     strategy = decoding.BeamSearch(beam_size, length_penalty=length_penalty)
-    fns = ServingFunctions(model, max_length, strategy)
+    fns = ServingFunctions(model, max_length, strategy, max_beam_size=max_beam_size)
     onnx_graphs.check_opset(opset)
     _check_tokenizer(source_tokenizer, model.input_vocab_size, "source_tokenizer")
     _check_tokenizer(target_tokenizer, model.output_vocab_size, "target_tokenizer")

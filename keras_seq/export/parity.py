@@ -28,6 +28,7 @@ from keras_seq import utils
 from keras_seq.export import onnx as onnx_graphs
 from keras_seq.export.signatures import ServingFunctions
 from keras_seq.export.writer import EXPORT_INFO
+from keras_seq.export.writer import decoding_settings
 from keras_seq.export.writer import read_decoding
 
 __all__ = ["ParityError", "check_parity"]
@@ -78,7 +79,7 @@ for signature, feeds in requests.items():
         name: tf.constant(ref, tf.string) if isinstance(ref, list) else tf.constant(arrays[ref])
         for name, ref in feeds.items()
     }
-    for name, value in loaded.signatures[signature](**kwargs).items():
+    for name, value in loaded.signatures[signature.split("@")[0]](**kwargs).items():
         value = value.numpy()
         key = signature + "/" + name
         if value.dtype == object:
@@ -164,7 +165,7 @@ def _run_onnx(onnx_dir, requests):
     result = {}
     for signature, feeds in requests.items():
         session = onnx_graphs.make_session(
-            os.path.join(onnx_dir, signature + ".onnx"),
+            os.path.join(onnx_dir, signature.split("@")[0] + ".onnx"),
             threads=1,
             feature="the ONNX parity check",
         )
@@ -261,13 +262,20 @@ def _reference_functions(model, info):
             "parity needs reproducible outputs; this export samples without a seed"
         )
     return ServingFunctions(
-        model, settings["max_length"], strategy, sampler, task=info["task"]
+        model, settings["max_length"], strategy, sampler, task=info["task"],
+        max_beam_size=settings.get("max_beam_size"),
     )
 
 
-def _reference(fns, ids):
-    """The Keras model's outputs of the id-level, state and step signatures,
-    and the requests that ask the export for the same."""
+def _settings_label(settings):
+    return ",".join(f"{name}={value}" for name, value in sorted(settings.items()))
+
+
+def _reference(fns, ids, info, settings):
+    """The Keras model's outputs of the id-level (with the export's settings,
+    then each of `settings`), state and step signatures, and the requests that
+    ask the export for the same (`"<signature>@<settings>"` for the id-level
+    one with settings)."""
     names, feed = fns.names, {fns.model.input_name: ids}
     # The state signature runs as served, on ids of unknown length: a model
     # may size its state from a known input length (the Transformer language
@@ -283,7 +291,15 @@ def _reference(fns, ids):
     reference["step"] = _numpy_outputs(
         fns.step({k: tf.constant(v) for k, v in step_feed.items()})
     )
-    requests = {names.ids: feed, names.state: feed, "step": step_feed}
+    requests = {
+        names.ids: dict(feed, **decoding_settings(info, {})), names.state: feed, "step": step_feed,
+    }
+    for chosen in settings:
+        key = f"{names.ids}@{_settings_label(chosen)}"
+        requests[key] = dict(feed, **decoding_settings(info, chosen))
+        reference[key] = _numpy_outputs(
+            fns.id_level({k: tf.constant(v) for k, v in requests[key].items()})
+        )
     return reference, requests
 
 
@@ -311,6 +327,7 @@ def check_parity(
     *,
     texts=None,
     tokenizers=None,
+    settings=(),
     onnx=None,
     atol=1e-5,
     rtol=1e-5,
@@ -345,6 +362,12 @@ def check_parity(
         texts: optional list of strings for the text signature.
         tokenizers: with `texts`: the tokenizer (language model) or
             `(source_tokenizer, target_tokenizer)` (translator).
+        settings: per-request decoding settings to check too, e.g.
+            `[{"beam_size": 1}, {"beam_size": 5, "n_best": 2}]`: for each,
+            the id-level signature runs with those inputs (the export's
+            defaults for the others) on every backend, the reference being
+            the Keras model with the same settings; reported as
+            `"<signature>@beam_size=1/ids"`.
         onnx: check the ONNX graphs; default: when `to/onnx/` holds those of
             this version (its `export.json` names the version).
         atol, rtol: tolerances for float outputs.
@@ -376,10 +399,11 @@ def check_parity(
     ids = np.asarray(inputs)
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"`inputs` must be int ids [N, T], got {ids.dtype} {ids.shape}.")
-    reference, requests = _reference(fns, ids.astype(np.int32))
+    reference, requests = _reference(fns, ids.astype(np.int32), info, list(settings))
     names = fns.names
     if texts is not None:
         reference[names.text], requests[names.text] = _text_reference(fns, texts, tokenizers)
+        requests[names.text].update(decoding_settings(info, {}))
 
     failures = []
     # (b) The SavedModel, in a fresh process that cannot import keras_seq.

@@ -11,6 +11,26 @@ read from the model (`task`, `input_name`, `start`, `input_length_limit`,
 `output_length_limit`, the vocabulary sizes, `end_id`); nothing probes
 method signatures or attributes.
 
+The text and id-level signatures also take the decoding settings that may
+vary per request as scalar inputs (shape `[]`, one value per call): a
+beam-search export (every translator) `beam_size`, `length_penalty`,
+`n_best` and `max_length`; a greedy or sampling export (language models)
+`temperature`, `top_k`, `top_p`, `seed` and `max_length`. A SavedModel
+signature has no optional inputs, so a raw caller sends them all (with the
+values export.json's `decoding.inputs` lists as defaults and ranges), or
+calls `serving_default`: the text signature without them, decoding with the
+export's settings. `keras_seq.serving` fills in the defaults a request
+leaves out. Each value is checked in the graph (`tf.debugging.Assert`,
+naming the input); the ONNX graphs, which drop asserts, rely on the server's
+checks. `beam_size` is dynamic up to `max_beam_size`, fixed at export; 1 is
+greedy search (as in `keras_seq.decoding.DecodeOptions`: no length
+penalty). Beam-search signatures return the best hypothesis as before plus
+the n-best list: `nbest_ids` `[N, n_best, L]`, `nbest_lengths`,
+`nbest_scores` `[N, n_best]` (and `nbest_translations` `[N, n_best]`);
+`-inf` scores mark padding entries. Sampling: `top_k` 0 keeps every token,
+`top_p` 1 disables nucleus filtering, `seed` -1 draws a fresh seed per call;
+a greedy export defaults to `top_k` 1, which is greedy decoding.
+
 State tensors are the leaves of the model's state nest, named
 `state_<joined key>`; `step` returns the new value of `state_<key>` as
 `next_state_<key>` (ONNX graphs cannot have an input and an output of the same
@@ -31,9 +51,12 @@ import keras
 import tensorflow as tf
 
 from keras_seq import decoding
+from keras_seq.decoding.tensor_utils import is_runtime
+from keras_seq.decoding.tensor_utils import runtime_scalar
 from keras_seq.export import validation
 from keras_seq.models.generative import GenerativeModel
 from keras_seq.text import EOS_ID
+from keras_seq.utils import check_positive_int
 
 __all__ = ["TASKS", "Endpoint", "ServingFunctions", "check_model", "flatten_state"]
 
@@ -41,6 +64,22 @@ STATE_PREFIX = "state_"
 # `step` returns `next_state_<key>` for its input `state_<key>`: ONNX graphs
 # cannot have an input and an output of the same name.
 NEXT_PREFIX = "next_"
+
+DEFAULT_MAX_BEAM_SIZE = 16
+"""The largest beam a request may ask for, unless the export sets another."""
+
+# The per-request decoding inputs: name -> (dtype, description).
+SETTINGS = {
+    "beam_size": (tf.int32, "hypotheses kept per input; 1 is greedy search"),
+    "length_penalty": (tf.float32, "the GNMT length penalty alpha of beam search"),
+    "n_best": (tf.int32, "hypotheses returned per input (nbest_* outputs), <= beam_size"),
+    "temperature": (tf.float32, "sampling temperature"),
+    "top_k": (tf.int32, "sample among the k most likely tokens; 0: all; 1: greedy"),
+    "top_p": (tf.float32, "nucleus sampling mass; 1: no filter"),
+    "seed": (tf.int64, "random seed; -1: a fresh one per call"),
+    "max_length": (tf.int32, "the most tokens generated"),
+}
+SAMPLING_SETTINGS = ("temperature", "top_k", "top_p", "seed")
 
 _STEP_DOC = (
     "tokens int32 [N] + state_<key> tensors -> logits float32 [N, V] "
@@ -179,6 +218,13 @@ class StateLayout:
         )
 
 
+def _decode_nbest(tokenizer, nbest_ids):
+    """Texts `[N, n]` of the n-best ids `[N, n, L]`."""
+    shape = tf.shape(nbest_ids)
+    texts = tokenizer.decode(tf.reshape(nbest_ids, [-1, shape[2]]))
+    return tf.reshape(texts, shape[:2])
+
+
 def _identity_outputs(outputs):
     # Distinct output tensors: no two signature outputs (or an output and an
     # input) share a tensor, which tf2onnx would otherwise merge or rename.
@@ -196,6 +242,8 @@ class ServingFunctions:
         sampler: None or a `keras_seq.decoding.RandomSampler` (greedy only).
         task: optional, the task the caller expects (`"language_model"` /
             `"translation"`); another model is a TypeError.
+        max_beam_size: beam search only: the largest `beam_size` a call may
+            ask for (default `max(16, strategy.beam_size)`).
 
     Attributes:
         names: the `TaskSignatures` of the model's task.
@@ -208,13 +256,27 @@ class ServingFunctions:
         ValueError: bad `max_length`, strategy or sampler.
     """
 
-    def __init__(self, model, max_length, strategy="greedy", sampler=None, task=None):
+    def __init__(self, model, max_length, strategy="greedy", sampler=None, task=None,
+                 max_beam_size=None):
         check_model(model, task)
         self.model = model
         self.task = model.task
         self.names = TASKS[model.task]
         self.max_length = model.check_output_length(max_length)
         self.strategy, self.sampler = decoding.check_decoding(strategy, sampler)
+        self.beam = isinstance(self.strategy, decoding.BeamSearch)
+        self.max_beam_size = None
+        if self.beam:
+            if max_beam_size is None:
+                max_beam_size = max(DEFAULT_MAX_BEAM_SIZE, self.strategy.beam_size)
+            self.max_beam_size = check_positive_int("max_beam_size", max_beam_size)
+            if self.max_beam_size < self.strategy.beam_size:
+                raise ValueError(
+                    f"`max_beam_size` ({self.max_beam_size}) is below the export's "
+                    f"beam size ({self.strategy.beam_size})."
+                )
+        elif max_beam_size is not None:
+            raise ValueError("`max_beam_size` needs a beam-search export.")
         self.max_input = model.input_length_limit(self.max_length)
         if self.max_input is not None and self.max_input < 1:
             raise ValueError(
@@ -240,29 +302,117 @@ class ServingFunctions:
         state, start = self.model.start(ids, self.max_length)
         return state, tf.cast(start, tf.int32)
 
-    def decode(self, ids):
-        """The best hypothesis of `keras_seq.decoding.decode` over `model.step`."""
+    def settings(self):
+        """export.json's `decoding.inputs`: each per-request input's dtype,
+        default and range (JSON Schema's keywords; `maximumInput` names the
+        input it may not exceed)."""
+        info = {}
+        if self.beam:
+            strategy = self.strategy
+            info["beam_size"] = {
+                "default": strategy.beam_size, "minimum": 1, "maximum": self.max_beam_size,
+            }
+            info["length_penalty"] = {"default": strategy.length_penalty, "minimum": 0.0}
+            info["n_best"] = {
+                "default": strategy.num_return, "minimum": 1,
+                "maximum": self.max_beam_size, "maximumInput": "beam_size",
+            }
+        else:
+            sampler = self.sampler or decoding.RandomSampler(top_k=1)
+            info["temperature"] = {"default": sampler.temperature, "exclusiveMinimum": 0.0}
+            info["top_k"] = {"default": sampler.top_k or 0, "minimum": 0}
+            if self.sampler is None:
+                # A request that sets another sampling input samples from all tokens.
+                info["top_k"]["samplingDefault"] = 0
+            info["top_p"] = {
+                "default": 1.0 if sampler.top_p is None else sampler.top_p,
+                "exclusiveMinimum": 0.0, "maximum": 1.0,
+            }
+            seed = -1 if sampler.seed is None else sampler.seed
+            info["seed"] = {"default": seed, "minimum": -1, "maximum": 2**63 - 1}
+        info["max_length"] = {"default": self.max_length, "minimum": 1, "maximum": self.max_length}
+        for name, entry in info.items():
+            dtype, description = SETTINGS[name]
+            entry.update(dtype=dtype.name, description=description)
+        return info
+
+    def settings_signature(self):
+        """The per-request inputs of the text and id-level signatures."""
+        return {name: spec([], SETTINGS[name][0], name) for name in self.settings()}
+
+    def decoding(self, inputs):
+        """`(strategy, sampler, max_length)` of one call: the export's settings,
+        replaced by the per-request scalars `inputs` holds."""
+        max_length = inputs.get("max_length", self.max_length)
+        if self.beam:
+            beam_size = inputs.get("beam_size", self.strategy.beam_size)
+            if is_runtime(beam_size):
+                beam_size = runtime_scalar(
+                    beam_size, "beam_size", tf.int32,
+                    lambda v: (v >= 1) & (v <= self.max_beam_size),
+                    f"an integer in [1, {self.max_beam_size}]",
+                )
+            strategy = decoding.BeamSearch(
+                beam_size,
+                inputs.get("length_penalty", self.strategy.length_penalty),
+                inputs.get("n_best", self.strategy.num_return),
+            )
+            # Beam size 1 is greedy search, as in `DecodeOptions`.
+            if is_runtime(strategy.beam_size) or is_runtime(strategy.length_penalty):
+                strategy.length_penalty = tf.where(
+                    tf.equal(strategy.beam_size, 1), 0.0, strategy.length_penalty
+                )
+            elif strategy.beam_size == 1:
+                strategy.length_penalty = 0.0
+            return strategy, None, max_length
+        if not any(name in inputs for name in SAMPLING_SETTINGS):
+            return self.strategy, self.sampler, max_length
+        defaults = self.settings()
+
+        def get(name, off):  # Python sentinels for "off" become None
+            value = inputs.get(name, defaults[name]["default"])
+            return None if not is_runtime(value) and value == off else value
+
+        sampler = decoding.RandomSampler(
+            inputs.get("temperature", defaults["temperature"]["default"]),
+            get("top_k", 0), get("top_p", 1.0), get("seed", -1),
+        )
+        return self.strategy, sampler, max_length
+
+    def decode(self, ids, inputs=None):
+        """The best hypothesis of `keras_seq.decoding.decode` over `model.step`
+        (and, for beam search with an `n_best` input, the n-best list), with
+        the settings of `decoding(inputs)`."""
+        strategy, sampler, max_length = self.decoding(inputs or {})
         state, start = self.start(ids)
         result = decoding.decode(
             self.model.step,
             state,
             start,
             end_id=self.model.end_id,
-            max_length=self.max_length,
-            strategy=self.strategy,
-            sampler=self.sampler,
+            max_length=max_length,
+            max_length_bound=self.max_length,
+            strategy=strategy,
+            sampler=sampler,
         )
-        return {
+        out = {
             "ids": result.ids[:, 0],  # [N, L], the best hypothesis
             "lengths": result.lengths[:, 0],
             "scores": result.scores[:, 0],
         }
+        if self.beam and "n_best" in (inputs or {}):  # a signature taking n_best
+            out.update(
+                nbest_ids=result.ids,  # [N, n_best, L]
+                nbest_lengths=result.lengths,
+                nbest_scores=result.scores,
+            )
+        return out
 
     # -- the signatures -------------------------------------------------------
     def id_level(self, inputs):
         """`generate_ids` / `translate_ids`: ids in, decoded ids out."""
         ids = self.validate(inputs[self.model.input_name], self.names.ids, from_text=False)
-        return _identity_outputs(self.decode(ids))
+        return _identity_outputs(self.decode(ids, inputs))
 
     def state_level(self, inputs):
         """`initial_state` / `encode`: ids in, start ids and state tensors out."""
@@ -293,7 +443,7 @@ class ServingFunctions:
     def _generate_text(self, inputs, tokenizer):
         ragged = tokenizer.encode(inputs["prompts"])  # int32 [N, None]
         ids = self.validate(ragged.to_tensor(), self.names.text, from_text=True)
-        out = self.decode(ids)
+        out = self.decode(ids, inputs)
         generated = tf.RaggedTensor.from_tensor(out["ids"], lengths=out["lengths"])
         full = tf.concat([ragged, generated], axis=1).to_tensor()
         outputs = {
@@ -315,8 +465,10 @@ class ServingFunctions:
         ids = ids.to_tensor()  # source + EOS, right-padded
         if self.max_input is not None:
             ids = self.validate(ids, self.names.text, from_text=True, check_unknown=False)
-        out = self.decode(ids)
+        out = self.decode(ids, inputs)
         outputs = {"translations": target_tokenizer.decode(out["ids"])}
+        if "nbest_ids" in out:
+            outputs["nbest_translations"] = _decode_nbest(target_tokenizer, out["nbest_ids"])
         outputs.update(out)
         return _identity_outputs(outputs)
 
@@ -336,13 +488,24 @@ class ServingFunctions:
             A list of `Endpoint`s, in the order they are traced.
         """
         names = self.names
-        text_signature = [{names.text_input: spec([None], tf.string, names.text_input)}]
+        text_input = {names.text_input: spec([None], tf.string, names.text_input)}
+        settings = self.settings_signature()
+        settings_doc = "; per-request scalars: " + ", ".join(settings)
+        if self.beam:
+            settings_doc += " (+ nbest_* outputs)"
+
+        def text_fn(inputs):
+            return self.text_level(inputs, modules)
+
         return [
             Endpoint(
-                names.text, lambda inputs: self.text_level(inputs, modules),
-                text_signature, names.text_doc,
+                "serving_default", text_fn, [text_input],
+                f"{names.text} with the export's decoding settings: {names.text_doc}",
             ),
+            Endpoint(names.text, text_fn, [dict(text_input, **settings)],
+                     names.text_doc + settings_doc),
             Endpoint(names.state, self.state_level, self.id_signature(), names.state_doc),
             Endpoint("step", self.step, None, _STEP_DOC),
-            Endpoint(names.ids, self.id_level, self.id_signature(), names.ids_doc),
+            Endpoint(names.ids, self.id_level, [dict(self.id_signature()[0], **settings)],
+                     names.ids_doc + settings_doc),
         ]

@@ -21,7 +21,13 @@ description), `state` (the state tensors' names, dtypes and shapes),
 `decoding`, the tokenizers and `onnx` (opset and op counts per file).
 Format 2 stores the decoding strategy and sampler as
 `keras_seq.decoding.serialize` configs; format 1 wrote `"greedy"` /
-`{"beam_search": {...}}` and a bare sampler config. `read_decoding` reads both.
+`{"beam_search": {...}}` and a bare sampler config. `read_decoding` reads all.
+Format 3 adds the per-request decoding inputs of the text and id-level
+signatures: `decoding.inputs` (each input's dtype, default and range, see
+`ServingFunctions.settings`) and, for beam search, `decoding.max_beam_size`;
+`serving_default` is then its own signature (the text one without those
+inputs). Readers of formats 1 and 2 find no `decoding.inputs`: those exports
+take no per-request settings.
 
 Example:
 
@@ -40,6 +46,7 @@ import tempfile
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_seq import decoding
@@ -53,13 +60,16 @@ from keras_seq.text import EOS_ID
 from keras_seq.text import PAD_ID
 from keras_seq.text import UNK_ID
 
-__all__ = ["EXPORT_INFO", "FORMAT", "decoding_info", "read_decoding", "write_version"]
+__all__ = [
+    "EXPORT_INFO", "FORMAT", "decoding_info", "decoding_settings", "read_decoding",
+    "write_version",
+]
 
 EXPORT_INFO = os.path.join("assets.extra", "export.json")
 """Path of the export description inside a version directory."""
 
-FORMAT = 2
-"""export.json's format: 2 stores decoding settings as `decoding.serialize` configs."""
+FORMAT = 3
+"""export.json's format: 3 adds the per-request decoding inputs (`decoding.inputs`)."""
 
 STALE_UNOWNED_SECONDS = 3600
 """Age after which a `.tmp-export-*` directory naming no live local process is removed."""
@@ -146,13 +156,58 @@ def tokenizer_json(tokenizer):
 
 
 def decoding_info(fns):
-    """export.json's `"decoding"`: the settings fixed at export."""
-    return {
+    """export.json's `"decoding"`: the export's settings, and the inputs
+    (with their defaults and ranges) that change them per request."""
+    info = {
         "max_length": fns.max_length,
         "strategy": decoding.serialize(fns.strategy),
         "sampler": decoding.serialize(fns.sampler),
         "start": fns.names.start or fns.model.start_id,
         "end_id": fns.model.end_id,
+        "inputs": fns.settings(),
+    }
+    if fns.max_beam_size is not None:
+        info["max_beam_size"] = fns.max_beam_size
+    return info
+
+
+def decoding_settings(export, settings=None):
+    """The per-request decoding inputs of an export, ready to feed.
+
+    Args:
+        export: a version directory, or its export.json as a dict.
+        settings: optional {input name: value} replacing the defaults.
+
+    Returns:
+        {name: NumPy scalar of the input's dtype}: the export's defaults
+        (export.json's `decoding.inputs`), updated with `settings`; empty for
+        an export older than format 3.
+
+    Raises:
+        ValueError: `settings` names an input the export does not take.
+
+    Example:
+
+    ```python
+    translate = tf.saved_model.load(path).signatures["translate"]
+    inputs = decoding_settings(path, {"beam_size": 1})
+    translate(sentences=tf.constant(["je suis ici ."]), **inputs)
+    ```
+    """
+    if not isinstance(export, dict):
+        with open(os.path.join(export, EXPORT_INFO), encoding="utf-8") as f:
+            export = json.load(f)
+    entries = export.get("decoding", {}).get("inputs") or {}
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(entries))
+    if unknown:
+        raise ValueError(
+            f"{unknown} are not per-request inputs of this export "
+            f"(those are: {sorted(entries) or 'none'})."
+        )
+    return {
+        name: np.asarray(settings.get(name, entry["default"]), dtype=entry["dtype"])
+        for name, entry in entries.items()
     }
 
 
@@ -252,7 +307,8 @@ def _write_saved_model(fns, endpoints, tracked, directory, verbose):
         archive.add_endpoint(name, decorated)
         functions[name] = (decorated, input_signature)
     default = endpoints[0].name
-    signatures["serving_default"] = dict(signatures[default], doc=f"alias of {default}")
+    if default != "serving_default":  # the archive serves the first endpoint as default
+        signatures["serving_default"] = dict(signatures[default], doc=f"alias of {default}")
     archive.write_out(directory, verbose=verbose)
     return functions, signatures
 

@@ -4,13 +4,22 @@
 `OnnxBackend` serves `NAME/onnx/<signature>.onnx` files (or a `NAME.onnx`)
 through onnxruntime. Each imports its runtime only when it loads a model, so
 serving ONNX never imports TensorFlow.
+
+Both read a keras_seq export's per-request decoding settings (export.json's
+`decoding.inputs`; for ONNX, the graph's `keras_seq.export` metadata) and
+wrap each signature's call so that the settings a request leaves out get the
+export's defaults, and the `nbest_*` outputs come back only when the request
+sets `n_best` (so a request without settings gets the export's answer, as
+before).
 """
 
 import contextlib
+import json
 import re
 
 import numpy as np
 
+from keras_seq.serving import codec
 from keras_seq.serving.logs import _one_line
 from keras_seq.serving.signatures import (
     RequestError,
@@ -262,8 +271,9 @@ class SavedModelBackend(Backend):
             signature_defs = _signature_defs_from_file(source)
         except Exception:  # the metadata is a convenience; serve without it
             signature_defs = {}
+        decoding_info = _export_decoding(source / "assets.extra" / "export.json")
         signatures = {
-            key: self._signature(key, function, signature_defs.get(key))
+            key: self._signature(key, function, signature_defs.get(key), decoding_info)
             for key, function in handle.signatures.items()
         }
         return Version(number, signatures, path=source, backend=self.name, handle=handle,
@@ -287,7 +297,7 @@ class SavedModelBackend(Backend):
             return tf.saved_model.load(str(path), tags=["serve"])
 
     @staticmethod
-    def _signature(key, function, signature_def):
+    def _signature(key, function, signature_def, decoding_info):
         _, specs = function.structured_input_signature
         inputs = {
             name: TensorInfo(name, _tf_dtype_name(spec.dtype), _spec_shape(spec))
@@ -297,7 +307,34 @@ class SavedModelBackend(Backend):
             name: TensorInfo(name, _tf_dtype_name(spec.dtype), _spec_shape(spec))
             for name, spec in sorted(function.structured_outputs.items())
         }
-        return Signature(key, inputs, outputs, _make_tf_call(function, inputs), signature_def)
+        optional = codec.optional_inputs(decoding_info, inputs)
+        call = _with_defaults(_make_tf_call(function, inputs), optional)
+        return Signature(key, inputs, outputs, call, signature_def, optional=optional)
+
+
+def _export_decoding(path):
+    """export.json's `"decoding"` at `path` (a keras_seq export), or None."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("decoding")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _with_defaults(call, optional):
+    """`call` with the defaults of the settings a request leaves out filled in
+    (`codec.fill_defaults`) and the `nbest_*` outputs dropped unless it sets
+    `n_best`."""
+    if not optional:
+        return call
+
+    def call_with_defaults(arrays):
+        results = call(codec.fill_defaults(arrays, optional))
+        if "n_best" not in arrays:
+            results = {k: v for k, v in results.items() if not k.startswith("nbest_")}
+        return results
+
+    return call_with_defaults
 
 
 def _make_tf_call(function, inputs):
@@ -413,8 +450,13 @@ class OnnxBackend(Backend):
             info = _ort_tensor_info(node)
             outputs[info.name] = info
             fetch_names.append((info.name, node.name))
-        call = _make_ort_call(session, inputs, feed_names, fetch_names)
-        return Signature(file.stem, inputs, outputs, call)
+        try:
+            metadata = json.loads(session.get_modelmeta().custom_metadata_map["keras_seq.export"])
+        except (KeyError, ValueError):
+            metadata = {}
+        optional = codec.optional_inputs(metadata.get("decoding"), inputs)
+        call = _with_defaults(_make_ort_call(session, inputs, feed_names, fetch_names), optional)
+        return Signature(file.stem, inputs, outputs, call, optional=optional)
 
 
 def _make_ort_call(session, inputs, feed_names, fetch_names):

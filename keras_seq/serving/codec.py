@@ -15,6 +15,13 @@ response, a non-finite float output is written as the JSON string `"NaN"`,
 `"Infinity"` or `"-Infinity"` (the protobuf JSON mapping's rule, which TF
 Serving's gRPC-to-JSON clients read back), never as a bare token that strict
 parsers reject.
+
+Per-request decoding settings (`OptionalInput`, from export.json's
+`decoding.inputs`: `beam_size`, `temperature`, ...) are scalar inputs a
+request may leave out; sent, they go in the columnar format (`"inputs":
+{"sentences": [...], "beam_size": 1}`), and a value outside its range is
+refused with a 400 naming the input before the model runs. The backend
+fills in the export's defaults for those left out (`fill_defaults`).
 """
 
 import base64
@@ -249,9 +256,14 @@ def _to_array(value, info, where, limits):
     return array
 
 
+def _optional(signature):
+    return getattr(signature, "optional", None) or {}
+
+
 def _split_named(value, signature, where):
     """Maps a request value to {input name: value} (named object or bare value)."""
-    names = list(signature.inputs)
+    optional = _optional(signature)
+    names = [name for name in signature.inputs if name not in optional]
     bare_b64 = _is_b64(value) and "b64" not in signature.inputs
     if isinstance(value, dict) and not bare_b64:
         missing = [name for name in names if name not in value]
@@ -259,7 +271,7 @@ def _split_named(value, signature, where):
         if unknown:
             raise RequestError(
                 f"{where}: unknown input {unknown[0]!r} for signature '{signature.name}' "
-                f"(inputs: {', '.join(names) or 'none'})"
+                f"(inputs: {', '.join(signature.inputs) or 'none'})"
             )
         if missing:
             raise RequestError(
@@ -288,9 +300,16 @@ def _inputs_from_instances(instances, signature, limits):
         raise RequestError(
             f"signature '{signature.name}' takes no inputs; use the 'inputs' format"
         )
-    columns = {name: [] for name in signature.inputs}
+    optional = _optional(signature)
+    columns = {name: [] for name in signature.inputs if name not in optional}
     for i, instance in enumerate(instances):
         named = _split_named(instance, signature, f"instance {i}")
+        setting = next((name for name in named if name in optional), None)
+        if setting is not None:
+            raise RequestError(
+                f"instance {i}: input '{setting}' is a per-request setting (one value for "
+                "the whole request); send it in the columnar 'inputs' format"
+            )
         for name in columns:
             columns[name].append(named[name])
     arrays = {}
@@ -442,7 +461,116 @@ def decode_inputs(request, fmt, signature, limits):
     """
     if fmt == "row":
         return _inputs_from_instances(request["instances"], signature, limits)
-    return _inputs_from_columns(request["inputs"], signature, limits)
+    arrays, batch = _inputs_from_columns(request["inputs"], signature, limits)
+    check_settings(arrays, _optional(signature))
+    return arrays, batch
+
+
+# --------------------------------------------------------------------------
+# Per-request decoding settings
+
+
+class OptionalInput:
+    """A scalar input a request may leave out: its default and range.
+
+    Args:
+        name: the input's name.
+        entry: its export.json `decoding.inputs` entry: `dtype`, `default`
+            and JSON Schema's `minimum`, `maximum`, `exclusiveMinimum`, plus
+            `maximumInput` (another input it may not exceed) and
+            `samplingDefault` (the default when the request sets another
+            sampling input).
+
+    Example:
+
+    >>> beam = OptionalInput("beam_size", {"dtype": "int32", "default": 5,
+    ...                                    "minimum": 1, "maximum": 8})
+    >>> beam.check(np.int32(9))
+    Traceback (most recent call last):
+    ...
+    keras_seq.serving.signatures.RequestError: input 'beam_size': 9 is out of range: must be in [1, 8]
+    """
+
+    def __init__(self, name, entry):
+        self.name = name
+        self.dtype = entry["dtype"]
+        self.default = entry["default"]
+        self.minimum = entry.get("minimum")
+        self.maximum = entry.get("maximum")
+        self.exclusive_minimum = entry.get("exclusiveMinimum")
+        self.maximum_input = entry.get("maximumInput")
+        self.sampling_default = entry.get("samplingDefault")
+
+    def range_text(self):
+        """The accepted range, as a message states it."""
+        low = (f"({self.exclusive_minimum}" if self.exclusive_minimum is not None
+               else f"[{self.minimum}" if self.minimum is not None else "(-inf")
+        high = f"{self.maximum}]" if self.maximum is not None else "inf)"
+        text = f"in {low}, {high}"
+        if self.maximum_input:
+            text += f" and at most {self.maximum_input}"
+        return text
+
+    def check(self, value):
+        """Raises a 400 `RequestError` unless the scalar `value` is in range."""
+        number = value.item()
+        if not (
+            (self.minimum is None or number >= self.minimum)
+            and (self.exclusive_minimum is None or number > self.exclusive_minimum)
+            and (self.maximum is None or number <= self.maximum)
+        ):
+            raise RequestError(
+                f"input '{self.name}': {number} is out of range: must be {self.range_text()}"
+            )
+
+
+def optional_inputs(decoding_info, inputs):
+    """{name: OptionalInput} of a signature's per-request settings.
+
+    Args:
+        decoding_info: export.json's `"decoding"` section (None or one
+            without `"inputs"`, as in formats 1 and 2: none).
+        inputs: the signature's input names; only those listed in both count
+            (a SavedModel's `serving_default` takes none).
+    """
+    entries = (decoding_info or {}).get("inputs") or {}
+    return {name: OptionalInput(name, entry) for name, entry in entries.items() if name in inputs}
+
+
+def check_settings(arrays, optional):
+    """Refuses (400) a per-request setting outside its range, or above the
+    input its `maximumInput` names (sent, or else that input's default)."""
+    for name, item in optional.items():
+        if name not in arrays:
+            continue
+        item.check(arrays[name])
+        other = optional.get(item.maximum_input)
+        if other is not None:
+            bound = arrays[other.name].item() if other.name in arrays else other.default
+            if arrays[name].item() > bound:
+                raise RequestError(
+                    f"input '{name}': {arrays[name].item()} is out of range: must be at "
+                    f"most {other.name} ({bound})"
+                )
+
+
+def fill_defaults(arrays, optional):
+    """`arrays` with the defaults of the settings a request left out.
+
+    `top_k` of a greedy export defaults to 1 (greedy), but to its
+    `samplingDefault` (0, every token) when the request sets another sampling
+    input (`temperature`, `top_p`, `seed`), as `keras_seq.decoding.DecodeOptions`
+    samples once any of them is set.
+    """
+    filled = dict(arrays)
+    sampling = any(name in arrays for name in ("temperature", "top_p", "seed"))
+    for name, item in optional.items():
+        if name not in filled:
+            default = item.default
+            if sampling and item.sampling_default is not None:
+                default = item.sampling_default
+            filled[name] = np.asarray(default, dtype=item.dtype)
+    return filled
 
 
 # --------------------------------------------------------------------------

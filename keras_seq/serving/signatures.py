@@ -145,10 +145,13 @@ class Signature:
             raises `RequestError` for inputs the model refuses.
         signature_def: the SignatureDef as JSON for the metadata endpoint
             (default: built from `inputs` and `outputs`).
+        optional: {name: `codec.OptionalInput`}, the inputs a request may
+            leave out (per-request decoding settings); `call` fills them in.
     """
 
-    def __init__(self, name, inputs, outputs, call, signature_def=None):
+    def __init__(self, name, inputs, outputs, call, signature_def=None, optional=None):
         self.name = name
+        self.optional = dict(optional or {})
         self.inputs = dict(inputs)
         self.outputs = dict(outputs)
         self._call = call

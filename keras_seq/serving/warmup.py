@@ -43,7 +43,8 @@ def _call_once(signature):
     error = None
     takes_ints = any(info.kind == "int" for info in signature.inputs.values())
     for fill in _INT_FILLS if takes_ints else _INT_FILLS[:1]:
-        arrays = {key: _tiny(info, fill) for key, info in signature.inputs.items()}
+        arrays = {key: _tiny(info, fill) for key, info in signature.inputs.items()
+                  if key not in getattr(signature, "optional", {})}  # filled in by the call
         if any(array is None for array in arrays.values()):
             return ValueError("an input dtype that cannot be synthesized")
         try:
