@@ -13,6 +13,13 @@ Settings: `word` (the recipe's word vocabularies, 16,000 source / 8,000
 target), `sentencepiece` / `bpe` (one SentencePiece model per language, at
 most `--vocab-size` tokens each), `sentencepiece-shared` / `bpe-shared` (one
 model of `--vocab-size` tokens for both languages).
+
+    python benchmarks/subword.py id-order --run-dir RUN [--run-dir RUN ...]
+
+prints how far a run's target ids are from frequency order (what the sampled
+softmax's log-uniform negatives assume): the median id of the 100 most
+frequent target tokens and the share of target tokens whose id is in the upper
+half of the vocabulary, over the first 20,000 bundled pairs.
 """
 
 import json
@@ -57,10 +64,28 @@ def _epochs_trained(run_dir):
         return json.load(f)["epoch"]
 
 
+def id_order(run_dirs):
+    """Prints, per run, how far its target ids are from frequency order."""
+    import numpy as np
+
+    import keras_seq as ks
+    from keras_seq import text
+
+    pairs = ks.data.load_pairs("bundled:fra-eng", max_pairs=20000)
+    for run_dir in run_dirs:
+        tokenizer = text.load_tokenizer(f"{run_dir}/vocab/target")
+        ids = np.concatenate([row for row in tokenizer.encode([t for _, t in pairs]) if row])
+        counts = np.bincount(ids, minlength=tokenizer.vocab_size)[len(text.RESERVED_TOKENS):]
+        top = np.argsort(-counts)[:100] + len(text.RESERVED_TOKENS)
+        upper = counts[len(counts) // 2:].sum() / counts.sum()
+        print(json.dumps({"run": run_dir, "median_id_of_top100": int(np.median(top)),
+                          "share_in_upper_half": round(float(upper), 3)}))
+
+
 def main():
     parser = argument_parser(__doc__)
-    parser.add_argument("setting", choices=SETTINGS)
-    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("setting", choices=SETTINGS + ("id-order",))
+    parser.add_argument("--run-dir", default=None, action="append")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--steps", type=int, default=500, help="batches per epoch")
@@ -70,9 +95,11 @@ def main():
                         help="continue the run in --run-dir up to this many epochs, then score")
     args = parser.parse_args()
 
+    if args.setting == "id-order":
+        return id_order(args.run_dir or [])
     import keras_seq as ks
 
-    run_dir = args.run_dir or f"runs/subword-{args.setting}"
+    run_dir = args.run_dir[-1] if args.run_dir else f"runs/subword-{args.setting}"
     load_before = load_average()
     started = time.monotonic()
     if args.resume_to:

@@ -238,6 +238,7 @@ def test_shared_bpe_run_directory(bpe_run):
     assert len([w for w in model.weights if tuple(w.shape) == (size, 32)]) == 1
 
 
+@pytest.mark.slow  # ~20 s on a quiet 2-core machine: export trace + a fresh TensorFlow process
 def test_export_answers_in_a_fresh_process(bpe_run, tmp_path):
     translator = ks.Translator.from_run(str(bpe_run))
     sentences = ["I am cold.", "Où est la gare ?", "Tom aime 東京🙂."]
