@@ -58,6 +58,7 @@ def _add_train_translator(subparsers):
             "keras-seq train-translator --max-minutes 30",
             "keras-seq train-translator --data pairs.tsv --attention luong-general --input-feeding",
             "keras-seq train-translator --model transformer --tokenizer wordpiece --vocab-size 8000",
+            "keras-seq train-translator --tokenizer bpe --shared-vocab --vocab-size 8000",
             "keras-seq train-translator --reverse   # French -> English on bundled:fra-eng",
         ],
     )
@@ -69,7 +70,12 @@ def _add_train_translator(subparsers):
         default_model="rnn",
     )
     g = p.add_argument_group("translator")
-    g.add_argument("--tokenizer", choices=("word", "wordpiece", "char"), help="tokenizer")
+    g.add_argument("--tokenizer", choices=("word", "wordpiece", "char", "sentencepiece", "bpe"),
+                   help="tokenizer (sentencepiece: a SentencePiece unigram model; bpe: "
+                        "SentencePiece BPE)")
+    g.add_argument("--shared-vocab", action=argparse.BooleanOptionalAction, default=None,
+                   help="one vocabulary (of --vocab-size tokens) for both languages "
+                        "(sentencepiece, bpe); the Transformer then ties its embeddings")
     g.add_argument("--vocab-size", type=positive_int, help="vocabulary size per language")
     g.add_argument("--max-length", type=positive_int, help="drop pairs with a side longer than this (tokens)")
     g.add_argument("--units", type=positive_int, help="hidden units")
@@ -240,8 +246,8 @@ def _cmd_demo(args):
 
 # train-translator flags that are TranslatorRecipe fields (the TrainConfig ones
 # are keras_seq.recipes.common.TRAIN_FIELDS; --seed also seeds the data split).
-_TRANSLATOR_RECIPE_FLAGS = ("tokenizer", "max_length", "units", "embedding_dim", "layers",
-                            "dropout", "cell", "bidirectional", "attention", "input_feeding",
+_TRANSLATOR_RECIPE_FLAGS = ("tokenizer", "shared_vocab", "max_length", "units", "embedding_dim",
+                            "layers", "dropout", "cell", "bidirectional", "attention", "input_feeding",
                             "teacher_forcing_ratio", "sampled_softmax", "early_stop_on")
 _RNN_ONLY_FLAGS = ("cell", "attention", "input_feeding", "bidirectional", "teacher_forcing_ratio")
 

@@ -32,6 +32,27 @@ def _check_tokenizer(tokenizer, vocab_size, what):
         )
 
 
+def _requirements(tokenizers):
+    """export.json entries for tokenizers whose in-graph ops are not core TensorFlow.
+
+    `"requires"`: the Python packages to import before `tf.saved_model.load`
+    (e.g. `["tensorflow_text"]`, which `keras-seq serve` imports itself;
+    TF Serving's model server links tensorflow_text's ops). `"unsupported"`:
+    what the export leaves out because of them (the string signatures have no
+    ONNX graph: the ONNX files take and return token ids).
+    """
+    requires = sorted({name for t in tokenizers for name in getattr(t, "requires", ())})
+    info = {"requires": requires}
+    if requires:
+        kinds = sorted({t.type_name for t in tokenizers if getattr(t, "requires", ())})
+        info["unsupported"] = {
+            "onnx_string_signatures": (
+                f"the {' and '.join(kinds)} tokenizer runs {', '.join(requires)} ops, which "
+                "have no ONNX equivalent: the ONNX graphs take and return token ids; "
+                "tokenize with the run's tokenizer (keras_seq.text.load_tokenizer)")}
+    return info
+
+
 def _write(fns, to, modules, info, *, version, onnx, opset, verbose):
     info = dict(info, decoding=writer.decoding_info(fns))
     return writer.write_version(
@@ -107,7 +128,7 @@ def export_language_model(
     onnx_graphs.check_opset(opset)
     _check_tokenizer(tokenizer, model.output_vocab_size, "tokenizer")
     module = tokenizer.as_module()
-    info = {"tokenizer": writer.tokenizer_json(tokenizer)}
+    info = {"tokenizer": writer.tokenizer_json(tokenizer), **_requirements([tokenizer])}
     return _write(
         fns, to, [module], info, version=version, onnx=onnx, opset=opset, verbose=verbose
     )
@@ -190,6 +211,7 @@ def export_translator(
     info = {
         "source_tokenizer": writer.tokenizer_json(source_tokenizer),
         "target_tokenizer": writer.tokenizer_json(target_tokenizer),
+        **_requirements([source_tokenizer, target_tokenizer]),
     }
     return _write(
         fns, to, modules, info, version=version, onnx=onnx, opset=opset, verbose=verbose

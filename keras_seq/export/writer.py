@@ -18,7 +18,11 @@ once it is older than `STALE_UNOWNED_SECONDS`.
 `format`, `task`, `version`, `model` (class and config), `token_ids`,
 `versions` (keras_seq, Keras, TensorFlow), `signatures` (inputs, outputs,
 description), `state` (the state tensors' names, dtypes and shapes),
-`decoding`, the tokenizers and `onnx` (opset and op counts per file).
+`decoding`, the tokenizers, `onnx` (opset and op counts per file),
+`requires` (Python packages whose ops the graph uses, e.g.
+`["tensorflow_text"]` for SentencePiece and WordPiece tokenizers: import them
+before `tf.saved_model.load`) and, with such ops, `unsupported` (what the
+export leaves out, e.g. ONNX string signatures).
 Format 2 stores the decoding strategy and sampler as
 `keras_seq.decoding.serialize` configs; format 1 wrote `"greedy"` /
 `{"beam_search": {...}}` and a bare sampler config. `read_decoding` reads all.

@@ -106,11 +106,11 @@ class _TransformerBase(SampledSoftmaxModel, keras.Model):
         self.positional_encoding = positional_encoding
         self._embedding_scale = math.sqrt(d_model)
 
-    def _setup_decoder(self, vocab_size, cross_attention):
-        """Creates the target embedding, decoder layers and output head."""
+    def _setup_decoder(self, vocab_size, cross_attention, embedding=None):
+        """Creates the target embedding (or reuses `embedding`), decoder layers and head."""
         d_model, num_heads, ff_dim = self.d_model, self.num_heads, self.ff_dim
         max_length, positional_encoding = self.max_length, self.positional_encoding
-        self.target_embedding = self._make_embedding(vocab_size, "target_embedding")
+        self.target_embedding = embedding or self._make_embedding(vocab_size, "target_embedding")
         self.target_positions = PositionalEncoding(
             max_length, d_model, kind=positional_encoding, name="target_positions"
         )
@@ -154,7 +154,8 @@ class _TransformerBase(SampledSoftmaxModel, keras.Model):
         return keras.layers.LayerNormalization(epsilon=1e-5, name=name)
 
     def _build_decoder(self):
-        self.target_embedding.build((None, None))
+        if not self.target_embedding.built:  # built already when shared with the source
+            self.target_embedding.build((None, None))
         self.target_positions.build((None, None, self.d_model))
         for layer in self.decoder_layers:
             layer.build((None, None, self.d_model))
@@ -330,6 +331,10 @@ class Transformer(TranslationModel, _TransformerBase):
         dropout: float in [0, 1).
         max_length: int, longest source or target sequence (positions).
         tie_embeddings: share the target embedding and the output kernel.
+        share_embeddings: one embedding table for the source and the target
+            (a shared vocabulary: `source_vocab_size == target_vocab_size`);
+            with `tie_embeddings` it is also the output kernel, so the
+            model holds a single `[V, d_model]` table.
         sampled_softmax: int, sampled negatives in training (0 = full softmax);
             must be smaller than `target_vocab_size`.
         norm_first: pre-LN (True) or post-LN (False) layers.
@@ -369,10 +374,18 @@ class Transformer(TranslationModel, _TransformerBase):
         sampled_softmax=0,
         norm_first=True,
         positional_encoding="sinusoidal",
+        share_embeddings=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         _check_positive_int("Transformer", "source_vocab_size", source_vocab_size)
+        if share_embeddings and source_vocab_size != target_vocab_size:
+            raise ValueError(
+                "Transformer: `share_embeddings` needs one vocabulary for both sides; "
+                f"received source_vocab_size={source_vocab_size}, "
+                f"target_vocab_size={target_vocab_size}."
+            )
+        self.share_embeddings = bool(share_embeddings)
         self._configure(  # In the order of the signature, after the vocabulary.
             target_vocab_size, d_model, num_heads, ff_dim, num_layers, dropout,
             max_length, tie_embeddings, sampled_softmax, norm_first, positional_encoding,
@@ -396,7 +409,8 @@ class Transformer(TranslationModel, _TransformerBase):
             for i in range(num_layers)
         ]
         self.encoder_norm = self._make_final_norm("encoder_norm")
-        self._setup_decoder(target_vocab_size, cross_attention=True)
+        self._setup_decoder(target_vocab_size, cross_attention=True,
+                            embedding=self.source_embedding if share_embeddings else None)
         self.build(None)
 
     def output_length_limit(self):
@@ -527,6 +541,7 @@ class Transformer(TranslationModel, _TransformerBase):
                 "source_vocab_size": self.source_vocab_size,
                 "target_vocab_size": self.target_vocab_size,
                 **self._base_config(),
+                "share_embeddings": self.share_embeddings,
             }
         )
         return config

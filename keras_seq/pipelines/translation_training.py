@@ -11,7 +11,7 @@ Run directory (`keras_seq.runs`):
     config.json   {"task": "translator",
                    "model": {"type": "rnn" | "transformer", "config": {...}},
                    "tokenizer": {"source": {"type", "config", "vocab_size"},
-                                 "target": {...}},
+                                 "target": {...}, "shared": bool},
                    "training": TrainConfig.to_dict(),
                    "recipe": {"label_smoothing", "steps_per_epoch_cap",
                               "early_stop_on"},
@@ -23,7 +23,8 @@ Run directory (`keras_seq.runs`):
                             (0 for a split read from a file), "max_length",
                             "pairs": {"train", "valid", "test"}, "filtered"},
                    "decoding": {"beam", "length_penalty", "unk_replace"}}
-    vocab/source/, vocab/target/   the tokenizers
+    vocab/source/, vocab/target/   the tokenizers (a shared vocabulary is
+                                   written to both)
     checkpoints/, logs/            written by keras_seq.training
     training-curves.png            loss, validation loss, BLEU, learning rate
                                    per epoch (with the `plot` extra)
@@ -217,7 +218,15 @@ def load_split(run_config, split):
 
 
 def make_tokenizer(tokenizer_type, vocab_size, min_frequency, *, lowercase):
-    """A fresh (unfitted) tokenizer of one side of the translator."""
+    """A fresh (unfitted) tokenizer of one side (or both) of the translator.
+
+    Args:
+        tokenizer_type: "word", "wordpiece", "char", "sentencepiece" or "bpe".
+        vocab_size: most tokens (None: no limit; 8000 for the subword ones).
+        min_frequency: rarer tokens are `<unk>` (word and char).
+        lowercase: lower-case the text (word, wordpiece, char; SentencePiece
+            vocabularies are cased).
+    """
     from keras_seq import text as text_lib
 
     if tokenizer_type == "word":
@@ -228,7 +237,13 @@ def make_tokenizer(tokenizer_type, vocab_size, min_frequency, *, lowercase):
     if tokenizer_type == "char":
         return text_lib.CharTokenizer(lowercase=lowercase, max_tokens=vocab_size,
                                       min_frequency=min_frequency)
-    raise errors.InputError(f"unknown tokenizer {tokenizer_type!r}; use word, wordpiece or char")
+    if tokenizer_type in ("sentencepiece", "bpe"):
+        # Cased raw text; the vocabulary size is an upper bound (no min_frequency).
+        return text_lib.SentencePieceTokenizer(
+            vocab_size=vocab_size or 8000,
+            model_type="bpe" if tokenizer_type == "bpe" else "unigram")
+    raise errors.InputError(f"unknown tokenizer {tokenizer_type!r}; use word, wordpiece, char, "
+                            "sentencepiece or bpe")
 
 
 def _tokenizer_info(tokenizer):
@@ -280,6 +295,8 @@ def model_info_for(recipe, source_vocab, target_vocab, max_length):
             num_heads=r.num_heads, ff_dim=4 * r.units, num_layers=r.layers,
             dropout=r.dropout, max_length=max_length + 1, sampled_softmax=sampled,
         )
+        if r.shared_vocab:  # one table: source and target embeddings, output kernel
+            config.update(share_embeddings=True, tie_embeddings=True)
         return {"type": "transformer", "config": config}
     config = dict(
         source_vocab_size=source_vocab, target_vocab_size=target_vocab,
@@ -395,7 +412,6 @@ def _same_file(a, b):
 
 def _new_setup(recipe, data, reverse, max_pairs, valid_data=None, test_data=None):
     """Reads and splits the data, fits the tokenizers, picks the model (a new run)."""
-    tokenizer_type = recipe.tokenizer
     max_length = recipe.source_max_length
     info = _data_info(data, reverse, max_pairs, valid_data, test_data)
     files = split_files(info)  # bad validation / test files fail before the corpus is read
@@ -404,13 +420,7 @@ def _new_setup(recipe, data, reverse, max_pairs, valid_data=None, test_data=None
     val_fraction, test_fraction = _held_out_fractions(recipe, info, files, len(pairs))
     splits = dict(split_corpus(pairs, recipe.split_seed, val_fraction, test_fraction,
                                held_out=corpus_held_out(info)), **files)
-    source_tokenizer = make_tokenizer(
-        tokenizer_type, recipe.source_vocab_size, recipe.min_frequency,
-        lowercase=tokenizer_type != "char").fit([s for s, _ in splits["train"]],
-                                                verbose=recipe.train.verbose)
-    target_tokenizer = make_tokenizer(
-        tokenizer_type, recipe.target_vocab_size, recipe.min_frequency,
-        lowercase=False).fit([t for _, t in splits["train"]], verbose=recipe.train.verbose)
+    source_tokenizer, target_tokenizer = _fit_tokenizers(recipe, splits["train"])
     recipe.check_memory(source_vocab_size=source_tokenizer.vocab_size,
                         target_vocab_size=target_tokenizer.vocab_size)
     model_info = model_info_for(recipe, source_tokenizer.vocab_size,
@@ -422,7 +432,8 @@ def _new_setup(recipe, data, reverse, max_pairs, valid_data=None, test_data=None
         "task": "translator",
         "model": model_info,
         "tokenizer": {"source": _tokenizer_info(source_tokenizer),
-                      "target": _tokenizer_info(target_tokenizer)},
+                      "target": _tokenizer_info(target_tokenizer),
+                      "shared": bool(recipe.shared_vocab)},
         "training": recipe.train.to_dict(),
         "recipe": {"label_smoothing": float(smoothing),
                    "steps_per_epoch_cap": recipe.steps_per_epoch_cap,
@@ -436,6 +447,25 @@ def _new_setup(recipe, data, reverse, max_pairs, valid_data=None, test_data=None
     }
     return _Setup(source_tokenizer=source_tokenizer, target_tokenizer=target_tokenizer,
                   splits=splits, run_config=run_config, config=recipe.train)
+
+
+def _fit_tokenizers(recipe, train_pairs):
+    """`(source_tokenizer, target_tokenizer)` fitted on the training pairs.
+
+    With `recipe.shared_vocab`, one tokenizer of `target_vocab_size` tokens
+    fitted on both sides (the same object twice).
+    """
+    kind, verbose = recipe.tokenizer, recipe.train.verbose
+    sources, targets = [s for s, _ in train_pairs], [t for _, t in train_pairs]
+    if recipe.shared_vocab:
+        shared = make_tokenizer(kind, recipe.target_vocab_size, recipe.min_frequency,
+                                lowercase=False).fit(sources + targets, verbose=verbose)
+        return shared, shared
+    source = make_tokenizer(kind, recipe.source_vocab_size, recipe.min_frequency,
+                            lowercase=kind != "char").fit(sources, verbose=verbose)
+    target = make_tokenizer(kind, recipe.target_vocab_size, recipe.min_frequency,
+                            lowercase=False).fit(targets, verbose=verbose)
+    return source, target
 
 
 def _resumed_setup(run_dir, data, train_overrides, valid_data=None, test_data=None):

@@ -12,7 +12,11 @@ Chosen for quality per CPU-minute on corpora of 10k-200k sentence pairs
   seen at least twice, at most 16,000 source and 8,000 target words (the
   target vocabulary is the output softmax, the main cost of a training step
   on a CPU). The source is lower-cased; the target keeps its case, so
-  translations come out capitalised like the references. Pairs with a side
+  translations come out capitalised like the references. `tokenizer=
+  "sentencepiece"` / `"bpe"` learns cased SentencePiece subwords instead
+  (the vocabulary sizes are then upper bounds), per language or, with
+  `shared_vocab`, one vocabulary for both (the Transformer then ties its
+  embeddings). Pairs with a side
   longer than 50 tokens (200 characters for the char tokenizer) are dropped
   from training.
 - Model (`TranslatorRecipe.rnn()`, the default): `AttentionSeq2Seq`,
@@ -52,7 +56,9 @@ __all__ = ["TranslatorRecipe"]
 
 _OWNER = "TranslatorRecipe"
 MODELS = ("rnn", "transformer")
-TOKENIZERS = ("word", "wordpiece", "char")
+TOKENIZERS = ("word", "wordpiece", "char", "sentencepiece", "bpe")
+# SentencePiece models (unigram, BPE): raw cased text, one vocabulary may serve both sides.
+SUBWORD_TOKENIZERS = ("sentencepiece", "bpe")
 CELLS = ("lstm", "gru")
 EARLY_STOP_ON = ("loss", "bleu")
 ATTENTIONS = ("bahdanau", "luong-dot", "luong-general", "luong-concat")
@@ -84,9 +90,15 @@ class TranslatorRecipe(common.Recipe):
 
     Args:
         model: "rnn" (`AttentionSeq2Seq`) or "transformer".
-        tokenizer: "word", "wordpiece" or "char" (both sides).
+        tokenizer: "word", "wordpiece", "char", "sentencepiece" (a
+            SentencePiece unigram model) or "bpe" (a SentencePiece BPE
+            model), both sides.
         source_vocab_size: most source tokens (None: no limit, char only).
         target_vocab_size: most target tokens (the output softmax).
+        shared_vocab: one vocabulary of `target_vocab_size` tokens learned
+            on both languages ("sentencepiece" and "bpe" only); the
+            Transformer then ties its source embedding, target embedding
+            and output projection (one table).
         min_frequency: tokens seen fewer times in training are `<unk>`.
         max_length: pairs with a side longer than this (tokens) are dropped
             from training; None: 50, or 200 for the char tokenizer.
@@ -138,6 +150,7 @@ class TranslatorRecipe(common.Recipe):
     source_vocab_size: Optional[int] = 16000
     target_vocab_size: Optional[int] = 8000
     min_frequency: int = 2
+    shared_vocab: bool = False
     max_length: Optional[int] = None
     # Data split.
     val_fraction: float = 0.05
@@ -366,11 +379,16 @@ class TranslatorRecipe(common.Recipe):
     def _check_data(self):
         common.check_choice(_OWNER, "model", self.model, MODELS)
         common.check_choice(_OWNER, "tokenizer", self.tokenizer, TOKENIZERS)
-        # Word and char vocabularies start with 5 reserved tokens.
+        # Word, char and SentencePiece vocabularies need more than the 4 reserved tokens.
         smallest = 1 if self.tokenizer == "wordpiece" else 5
         for name in ("source_vocab_size", "target_vocab_size"):
             common.check_int(_OWNER, name, getattr(self, name), smallest, optional=True)
         common.check_int(_OWNER, "min_frequency", self.min_frequency)
+        common.check_bool(_OWNER, "shared_vocab", self.shared_vocab)
+        common.check(not self.shared_vocab or self.tokenizer in SUBWORD_TOKENIZERS, _OWNER,
+                      f"shared_vocab needs a SentencePiece tokenizer (sentencepiece or bpe), "
+                      f"not {self.tokenizer!r}: word-level vocabularies are per language "
+                      "(the source is lower-cased, the target keeps its case)")
         common.check_int(_OWNER, "max_length", self.max_length, optional=True)
         for name in ("val_fraction", "test_fraction"):
             common.check_rate(_OWNER, name, getattr(self, name), high=0.5)

@@ -14,7 +14,9 @@ before).
 """
 
 import contextlib
+import importlib
 import json
+import os
 import re
 
 import numpy as np
@@ -194,6 +196,26 @@ def _spec_shape(spec):
     return None if shape is None or shape.rank is None else shape.as_list()
 
 
+def _import_tensorflow_text():
+    """Imports tensorflow_text (registering its ops) once; whether it is importable."""
+    SavedModelBackend._custom_ops_imported = True
+    try:
+        importlib.import_module("tensorflow_text")
+    except ImportError:
+        return False
+    return True
+
+
+def _required_packages(path):
+    """export.json's `"requires"` of a SavedModel version (empty when absent or unreadable)."""
+    try:
+        with open(os.path.join(path, "assets.extra", "export.json"), encoding="utf-8") as f:
+            requires = json.load(f).get("requires", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return list(requires) if isinstance(requires, list) else []
+
+
 def _signature_defs_from_file(path):
     """Reads the SignatureDefs of a SavedModel directory as TF Serving's JSON."""
     from google.protobuf import json_format, text_format
@@ -283,16 +305,19 @@ class SavedModelBackend(Backend):
     def _load_saved_model(path):
         import tensorflow as tf
 
+        if "tensorflow_text" in _required_packages(path):
+            # export.json says its tokenizer runs tensorflow-text ops: register them first.
+            if not _import_tensorflow_text():
+                raise RuntimeError(
+                    f"{path} needs tensorflow-text ops (its export.json \"requires\" "
+                    "tensorflow_text): pip install tensorflow-text")
         try:
             return tf.saved_model.load(str(path), tags=["serve"])
         except tf.errors.NotFoundError as error:
-            # A SavedModel that uses tensorflow-text ops needs them registered first.
+            # An export without "requires" (older keras_seq) may still use them.
             if "Op type not registered" not in str(error) or SavedModelBackend._custom_ops_imported:
                 raise
-            SavedModelBackend._custom_ops_imported = True
-            try:
-                import tensorflow_text  # noqa: F401
-            except ImportError:
+            if not _import_tensorflow_text():
                 raise error from None
             return tf.saved_model.load(str(path), tags=["serve"])
 

@@ -1,6 +1,6 @@
-"""Tokenizers and vocabularies: word, character and WordPiece.
+"""Tokenizers and vocabularies: word, character, WordPiece and SentencePiece.
 
-Three tokenizers share one API:
+Four tokenizers share one API:
 
 - `WordTokenizer`: lower-cased words with each punctuation mark as its own
   token, as in the word-level Anna Karenina (Udacity) example.
@@ -8,6 +8,10 @@ Three tokenizers share one API:
 - `WordPieceTokenizer`: sub-words learned with
   `keras_hub.tokenizers.compute_word_piece_vocabulary` and applied with
   `tensorflow_text.FastWordpieceTokenizer` on top of the word splitter.
+- `SentencePieceTokenizer`: cased sub-words of raw text (unigram or BPE),
+  learned with the `sentencepiece` package and applied with
+  `tensorflow_text.SentencepieceTokenizer` (see `keras_seq.text.subword`
+  for its normalization and its unknown characters).
 
 Common API (`tok` is any of them):
 
@@ -22,6 +26,7 @@ Common API (`tok` is any of them):
     tok.as_module() -> TokenizerModule  # a tf.Module to embed in a SavedModel
     tok.save(directory); load_tokenizer(directory)
     tok.get_config(); tok.type_name
+    tok.requires -> tuple[str]          # packages whose ops as_module() needs
 
 The Python methods (`tokenize`, `encode`, `decode`) run the very same
 TensorFlow functions as the in-graph ones (`TokenizerModule.tokenize/encode/
@@ -32,8 +37,13 @@ The word and character tokenizers use only core TensorFlow ops
 embeds their `as_module()` loads and runs in stock TensorFlow or TF Serving,
 without tensorflow_text or keras_seq. The WordPiece tokenizer's *encode* needs
 the tensorflow_text `FastWordpieceTokenizeWithOffsets` op (import
-`tensorflow_text` before loading such a SavedModel; stock TF Serving does not
-have it); its *decode* is core TF only.
+`tensorflow_text` before loading such a SavedModel); its *decode* is core TF
+only. The SentencePiece tokenizer needs tensorflow_text both ways. TF
+Serving's model server links tensorflow_text's kernels
+(`@org_tensorflow_text//tensorflow_text:ops_lib`, which holds the
+SentencePiece and fast WordPiece ops, in `SUPPORTED_TENSORFLOW_OPS` of
+tensorflow_serving/model_servers/BUILD), so it serves both; runtimes with
+core TensorFlow ops only (TF Lite without the tf-text ops, TF.js, ONNX) do not.
 
 Word splitting rules (`WordTokenizer` and the pre-split of `WordPieceTokenizer`):
 
@@ -78,6 +88,7 @@ from keras_seq.text.checks import _ids_to_array
 from keras_seq.text.checks import _to_str
 from keras_seq.text.modules import TokenizerModule
 from keras_seq.text.modules import _CharModule
+from keras_seq.text.modules import _SentencePieceModule
 from keras_seq.text.modules import _WordModule
 from keras_seq.text.modules import _WordPieceModule
 from keras_seq.text.modules import add_special_ids
@@ -95,6 +106,8 @@ from keras_seq.text.tokenizers import Tokenizer
 from keras_seq.text.tokenizers import WordPieceTokenizer
 from keras_seq.text.tokenizers import WordTokenizer
 from keras_seq.text.tokenizers import load_tokenizer
+from keras_seq.text.subword import MODEL_FILE
+from keras_seq.text.subword import SentencePieceTokenizer
 from keras_seq.text.tokenizers import tokenizer_from_config
 from keras_seq.text.vocabulary import BOS_ID
 from keras_seq.text.vocabulary import BOS_TOKEN

@@ -2,8 +2,8 @@
 
 `TokenizerModule` holds the vocabulary and its lookup table; the subclasses
 add the splitting and joining of each tokenizer type. The word and character
-modules use core TensorFlow ops only; the WordPiece module's encoding needs
-tensorflow_text.
+modules use core TensorFlow ops only; the WordPiece module's encoding and
+the SentencePiece module need tensorflow_text.
 """
 
 import tensorflow as tf
@@ -67,6 +67,10 @@ class TokenizerModule(tf.Module):
     def _join(self, tokens):
         raise NotImplementedError
 
+    def _join_ids(self, ids):
+        # ids: int32 ragged [N, None], specials removed -> tf.string [N]
+        return self._join(tf.gather(self._vocab, ids))
+
     def _encode(self, strings):
         return self._table.lookup(self._split(strings))
 
@@ -86,8 +90,7 @@ class TokenizerModule(tf.Module):
         eos_seen = tf.cumsum(tf.cast(tf.equal(ids, EOS_ID), tf.int32), axis=1)
         keep = tf.equal(eos_seen, 0) & (ids != PAD_ID) & (ids != BOS_ID)
         kept = tf.ragged.boolean_mask(ids, keep)  # [N, None]
-        tokens = tf.gather(self._vocab, kept)
-        return self._join(tokens)
+        return self._join_ids(kept)
 
     @tf.function(input_signature=[])
     def vocabulary(self):
@@ -148,6 +151,32 @@ class _WordPieceModule(TokenizerModule):
         for pattern, rewrite in _WORD_DETOKENIZE_RULES:
             text = tf.strings.regex_replace(text, pattern, rewrite)
         return text
+
+
+class _SentencePieceModule(TokenizerModule):
+    """SentencePiece (`tensorflow_text.SentencepieceTokenizer`) over a model proto.
+
+    The model proto is a constant of the exported graph; the SentencePiece
+    ids are the vocabulary's ids (the model was trained with our reserved
+    ids), so no remapping is needed.
+    """
+
+    def __init__(self, vocabulary, model_proto, name=None):
+        import tensorflow_text as tf_text
+
+        super().__init__(vocabulary, name=name)
+        self._sentencepiece = tf_text.SentencepieceTokenizer(
+            model=model_proto, out_type=tf.int32, add_bos=False, add_eos=False
+        )
+
+    def _encode(self, strings):
+        return self._sentencepiece.tokenize(strings)  # int32 ragged [N, None]
+
+    def _split(self, strings):
+        return tf.gather(self._vocab, self._encode(strings))
+
+    def _join_ids(self, ids):
+        return self._sentencepiece.detokenize(ids)
 
 
 def add_special_ids(ids, add_bos=False, add_eos=False):

@@ -1,5 +1,7 @@
 """The tokenizers: `Tokenizer` and its word, character and WordPiece kinds.
 
+(The SentencePiece kind is `keras_seq.text.subword.SentencePieceTokenizer`.)
+
 `TOKENIZERS` maps each saved `type` name to its class; `load_tokenizer` reads
 what `Tokenizer.save` wrote.
 """
@@ -54,6 +56,9 @@ class Tokenizer:
     """
 
     type_name = None
+    # Python packages whose TensorFlow ops `as_module()` uses (import them
+    # before loading a SavedModel that embeds it).
+    requires = ()
 
     def __init__(self):
         self._vocabulary = None
@@ -184,7 +189,7 @@ class Tokenizer:
         out = []
         for start in range(0, len(texts), _CHUNK):
             chunk = tf.constant(texts[start : start + _CHUNK], dtype=tf.string)
-            for row in self._module.tokenize(chunk).to_list():
+            for row in self._run_module("tokenize", chunk).to_list():
                 out.append([_to_str(t) for t in row])
         return out
 
@@ -265,7 +270,7 @@ class Tokenizer:
         """
         self._require_vocabulary()
         strings = _check_string_tensor(strings, "strings")
-        ids = self._module.encode(strings)
+        ids = self._run_module("encode", strings)
         return add_special_ids(ids, add_bos, add_eos)
 
     def tf_decode(self, ids):
@@ -279,7 +284,11 @@ class Tokenizer:
             raise TypeError(f"`ids` must be an integer tensor, got {ids.dtype}")
         if ids.shape.rank is not None and ids.shape.rank != 2:
             raise ValueError(f"`ids` must have shape [N, T], got {ids.shape}")
-        return self._module.decode(tf.cast(ids, tf.int32))
+        return self._run_module("decode", tf.cast(ids, tf.int32))
+
+    def _run_module(self, function, *args):
+        """Calls `function` ("tokenize", "encode", "decode") of this tokenizer's module."""
+        return getattr(self._module, function)(*args)
 
     def as_module(self):
         """Returns a new `TokenizerModule` with this vocabulary, to export."""
@@ -300,6 +309,7 @@ class Tokenizer:
         """
         self._require_vocabulary()
         os.makedirs(directory, exist_ok=True)
+        self._save_files(directory)
         _write_vocabulary_file(os.path.join(directory, VOCAB_FILE), self._vocabulary)
         meta = {
             "type": self.type_name,
@@ -310,6 +320,16 @@ class Tokenizer:
         _write_atomic(
             os.path.join(directory, CONFIG_FILE), json.dumps(meta, indent=2) + "\n"
         )
+
+    def _save_files(self, directory):
+        """Writes the files a subclass needs besides the vocabulary (none here)."""
+
+    def _load_files(self, directory):
+        """Reads what `_save_files` wrote, before `set_vocabulary` (none here).
+
+        Raises:
+            RunDirError: a file is missing or unreadable.
+        """
 
     @classmethod
     def from_config(cls, config):
@@ -440,7 +460,7 @@ class WordPieceTokenizer(Tokenizer):
     In-graph limitation: `encode`/`tf_encode` and the exported module's
     `encode`/`tokenize` need the tensorflow_text op
     `FastWordpieceTokenizeWithOffsets` (`import tensorflow_text` before
-    loading a SavedModel that contains it; stock TF Serving does not ship
+    loading a SavedModel that contains it; TF Serving's model server links
     it). `decode` is core TF only.
 
     Args:
@@ -458,6 +478,7 @@ class WordPieceTokenizer(Tokenizer):
     """
 
     type_name = "wordpiece"
+    requires = ("tensorflow_text",)
 
     def __init__(self, vocab_size=8000, lowercase=True):
         super().__init__()
@@ -515,10 +536,14 @@ class WordPieceTokenizer(Tokenizer):
         return _WordPieceModule(self._vocabulary, self.lowercase)
 
 
+# A subclass of Tokenizer, so imported once Tokenizer exists.
+from keras_seq.text.subword import SentencePieceTokenizer  # noqa: E402
+
 TOKENIZERS = {
     WordTokenizer.type_name: WordTokenizer,
     CharTokenizer.type_name: CharTokenizer,
     WordPieceTokenizer.type_name: WordPieceTokenizer,
+    SentencePieceTokenizer.type_name: SentencePieceTokenizer,
 }
 
 
@@ -555,7 +580,8 @@ def load_tokenizer(directory):
             `vocab.txt`.
 
     Returns:
-        A fitted `WordTokenizer`, `CharTokenizer` or `WordPieceTokenizer`.
+        A fitted `WordTokenizer`, `CharTokenizer`, `WordPieceTokenizer` or
+        `SentencePieceTokenizer`.
 
     Raises:
         RunDirError: the directory or a file is missing, unreadable or
@@ -599,6 +625,7 @@ def load_tokenizer(directory):
         )
     try:
         tokenizer = tokenizer_from_config(type_name, config)
+        tokenizer._load_files(directory)
         tokenizer.set_vocabulary(vocabulary)
     except (TypeError, ValueError) as e:
         raise RunDirError(f"{directory}: invalid tokenizer ({e})") from None
