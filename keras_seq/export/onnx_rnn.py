@@ -41,7 +41,7 @@ import numpy as np
 
 from keras_seq import extras
 
-__all__ = ["BUILDER", "build_translate_ids", "supports"]
+__all__ = ["BUILDER", "build", "build_translate_ids", "supports"]
 
 BUILDER = "keras_seq.export.onnx_rnn"
 """export.json's `onnx.<file>.builder` for the graphs built here."""
@@ -49,6 +49,23 @@ BUILDER = "keras_seq.export.onnx_rnn"
 _NEG_INF = float("-inf")
 _MASK_SCORE = -1e9  # as keras_seq.layers.attention
 _LSTM_ORDER = (0, 3, 1, 2)  # Keras i, f, c, o -> ONNX i, o, f, c
+
+
+def build(fns, signature, opset):
+    """The graph of `signature` built here, or None where tf2onnx converts it.
+
+    Args:
+        fns: the export's `ServingFunctions`.
+        signature: the signature's name (`"translate_ids"`, `"step"`, ...).
+        opset: the ONNX opset.
+
+    Returns:
+        An `onnx.ModelProto`, or None (another signature, or a model that
+        `supports` does not cover).
+    """
+    if signature != fns.names.ids or fns.task != "translation" or supports(fns):
+        return None
+    return build_translate_ids(fns, opset)
 
 
 def supports(fns):

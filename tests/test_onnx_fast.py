@@ -1,0 +1,120 @@
+"""keras_seq.export.onnx_rnn: the translator's translate_ids built for onnxruntime.
+
+Oracle: the traced `ServingFunctions.id_level` (what the SavedModel's
+`translate_ids` runs: `keras_seq.decoding`'s beam search over `model.step`
+in TensorFlow). The ONNX graph must give the same ids and lengths and the
+same scores up to float rounding, for every encoder/attention variant it
+covers, greedy (beam 1) and beam 5. tests/test_export.py checks the written
+export (builder recorded, parity through `check_parity`).
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_seq.decoding import BeamSearch
+from keras_seq.export import onnx_rnn
+from keras_seq.export.onnx import make_session
+from keras_seq.export.onnx import run_session
+from keras_seq.export.signatures import ServingFunctions
+from keras_seq.models import AttentionSeq2Seq
+from keras_seq.models import Transformer
+from keras_seq.text import EOS_ID
+
+MAX_LENGTH = 9
+# Rows of several lengths (source + EOS, right-padded): exercises sequence_lens.
+SOURCES = np.array(
+    [
+        [4, 5, 6, 7, 8, 9, EOS_ID],
+        [8, 9, EOS_ID, 0, 0, 0, 0],
+        [10, EOS_ID, 0, 0, 0, 0, 0],
+        [11, 12, 13, 14, EOS_ID, 0, 0],
+        [15, 4, 16, 17, 18, EOS_ID, 0],
+        [19, 20, 21, EOS_ID, 0, 0, 0],
+    ],
+    np.int32,
+)
+EOS_BIAS = 3.0
+BEAMS = (BeamSearch(1), BeamSearch(5, length_penalty=0.6))
+
+
+def _model(seed, **config):
+    """A small translator with random weights peaked enough to end hypotheses
+    at various lengths (an EOS bias), so finished and cut beams both occur."""
+    model = AttentionSeq2Seq(30, 25, embedding_dim=8, units=8, max_length=10, **config)
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        weight.assign(rng.normal(0.0, 1.0, weight.shape).astype("float32"))
+    bias = model.output_projection.bias.numpy()
+    bias[EOS_ID] += EOS_BIAS
+    model.output_projection.bias.assign(bias)
+    return model
+
+
+def _compare(model, strategy, inputs=(SOURCES,)):
+    """Checks the graph against the traced search on each batch of `inputs`;
+    returns the lengths seen."""
+    fns = ServingFunctions(model, MAX_LENGTH, strategy)
+    traced = tf.function(fns.id_level, input_signature=fns.id_signature())
+    proto = onnx_rnn.build(fns, "translate_ids", 17)
+    assert proto is not None
+    session = make_session(proto.SerializeToString(), threads=1)
+    lengths = set()
+    for sources in inputs:
+        want = traced({"source_ids": tf.constant(sources)})
+        got = run_session(session, {"source_ids": sources})
+        assert sorted(got) == sorted(want) == ["ids", "lengths", "scores"]
+        np.testing.assert_array_equal(got["ids"], want["ids"].numpy())
+        np.testing.assert_array_equal(got["lengths"], want["lengths"].numpy())
+        np.testing.assert_allclose(got["scores"], want["scores"].numpy(), rtol=1e-5, atol=1e-5)
+        assert got["ids"].dtype == np.int32 and got["lengths"].dtype == np.int32
+        assert got["scores"].dtype == np.float32
+        lengths.update(got["lengths"].tolist())
+    return lengths
+
+
+@pytest.mark.parametrize(
+    "seed,config",
+    [
+        (0, dict()),  # the default: bidirectional LSTM, Bahdanau; greedy and beam 5
+        (1, dict(cell="gru", num_layers=2, attention="luong-dot")),  # projection 2U -> U
+        (6, dict(bidirectional=False, attention="luong-general")),
+        (2, dict(cell="gru", bidirectional=False, attention="luong-concat")),
+    ],
+    ids=["bilstm-bahdanau", "bigru-2layers-dot", "lstm-general", "gru-concat"],
+)
+def test_same_ids_as_the_traced_beam_search(seed, config):
+    # (Seeds where hypotheses end by EOS at several lengths and some are cut.)
+    model = _model(seed, **config)
+    default = not config
+    # The default model: greedy too, a batch of one, a source shorter than the beam.
+    inputs = (SOURCES, SOURCES[2:3, :2]) if default else (SOURCES,)
+    lengths = set()
+    for strategy in BEAMS if default else BEAMS[1:]:
+        lengths.update(_compare(model, strategy, inputs))
+    assert min(lengths) < MAX_LENGTH and max(lengths) == MAX_LENGTH and len(lengths) >= 3
+
+
+def test_graph_layout_and_what_falls_back_to_tf2onnx():
+    model = _model(seed=0)
+    fns = ServingFunctions(model, MAX_LENGTH, BEAMS[1])
+    proto = onnx_rnn.build(fns, "translate_ids", 17)
+    # Encoder and decoder step as ONNX LSTM ops, the search as one Loop.
+    ops = [node.op_type for node in proto.graph.node]
+    assert ops.count("LSTM") == 1 and ops.count("Loop") == 1
+    loop = next(node for node in proto.graph.node if node.op_type == "Loop")
+    body_ops = [node.op_type for node in loop.attribute[0].g.node]
+    assert body_ops.count("LSTM") == 1 and body_ops.count("TopK") == 3
+    assert proto.opset_import[0].version == 17
+    # Other signatures and uncovered models keep tf2onnx (None).
+    assert onnx_rnn.build(fns, "encode", 17) is None
+    assert onnx_rnn.build(fns, "step", 17) is None
+    feeding = AttentionSeq2Seq(30, 25, embedding_dim=8, units=8, input_feeding=True)
+    assert onnx_rnn.supports(ServingFunctions(feeding, MAX_LENGTH, BEAMS[1])) == "input feeding"
+    relu = AttentionSeq2Seq(30, 25, embedding_dim=8, units=8, bidirectional=False)
+    relu.decoder_layers[0].cell.activation = tf.nn.relu
+    assert "activations relu/sigmoid" in onnx_rnn.supports(ServingFunctions(relu, 5, BEAMS[1]))
+    transformer = Transformer(30, 25, d_model=8, num_heads=2, ff_dim=8, num_layers=1, max_length=10)
+    assert "not an AttentionSeq2Seq" in onnx_rnn.supports(
+        ServingFunctions(transformer, 5, BEAMS[1])
+    )
