@@ -6,7 +6,7 @@ each decoding setting (greedy = beam 1, and beam 5; length penalty 0.6):
 - the SavedModel signature (`keras_seq.export.export_translator`, onnx=False);
 - tf2onnx's conversion of the same traced function (the graph keras_seq
   exported before `onnx_rnn`);
-- `keras_seq.export.onnx_rnn.build_translate_ids` (what the export writes now).
+- `keras_seq.export.onnx_rnn.build_ids_graph` (what the export writes now).
 
 It checks that the three give the same ids on the test sentences, then times
 them in one process, calls alternating (SavedModel, tf2onnx, onnx_rnn) on the
@@ -83,7 +83,7 @@ def _export(model, src_tok, tgt_tok, beam, max_length, to):
                         files["tf2onnx"], 17, {})
     seconds = {"tf2onnx": time.perf_counter() - start}
     start = time.perf_counter()
-    onnx.save(onnx_rnn.build_translate_ids(fns, 17), files["onnx_rnn"])
+    onnx.save(onnx_rnn.build_ids_graph(fns, 17), files["onnx_rnn"])
     seconds["onnx_rnn"] = time.perf_counter() - start
     return tf.saved_model.load(path).signatures["translate_ids"], files, seconds
 

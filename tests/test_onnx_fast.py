@@ -1,7 +1,7 @@
-"""keras_seq.export.onnx_rnn: the translator's translate_ids built for onnxruntime.
+"""keras_seq.export.onnx_rnn: translate_ids / generate_ids built for onnxruntime.
 
 Oracle: the traced `ServingFunctions.id_level` (what the SavedModel's
-`translate_ids` runs: `keras_seq.decoding`'s beam search over `model.step`
+`translate_ids` / `generate_ids` runs: `keras_seq.decoding`'s beam search over `model.step`
 in TensorFlow). The ONNX graph must give the same ids and lengths and the
 same scores up to float rounding, for every encoder/attention variant it
 covers, greedy (beam 1) and beam 5. tests/test_export.py checks the written
@@ -15,9 +15,13 @@ import tensorflow as tf
 from keras_seq.decoding import BeamSearch
 from keras_seq.export import onnx_rnn
 from keras_seq.export.onnx import make_session
+from keras_seq.export.onnx import op_summary
 from keras_seq.export.onnx import run_session
 from keras_seq.export.signatures import ServingFunctions
+from keras_seq.decoding import Greedy
+from keras_seq.decoding import RandomSampler
 from keras_seq.models import AttentionSeq2Seq
+from keras_seq.models import RNNLanguageModel
 from keras_seq.models import Transformer
 from keras_seq.text import EOS_ID
 
@@ -38,31 +42,36 @@ EOS_BIAS = 3.0
 BEAMS = (BeamSearch(1), BeamSearch(5, length_penalty=0.6))
 
 
-def _model(seed, **config):
-    """A small translator with random weights peaked enough to end hypotheses
-    at various lengths (an EOS bias), so finished and cut beams both occur."""
-    model = AttentionSeq2Seq(30, 25, embedding_dim=8, units=8, max_length=10, **config)
+def _randomize(model, bias, seed):
+    """Random weights peaked enough to end hypotheses at various lengths (an
+    EOS bias), so finished and cut hypotheses both occur."""
     rng = np.random.default_rng(seed)
     for weight in model.weights:
         weight.assign(rng.normal(0.0, 1.0, weight.shape).astype("float32"))
-    bias = model.output_projection.bias.numpy()
-    bias[EOS_ID] += EOS_BIAS
-    model.output_projection.bias.assign(bias)
+    values = bias.numpy()
+    values[EOS_ID] += EOS_BIAS
+    bias.assign(values)
     return model
 
 
-def _compare(model, strategy, inputs=(SOURCES,)):
+def _model(seed, **config):
+    """A small translator (random weights)."""
+    model = AttentionSeq2Seq(30, 25, embedding_dim=8, units=8, max_length=10, **config)
+    return _randomize(model, model.output_projection.bias, seed)
+
+
+def _compare(model, strategy, inputs=(SOURCES,), name="source_ids"):
     """Checks the graph against the traced search on each batch of `inputs`;
     returns the lengths seen."""
     fns = ServingFunctions(model, MAX_LENGTH, strategy)
     traced = tf.function(fns.id_level, input_signature=fns.id_signature())
-    proto = onnx_rnn.build(fns, "translate_ids", 17)
+    proto = onnx_rnn.build(fns, fns.names.ids, 17)
     assert proto is not None
     session = make_session(proto.SerializeToString(), threads=1)
     lengths = set()
     for sources in inputs:
-        want = traced({"source_ids": tf.constant(sources)})
-        got = run_session(session, {"source_ids": sources})
+        want = traced({name: tf.constant(sources)})
+        got = run_session(session, {name: sources})
         assert sorted(got) == sorted(want) == ["ids", "lengths", "scores"]
         np.testing.assert_array_equal(got["ids"], want["ids"].numpy())
         np.testing.assert_array_equal(got["lengths"], want["lengths"].numpy())
@@ -87,26 +96,56 @@ def test_same_ids_as_the_traced_beam_search(seed, config):
     # (Seeds where hypotheses end by EOS at several lengths and some are cut.)
     model = _model(seed, **config)
     default = not config
-    # The default model: greedy too, a batch of one, a source shorter than the beam.
-    inputs = (SOURCES, SOURCES[2:3, :2]) if default else (SOURCES,)
+    # The default model: greedy too, a batch of one, a source shorter than the
+    # beam, and an empty batch (onnxruntime's LSTM would crash on it).
+    inputs = (SOURCES, SOURCES[2:3, :2], SOURCES[:0]) if default else (SOURCES,)
     lengths = set()
     for strategy in BEAMS if default else BEAMS[1:]:
         lengths.update(_compare(model, strategy, inputs))
     assert min(lengths) < MAX_LENGTH and max(lengths) == MAX_LENGTH and len(lengths) >= 3
 
 
+# Prompts of several lengths, one of a single token (nothing read before the
+# first step: a zero state) and one of two.
+PROMPTS = np.array(
+    [[4, 5, 6, 7, 8], [9, 10, 0, 0, 0], [11, 0, 0, 0, 0], [12, 13, 14, 15, 0]], np.int32
+)
+
+
+@pytest.mark.parametrize(
+    "seed,config,strategies",
+    [
+        (0, dict(cell="lstm", num_layers=2), (Greedy(), BEAMS[1])),
+        (3, dict(cell="gru", tie_embeddings=True, embedding_dim=6), (Greedy(),)),
+        (1, dict(cell="rnn"), (BEAMS[1],)),
+    ],
+    ids=["lstm-2layers", "gru-tied-projection", "simple-rnn"],
+)
+def test_language_model_same_ids_as_the_traced_search(seed, config, strategies):
+    model = RNNLanguageModel(30, **{**dict(embedding_dim=8, units=8, stateful=False), **config})
+    bias = model.output_bias if model.tie_embeddings else model.output_layer.bias
+    _randomize(model, bias, seed)
+    lengths = set()
+    for strategy in strategies:
+        lengths.update(_compare(model, strategy, (PROMPTS, PROMPTS[:0]), name="prompt_ids"))
+    assert min(lengths) < MAX_LENGTH and max(lengths) == MAX_LENGTH
+
+
 def test_graph_layout_and_what_falls_back_to_tf2onnx():
     model = _model(seed=0)
     fns = ServingFunctions(model, MAX_LENGTH, BEAMS[1])
     proto = onnx_rnn.build(fns, "translate_ids", 17)
-    # Encoder and decoder step as ONNX LSTM ops, the search as one Loop.
-    ops = [node.op_type for node in proto.graph.node]
-    assert ops.count("LSTM") == 1 and ops.count("Loop") == 1
-    loop = next(node for node in proto.graph.node if node.op_type == "Loop")
-    body_ops = [node.op_type for node in loop.attribute[0].g.node]
-    assert body_ops.count("LSTM") == 1 and body_ops.count("TopK") == 3
+    # Encoder and decoder step as ONNX LSTM ops, the search as one Loop (3
+    # TopKs a step, 1 at the end), inside an If that skips empty batches.
+    ops = op_summary(proto.graph)
+    assert ops["LSTM"] == 2 and ops["Loop"] == 1 and ops["TopK"] == 4 and ops["If"] == 1
+    assert [node.op_type for node in proto.graph.node][-1] == "If"
     assert proto.opset_import[0].version == 17
     # Other signatures and uncovered models keep tf2onnx (None).
+    lm = RNNLanguageModel(30, embedding_dim=8, units=8, stateful=False)
+    sampled = ServingFunctions(lm, MAX_LENGTH, "greedy", RandomSampler(0.8, seed=1))
+    assert onnx_rnn.build(sampled, "generate_ids", 17) is None
+    assert onnx_rnn.supports(sampled) == "random sampling"
     assert onnx_rnn.build(fns, "encode", 17) is None
     assert onnx_rnn.build(fns, "step", 17) is None
     feeding = AttentionSeq2Seq(30, 25, embedding_dim=8, units=8, input_feeding=True)
@@ -115,6 +154,6 @@ def test_graph_layout_and_what_falls_back_to_tf2onnx():
     relu.decoder_layers[0].cell.activation = tf.nn.relu
     assert "activations relu/sigmoid" in onnx_rnn.supports(ServingFunctions(relu, 5, BEAMS[1]))
     transformer = Transformer(30, 25, d_model=8, num_heads=2, ff_dim=8, num_layers=1, max_length=10)
-    assert "not an AttentionSeq2Seq" in onnx_rnn.supports(
+    assert "is not an AttentionSeq2Seq or RNNLanguageModel" in onnx_rnn.supports(
         ServingFunctions(transformer, 5, BEAMS[1])
     )

@@ -91,17 +91,19 @@ rows at fault (`assertion failed: [generate: prompts at
 batch index] [1] [are empty ...]`). The ONNX graphs carry no such checks
 (tf2onnx drops assertions): validate before calling them.
 
-ONNX (opset 17 by default): `translate_ids` (and its copy
-`serving_default.onnx`) of an `AttentionSeq2Seq` with beam search is built
-for onnxruntime from the weights by `onnx_rnn` (ONNX `LSTM`/`GRU` encoder
-over `sequence_lens`, attention keys shared by the beams, the beam search as
-a few vectorized ops in one `Loop`; same ids as the SavedModel, about 2x
-faster). tf2onnx converts the other graphs: the decoding `tf.while_loop`
-becomes one ONNX `Loop`; masked recurrent layers (the prompt reader of the
-RNN language model, the encoder in `encode.onnx`) become `Loop`s too, not
-ONNX `LSTM`/`GRU` ops; `step` has no loop. The op counts and the builder
-(`"tf2onnx"` or `"keras_seq.export.onnx_rnn"`) of every graph are recorded
-in export.json (`"onnx"`). A tf2onnx optimizer bug that breaks the Transformer's
+ONNX (opset 17 by default): the id-level graph (`translate_ids` /
+`generate_ids`, and its copy `serving_default.onnx`) of an `AttentionSeq2Seq`
+or an `RNNLanguageModel` decoding with beam search or greedily is built for
+onnxruntime from the weights by `onnx_rnn` (ONNX `LSTM`/`GRU`/`RNN` ops over
+`sequence_lens`, attention keys shared by the beams, the search as a few
+vectorized ops in one `Loop`; the SavedModel's ids, about 2x faster). tf2onnx
+converts the other graphs (and the id-level graphs of the other models, or of
+random sampling): the decoding `tf.while_loop` becomes one ONNX `Loop`;
+masked recurrent layers (the prompt reader in `initial_state.onnx`, the
+encoder in `encode.onnx`) become `Loop`s too, not ONNX `LSTM`/`GRU` ops;
+`step` has no loop. The op counts and the builder (`"tf2onnx"` or
+`"keras_seq.export.onnx_rnn"`) of every graph are recorded in export.json
+(`"onnx"`). A tf2onnx optimizer bug that breaks the Transformer's
 head split is worked around during conversion (see `keras_seq.export.onnx`).
 
 Modules:
@@ -110,7 +112,7 @@ Modules:
     validation   the in-graph input assertions
     writer       versions, the atomic rename, export.json, the TF Serving layout
     onnx         tf2onnx conversion; `make_session`, the one onnxruntime set-up
-    onnx_rnn     the attention RNN translator's translate_ids built for onnxruntime
+    onnx_rnn     the recurrent models' id-level graphs built for onnxruntime
     parity       check_parity, ParityError
     exporters    export_language_model, export_translator
 
