@@ -305,10 +305,10 @@ def _attend(g, model, query, memory, keys, mask, beam):
     scores = g.op("Where", mask, scores, g.const(_MASK_SCORE))
     weights = g.op("Where", mask, g.op("Softmax", scores, axis=-1), g.const(0.0))
     context = g.op("MatMul", weights, memory)  # [N, K, Dm]
-    return g.op("Reshape", context, g.i64(-1, _dim(memory, model)))
+    return g.op("Reshape", context, g.i64(-1, _memory_dim(model)))
 
 
-def _dim(memory, model):
+def _memory_dim(model):
     if model.memory_projection is not None or not model.bidirectional:
         return model.units
     return 2 * model.units
@@ -556,6 +556,8 @@ def _beam_search(g, step, start, states, strategy, length, vocab_size, end_id):
 
 def _greedy(g, step, start, states, length, end_id):
     """`keras_seq.decoding`'s greedy search (no sampler); returns `(ids, lengths, scores)`."""
+    from keras_seq.decoding import BeamSearch
+
     tp = g.helper.TensorProto
     rows = _rows(g, start)
     state_names = [f"s{i}" for i in range(len(states))]
@@ -572,7 +574,8 @@ def _greedy(g, step, start, states, length, end_id):
         tp.INT32, tp.INT32, tp.FLOAT, tp.BOOL]
 
     def body(g, v):
-        logp, new_states = step(g, None, v["tokens"], [v[n] for n in state_names])
+        one = _Beam(g, BeamSearch(1), length)  # the step's view: one hypothesis per row
+        logp, new_states = step(g, one, v["tokens"], [v[n] for n in state_names])
         chosen = g.op("ArgMax", logp, axis=1, keepdims=1)  # int64 [N, 1], first maximum
         chosen_logp = g.op("Squeeze", g.op("GatherElements", logp, chosen, axis=1), g.i64(1))
         chosen = g.op("Cast", g.op("Squeeze", chosen, g.i64(1)), to=tp.INT32)
