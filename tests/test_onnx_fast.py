@@ -131,6 +131,16 @@ def test_language_model_same_ids_as_the_traced_search(seed, config, strategies):
     assert min(lengths) < MAX_LENGTH and max(lengths) == MAX_LENGTH
 
 
+def _value_names(graph):
+    names = [value.name for value in graph.input] + [init.name for init in graph.initializer]
+    for node in graph.node:
+        names.extend(node.output)
+        for attribute in node.attribute:
+            if attribute.g is not None and len(attribute.g.node):
+                names.extend(_value_names(attribute.g))
+    return names
+
+
 def test_graph_layout_and_what_falls_back_to_tf2onnx():
     model = _model(seed=0)
     fns = ServingFunctions(model, MAX_LENGTH, BEAMS[1])
@@ -140,6 +150,14 @@ def test_graph_layout_and_what_falls_back_to_tf2onnx():
     ops = op_summary(proto.graph)
     assert ops["LSTM"] == 2 and ops["Loop"] == 1 and ops["TopK"] == 4 and ops["If"] == 1
     assert [node.op_type for node in proto.graph.node][-1] == "If"
+    # Every value has one name in the whole graph (subgraphs included), under
+    # "rnn/" but for the signature's input and outputs (merging it with
+    # another graph, e.g. tokenizers, cannot clash).
+    names = _value_names(proto.graph)
+    assert len(names) == len(set(names))
+    assert {n for n in names if not n.startswith("rnn/")} == {
+        "source_ids", "ids", "lengths", "scores"
+    }
     assert proto.opset_import[0].version == 17
     # Other signatures and uncovered models keep tf2onnx (None).
     lm = RNNLanguageModel(30, embedding_dim=8, units=8, stateful=False)

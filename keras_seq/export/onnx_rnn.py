@@ -147,7 +147,7 @@ class _Graph:
 
     def const(self, value, dtype=np.float32, hint="const"):
         """An initializer holding `value` (cast to `dtype`)."""
-        name = f"{hint}_{len(self.initializers)}"
+        name = f"rnn/{hint}_{len(self.initializers)}"
         array = np.asarray(value, dtype=dtype)
         self.initializers[name] = self.numpy_helper.from_array(array, name)
         return name
@@ -405,12 +405,14 @@ def _loop(g, names, types, initial, body_fn, length):
     """Runs `body_fn(body, values) -> (go_on, new values)` in an ONNX Loop of
     at most `length` iterations; returns the final values (one per name)."""
     helper = g.helper
-    body = _Graph(helper, g.numpy_helper, "body/", g.opset, g.initializers)
-    inputs = [helper.make_tensor_value_info("iteration", helper.TensorProto.INT64, []),
-              helper.make_tensor_value_info("condition", helper.TensorProto.BOOL, [])]
-    inputs += [helper.make_tensor_value_info("in_" + n, t, None) for n, t in zip(names, types)]
-    go_on, values = body_fn(body, {n: "in_" + n for n in names})
-    out_names = ["condition_out"] + ["out_" + n for n in names]
+    body = _Graph(helper, g.numpy_helper, "rnn/body/", g.opset, g.initializers)
+    p = body.prefix
+    inputs = [helper.make_tensor_value_info(p + "iteration", helper.TensorProto.INT64, []),
+              helper.make_tensor_value_info(p + "condition", helper.TensorProto.BOOL, [])]
+    inputs += [helper.make_tensor_value_info(p + "in_" + n, t, None)
+               for n, t in zip(names, types)]
+    go_on, values = body_fn(body, {n: p + "in_" + n for n in names})
+    out_names = [p + "condition_out"] + [p + "out_" + n for n in names]
     for value, name in zip([go_on] + [values[n] for n in names], out_names):
         body.op("Identity", value)
         body.nodes[-1].output[0] = name
@@ -655,7 +657,7 @@ def build_ids_graph(fns, opset):
 
     model, length = fns.model, fns.max_length
     tp = helper.TensorProto
-    g = _Graph(helper, numpy_helper, "", opset)
+    g = _Graph(helper, numpy_helper, "rnn/search/", opset)
     name = model.input_name
     prepare = _translator if fns.task == "translation" else _language_model
     start, states, step = prepare(g, fns, name)
@@ -669,27 +671,26 @@ def build_ids_graph(fns, opset):
         names, (tp.INT32, tp.INT32, tp.FLOAT), (["N", length], ["N"], ["N"]))]
     # onnxruntime's recurrent ops crash the process on an empty batch: N = 0
     # gets empty outputs without running them (an `If` around the search).
-    empty = _Graph(helper, numpy_helper, "empty/", opset, g.initializers)
+    empty = _Graph(helper, numpy_helper, "rnn/empty/", opset, g.initializers)
     for n, value in zip(names, ([np.zeros((0, length), np.int32), np.zeros(0, np.int32),
                                  np.zeros(0, np.float32)])):
         empty.op("Identity", empty.const(value, value.dtype))
-        empty.nodes[-1].output[0] = "empty_" + n
+        empty.nodes[-1].output[0] = empty.prefix + n
     for value, n in zip(outputs, names):
         g.op("Identity", value)
-        g.nodes[-1].output[0] = "search_" + n
-    branches = {
-        prefix: helper.make_graph(
-            graph.nodes, prefix + "batch", [],
-            [helper.make_tensor_value_info(prefix + n, t, None)
+        g.nodes[-1].output[0] = g.prefix + n
+    branches = [
+        helper.make_graph(
+            branch.nodes, branch.prefix + "batch", [],
+            [helper.make_tensor_value_info(branch.prefix + n, t, None)
              for n, t in zip(names, (tp.INT32, tp.INT32, tp.FLOAT))],
         )
-        for prefix, graph in (("empty_", empty), ("search_", g))
-    }
-    main = _Graph(helper, numpy_helper, "", opset, g.initializers)
+        for branch in (empty, g)
+    ]
+    main = _Graph(helper, numpy_helper, "rnn/", opset, g.initializers)
     is_empty = main.op("Equal", main.op("Squeeze", _rows(main, name), main.i64(0)),
                        main.const(0, np.int64))
-    main.op("If", is_empty, outputs=3, then_branch=branches["empty_"],
-            else_branch=branches["search_"])
+    main.op("If", is_empty, outputs=3, then_branch=branches[0], else_branch=branches[1])
     for i, n in enumerate(names):
         main.nodes[-1].output[i] = n
     graph = helper.make_graph(
