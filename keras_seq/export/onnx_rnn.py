@@ -657,45 +657,32 @@ def build_ids_graph(fns, opset):
 
     model, length = fns.model, fns.max_length
     tp = helper.TensorProto
-    g = _Graph(helper, numpy_helper, "rnn/search/", opset)
+    g = _Graph(helper, numpy_helper, "rnn/", opset)
     name = model.input_name
+    # onnxruntime's recurrent ops crash the process on an empty batch: N = 0
+    # runs one dummy row (of end tokens), dropped from the outputs. (An `If`
+    # around the search would do too, but halves the speed of the Loop inside.)
+    rows = _rows(g, name)
+    extra = g.op("Cast", g.op("Equal", rows, g.const(0, np.int64)), to=tp.INT64)  # [1]
+    width = g.op("Slice", g.op("Shape", name), g.i64(1), g.i64(2))
+    dummy = g.op("Expand", g.const(model.end_id, np.int32), g.op("Concat", extra, width, axis=0))
+    inputs = g.op("Concat", name, dummy, axis=0)
     prepare = _translator if fns.task == "translation" else _language_model
-    start, states, step = prepare(g, fns, name)
+    start, states, step = prepare(g, fns, inputs)
     if isinstance(fns.strategy, BeamSearch):
         outputs = _beam_search(g, step, start, states, fns.strategy, length,
                                model.output_vocab_size, model.end_id)
     else:
         outputs = _greedy(g, step, start, states, length, model.end_id)
     names = ("ids", "lengths", "scores")
-    infos = [helper.make_tensor_value_info(n, t, s) for n, t, s in zip(
-        names, (tp.INT32, tp.INT32, tp.FLOAT), (["N", length], ["N"], ["N"]))]
-    # onnxruntime's recurrent ops crash the process on an empty batch: N = 0
-    # gets empty outputs without running them (an `If` around the search).
-    empty = _Graph(helper, numpy_helper, "rnn/empty/", opset, g.initializers)
-    for n, value in zip(names, ([np.zeros((0, length), np.int32), np.zeros(0, np.int32),
-                                 np.zeros(0, np.float32)])):
-        empty.op("Identity", empty.const(value, value.dtype))
-        empty.nodes[-1].output[0] = empty.prefix + n
     for value, n in zip(outputs, names):
-        g.op("Identity", value)
-        g.nodes[-1].output[0] = g.prefix + n
-    branches = [
-        helper.make_graph(
-            branch.nodes, branch.prefix + "batch", [],
-            [helper.make_tensor_value_info(branch.prefix + n, t, None)
-             for n, t in zip(names, (tp.INT32, tp.INT32, tp.FLOAT))],
-        )
-        for branch in (empty, g)
-    ]
-    main = _Graph(helper, numpy_helper, "rnn/", opset, g.initializers)
-    is_empty = main.op("Equal", main.op("Squeeze", _rows(main, name), main.i64(0)),
-                       main.const(0, np.int64))
-    main.op("If", is_empty, outputs=3, then_branch=branches[0], else_branch=branches[1])
-    for i, n in enumerate(names):
-        main.nodes[-1].output[i] = n
+        g.op("Slice", value, g.i64(0), rows, g.i64(0))
+        g.nodes[-1].output[0] = n
     graph = helper.make_graph(
-        main.nodes, fns.names.ids,
-        [helper.make_tensor_value_info(name, tp.INT32, ["N", "T"])], infos,
+        g.nodes, fns.names.ids,
+        [helper.make_tensor_value_info(name, tp.INT32, ["N", "T"])],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in zip(
+            names, (tp.INT32, tp.INT32, tp.FLOAT), (["N", length], ["N"], ["N"]))],
         initializer=list(g.initializers.values()),
     )
     proto = helper.make_model(
