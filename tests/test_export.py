@@ -188,9 +188,13 @@ def test_lm_layout_signatures_and_onnx_graphs(lm_setup, lm_loaded):
         to / "onnx" / "generate_ids.onnx"
     ).read_bytes()
     ops = info["onnx"]
-    # The decoding while loop and the masked LSTM prompt reader are Loops.
-    assert ops["generate_ids.onnx"]["ops"]["Loop"] == 2
+    # tf2onnx: the masked LSTM prompt reader is a Loop.
     assert ops["initial_state.onnx"]["ops"]["Loop"] == 1
+    assert ops["initial_state.onnx"]["builder"] == "tf2onnx"
+    # onnx_rnn: ONNX LSTM ops (prompt reader, step); the decoding loop: one Loop.
+    assert ops["generate_ids.onnx"]["builder"] == "keras_seq.export.onnx_rnn"
+    assert ops["generate_ids.onnx"]["ops"]["Loop"] == 1
+    assert ops["generate_ids.onnx"]["ops"]["LSTM"] == 2
     assert "Loop" not in ops["step.onnx"]["ops"]
     proto = onnx.load(str(to / "onnx" / "step.onnx"))
     assert proto.opset_import[0].version >= 17
@@ -423,9 +427,13 @@ def test_translator_layout_and_signatures(translator_setup, translator_loaded):
         "encode.onnx", "export.json", "serving_default.onnx", "step.onnx", "translate_ids.onnx"
     ]
     ops = info["onnx"]
-    # Masked bidirectional LSTM: two Loops (no ONNX LSTM op); beam search: one.
+    # tf2onnx: the masked bidirectional LSTM as two Loops (no ONNX LSTM op).
     assert ops["encode.onnx"]["ops"]["Loop"] == 2
-    assert ops["translate_ids.onnx"]["ops"]["Loop"] == 3
+    assert ops["encode.onnx"]["builder"] == "tf2onnx"
+    # onnx_rnn: ONNX LSTM ops (encoder, decoder step); the beam search: one Loop.
+    assert ops["translate_ids.onnx"]["builder"] == "keras_seq.export.onnx_rnn"
+    assert ops["translate_ids.onnx"]["ops"]["Loop"] == 1
+    assert ops["translate_ids.onnx"]["ops"]["LSTM"] == 2
     assert "Loop" not in ops["step.onnx"]["ops"]
 
 

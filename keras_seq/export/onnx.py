@@ -28,7 +28,9 @@ import numpy as np
 from keras_seq import extras
 from keras_seq import utils
 
-__all__ = ["DEFAULT_OPSET", "bare_name", "check_opset", "convert", "make_session", "run_session"]
+__all__ = [
+    "DEFAULT_OPSET", "bare_name", "check_opset", "convert", "make_session", "run_session", "save",
+]
 
 DEFAULT_OPSET = 17
 
@@ -184,6 +186,15 @@ def convert(fn, input_signature, path, opset, metadata):
             fn, input_signature=input_signature, opset=opset
         )
     onnx.checker.check_model(proto)
+    return save(proto, path, metadata)
+
+
+def save(proto, path, metadata):
+    """Writes an ONNX `proto` to `path` with `metadata` (see `convert`).
+
+    Returns:
+        `{op type: count}` over the graph and its subgraphs, sorted by op type.
+    """
     proto.doc_string = metadata.get("doc", "")
     entry = proto.metadata_props.add()
     entry.key = "keras_seq.export"

@@ -18,7 +18,8 @@ once it is older than `STALE_UNOWNED_SECONDS`.
 `format`, `task`, `version`, `model` (class and config), `token_ids`,
 `versions` (keras_seq, Keras, TensorFlow), `signatures` (inputs, outputs,
 description), `state` (the state tensors' names, dtypes and shapes),
-`decoding`, the tokenizers, `onnx` (opset and op counts per file),
+`decoding`, the tokenizers, `onnx` (opset, op counts and `builder` per file:
+`"tf2onnx"`, or `keras_seq.export.onnx_rnn` for the graphs it builds),
 `requires` (Python packages whose ops the graph uses, e.g.
 `["tensorflow_text"]` for SentencePiece and WordPiece tokenizers: import them
 before `tf.saved_model.load`) and, with such ops, `unsupported` (what the
@@ -57,6 +58,7 @@ from keras_seq import decoding
 from keras_seq import runs
 from keras_seq import utils
 from keras_seq.export import onnx as onnx_graphs
+from keras_seq.export import onnx_rnn
 from keras_seq.export.signatures import spec
 from keras_seq.serving.signatures import parse_version  # TF Serving's version rule
 from keras_seq.text import BOS_ID
@@ -335,10 +337,19 @@ def _write_onnx(fns, functions, data, directory, opset):
             "state": data["state"],
             "decoding": data.get("decoding"),
         }
-        ops = onnx_graphs.convert(
-            fn, input_signature, os.path.join(directory, name + ".onnx"), opset, metadata
-        )
-        data["onnx"][name + ".onnx"] = {"opset": opset, "ops": ops}
+        path = os.path.join(directory, name + ".onnx")
+        # onnx_rnn hook: a graph built for onnxruntime where the model is
+        # covered (None: tf2onnx converts the traced function).
+        proto = onnx_rnn.build(fns, name, opset)
+        if proto is None:
+            metadata["builder"] = "tf2onnx"
+            ops = onnx_graphs.convert(fn, input_signature, path, opset, metadata)
+        else:
+            metadata["builder"] = onnx_rnn.BUILDER
+            ops = onnx_graphs.save(proto, path, metadata)
+        data["onnx"][name + ".onnx"] = {
+            "opset": opset, "ops": ops, "builder": metadata["builder"]
+        }
     shutil.copyfile(
         os.path.join(directory, ids_name + ".onnx"),
         os.path.join(directory, "serving_default.onnx"),

@@ -1,0 +1,204 @@
+"""ONNX speed (issue 12): SavedModel vs onnxruntime, tf2onnx's graph vs keras_seq.export.onnx_rnn's.
+
+For a trained attention translator run, exports `translate_ids` three ways for
+each decoding setting (greedy = beam 1, and beam 5; length penalty 0.6):
+
+- the SavedModel signature (`keras_seq.export.export_translator`, onnx=False);
+- tf2onnx's conversion of the same traced function (the graph keras_seq
+  exported before `onnx_rnn`);
+- `keras_seq.export.onnx_rnn.build_ids_graph` (what the export writes now).
+
+It checks that the three give the same ids on the test sentences, then times
+them in one process, calls alternating (SavedModel, tf2onnx, onnx_rnn) on the
+same inputs: batch 1 (one sentence per call) and batch 32 (32 consecutive test
+sentences, right-padded), median and p90 latency per call and sentences/s.
+`--profile` also runs onnxruntime's profiler over the beam-5 batch-1 calls of
+both graphs and prints the time per op type (Loop bodies included).
+
+    python benchmarks/onnx_speed.py runs/translator --sentences 100 --profile \
+        --json benchmarks/onnx_speed.json
+
+`--threads` (default 1) sets onnxruntime's intra-op threads and TensorFlow's
+intra- and inter-op threads alike.
+"""
+
+import collections
+import glob
+import json
+import os
+import tempfile
+import time
+
+# First: environment and sys.path for TensorFlow and keras_seq (see _common).
+from _common import argument_parser, load_average, load_average_line, write_json
+
+import numpy as np
+
+BACKENDS = ("saved_model", "tf2onnx", "onnx_rnn")
+
+
+def _pad(rows):
+    width = max(len(r) for r in rows)
+    out = np.zeros((len(rows), width), np.int32)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def _session(path, threads, profile_prefix=None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def _export(model, src_tok, tgt_tok, beam, max_length, to):
+    """The three `translate_ids` of one decoding setting: {backend: callable}."""
+    import onnx
+    import tensorflow as tf
+
+    from keras_seq import decoding
+    from keras_seq import export as export_lib
+    from keras_seq.export import onnx as onnx_graphs
+    from keras_seq.export import onnx_rnn
+    from keras_seq.export.signatures import ServingFunctions
+
+    path = export_lib.export_translator(
+        model, src_tok, tgt_tok, os.path.join(to, f"beam{beam}"), beam_size=beam,
+        length_penalty=0.6, max_length=max_length, onnx=False,
+    )
+    fns = ServingFunctions(model, max_length, decoding.BeamSearch(beam, length_penalty=0.6))
+    signature = fns.id_signature()
+    files = {
+        "tf2onnx": os.path.join(to, f"beam{beam}_tf2onnx.onnx"),
+        "onnx_rnn": os.path.join(to, f"beam{beam}_onnx_rnn.onnx"),
+    }
+    start = time.perf_counter()
+    onnx_graphs.convert(tf.function(fns.id_level, input_signature=signature), signature,
+                        files["tf2onnx"], 17, {})
+    seconds = {"tf2onnx": time.perf_counter() - start}
+    start = time.perf_counter()
+    onnx.save(onnx_rnn.build_ids_graph(fns, 17), files["onnx_rnn"])
+    seconds["onnx_rnn"] = time.perf_counter() - start
+    return tf.saved_model.load(path).signatures["translate_ids"], files, seconds
+
+
+def _ort_call(session):
+    name = session.get_inputs()[0].name
+    outputs = [o.name for o in session.get_outputs()]
+    ids_at = [o.split(":")[0] for o in outputs].index("ids")
+    return lambda x: session.run(outputs, {name: x})[ids_at]
+
+
+def _time(calls, inputs, repeat):
+    """Alternating calls; returns ({backend: [seconds]}, {backend: equal-ids count})."""
+    times = {name: [] for name in calls}
+    equal = {name: 0 for name in calls}
+    for name, call in calls.items():  # warm-up
+        call(inputs[0])
+    for _ in range(repeat):
+        for x in inputs:
+            reference = None
+            for name, call in calls.items():
+                start = time.perf_counter()
+                ids = np.asarray(call(x))
+                times[name].append(time.perf_counter() - start)
+                reference = ids if reference is None else reference
+                equal[name] += int(np.array_equal(ids, reference))
+    return times, equal
+
+
+def _profile(path, inputs, threads, prefix):
+    """Runs `inputs` through a profiling session; returns {op type: ms per call}."""
+    session = _session(path, threads, prefix)
+    call = _ort_call(session)
+    for x in inputs:
+        call(x)
+    trace = session.end_profiling()
+    with open(trace) as f:
+        events = json.load(f)
+    os.remove(trace)
+    totals = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            totals[event["args"]["op_name"]] += event["dur"] / 1000.0
+    return {op: round(ms / len(inputs), 3) for op, ms in totals.most_common()}
+
+
+def main():
+    parser = argument_parser(__doc__)
+    parser.add_argument("run", help="a trained translator run directory")
+    parser.add_argument("--sentences", type=int, default=100)
+    parser.add_argument("--max-length", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeat32", type=int, default=3, help="passes over the batches of 32")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--json", help="write the results there")
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    from keras_seq import pipelines
+
+    translator = pipelines.Translator.from_run(args.run)
+    model = translator.model
+    pairs = pipelines.translation_training.load_split(translator.run_config, "test")
+    encoded, _ = translator.prepare([s for s, _ in pairs[: args.sentences]])
+    rows = [e for e in encoded if e is not None]
+    singles = [np.array([r], np.int32) for r in rows]
+    batches = [_pad(rows[i : i + 32]) for i in range(0, len(rows) - 31, 32)]
+    out = {"run": args.run, "sentences": len(rows), "threads": args.threads,
+           "max_length": args.max_length, "load_before": load_average(), "results": [],
+           "profiles": {}}
+    with tempfile.TemporaryDirectory() as to:
+        for beam in (1, 5):
+            saved, files, seconds = _export(model, translator.source_tokenizer,
+                                            translator.target_tokenizer, beam,
+                                            args.max_length, to)
+            calls = {"saved_model": lambda x: saved(source_ids=tf.constant(x))["ids"]}
+            for name in ("tf2onnx", "onnx_rnn"):
+                calls[name] = _ort_call(_session(files[name], args.threads))
+            for batch, inputs, repeat in ((1, singles, 1), (32, batches, args.repeat32)):
+                times, equal = _time(calls, inputs, repeat)
+                base = np.median(times["saved_model"])
+                for name in BACKENDS:
+                    ms = np.array(times[name]) * 1000
+                    row = {
+                        "beam": beam, "batch": batch, "backend": name,
+                        "median_ms": round(float(np.median(ms)), 2),
+                        "p90_ms": round(float(np.percentile(ms, 90)), 2),
+                        "sentences_per_s": round(batch * len(ms) / (ms.sum() / 1000), 1),
+                        "speedup_vs_saved_model": round(float(base / np.median(times[name])), 2),
+                        "same_ids": f"{equal[name]}/{len(ms)}",
+                        "build_s": round(seconds.get(name, 0.0), 1),
+                        "load": load_average(),
+                    }
+                    out["results"].append(row)
+                    print(json.dumps(row), flush=True)
+            if args.profile and beam == 5:
+                for name in ("tf2onnx", "onnx_rnn"):
+                    profile = _profile(files[name], singles, args.threads,
+                                       os.path.join(to, f"profile_{name}"))
+                    out["profiles"][name] = profile
+                    # A Loop's own time includes its body's nodes, listed too.
+                    total = sum(ms for op, ms in profile.items() if op != "Loop")
+                    top = ", ".join(f"{op} {ms:.2f}" for op, ms in list(profile.items())[:12])
+                    print(f"profile {name} beam 5 batch 1: {total:.2f} ms of node kernels "
+                          f"per call (Loops excluded); top ops (ms/call): {top}", flush=True)
+            for path in glob.glob(os.path.join(to, "*.onnx")):
+                os.remove(path)
+    out["load_after"] = load_average()
+    print(load_average_line())
+    if args.json:
+        write_json(args.json, out)
+
+
+if __name__ == "__main__":
+    main()
