@@ -1,0 +1,216 @@
+"""Serving throughput and latency with request batching on vs off (issue 11).
+
+Exports a small language model and a small translator (random weights,
+SavedModel and ONNX) unless DIR already holds them, then for each backend
+starts the server twice as a subprocess (`--no-batching`, then batching with
+the default bounds), and drives each model with 1, 8, 32 and 64 concurrent
+clients sending one sentence each (`generate` / `translate` on the
+SavedModels, `generate_ids` / `translate_ids` on the ONNX graphs, which take
+ids). Prints a markdown table: requests/s, p50/p99 latency, failed requests,
+rows per model call (from the server's /monitoring/prometheus/metrics), and
+the server's RSS at start and at the end; then the issue's goal per
+model and backend: throughput at 32 clients batched / unbatched (>= 3x), and
+batched p99 at 32 clients against 2x the unbatched p50 at 1 client.
+
+Reuses benchmarks/serving.py's server process and client loop.
+
+Usage:
+
+    python benchmarks/serving_batching.py                       # temp dir, 3 s per cell
+    python benchmarks/serving_batching.py /tmp/bexp --duration 5 --clients 1,8,32,64
+"""
+
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import argument_parser, load_average_line, write_json
+
+import httpx
+import numpy as np
+import serving as bench  # benchmarks/serving.py
+
+WORDS = ("the a cat dog bird house garden apple man woman old young red green sat ate saw "
+         "flew ran over under near on in with and but . !").split()
+FRENCH = ("le la un une chat chien oiseau maison jardin pomme homme femme vieux jeune rouge "
+          "vert mange voit court sur sous avec et mais . !").split()
+SENTENCE_EN = "the old man saw a red bird"
+SENTENCE_FR = "le vieux homme voit un oiseau rouge"
+
+
+def _corpus(words, seed):
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(words, size=rng.integers(4, 12))) for _ in range(200)]
+
+
+def _randomize(model, seed):
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(scale=0.3, size=w.shape).astype("float32")
+                       for w in model.get_weights()])
+
+
+def export_models(base, max_length):
+    """Exports the LM (`lm`) and the translator (`fra-eng`) under `base`."""
+    from keras_seq import export
+    from keras_seq.models import AttentionSeq2Seq, RNNLanguageModel
+    from keras_seq.text import WordTokenizer
+
+    tokenizer = WordTokenizer().fit(_corpus(WORDS, 0))
+    lm = RNNLanguageModel(tokenizer.vocab_size, embedding_dim=64, units=128, num_layers=1,
+                          stateful=False)
+    _randomize(lm, 1)
+    export.export_language_model(lm, tokenizer, base / "lm", max_length=max_length)
+    source, target = WordTokenizer().fit(_corpus(FRENCH, 2)), WordTokenizer().fit(_corpus(WORDS, 3))
+    translator = AttentionSeq2Seq(source.vocab_size, target.vocab_size, embedding_dim=64,
+                                  units=64, max_length=40)
+    _randomize(translator, 4)
+    export.export_translator(translator, source, target, base / "fra-eng", beam_size=4,
+                             length_penalty=0.6, max_length=max_length)
+    return {"lm": tokenizer.encode([SENTENCE_EN])[0],
+            "fra-eng": source.encode([SENTENCE_FR], add_eos=True)[0]}
+
+
+def _bodies(backend, ids):
+    """{model: (request body)}: one sentence (or its ids) per request."""
+    if backend == "savedmodel":
+        return {"lm": {"signature_name": "generate", "instances": [SENTENCE_EN]},
+                "fra-eng": {"signature_name": "translate", "instances": [SENTENCE_FR]}}
+    return {"lm": {"signature_name": "generate_ids",
+                   "inputs": {"prompt_ids": [list(map(int, ids["lm"]))]}},
+            "fra-eng": {"signature_name": "translate_ids",
+                        "inputs": {"source_ids": [list(map(int, ids["fra-eng"]))]}}}
+
+
+def _calls(url):
+    """{model: (model calls, rows)} from the server's metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url + "/monitoring/prometheus/metrics", timeout=30).text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name in ("keras_seq_serving_model_calls_total", "keras_seq_serving_batch_size_sum"):
+                calls, rows = out.get(s.labels["model"], (0, 0))
+                if s.name.endswith("calls_total"):
+                    calls += s.value
+                else:
+                    rows += s.value
+                out[s.labels["model"]] = (calls, rows)
+    return out
+
+
+def run(args, ids):
+    rows, memory = [], []
+    for backend in args.backends:
+        bodies = _bodies(backend, ids)
+        for batching in (False, True):
+            extra = [] if batching else ["--no-batching"]
+            server = bench.ServerProcess(args.dir, backend == "onnx", args.startup_timeout, extra)
+            try:
+                start_rss = server.rss()
+                for model, body in bodies.items():
+                    path = f"/v1/models/{model}:predict"
+                    probe = httpx.post(server.url + path, json=body, timeout=120)
+                    if probe.status_code != 200:
+                        raise RuntimeError(f"{backend} {model}: {probe.text[:300]}")
+                    for clients in args.clients:
+                        before = _calls(server.url).get(model, (0, 0))
+                        stats = asyncio.run(bench._drive(server.url, path, body, clients,
+                                                         args.duration, args.max_requests))
+                        after = _calls(server.url).get(model, (0, 0))
+                        calls = after[0] - before[0]
+                        stats["rows_per_call"] = (after[1] - before[1]) / calls if calls else 0.0
+                        stats["load"] = os.getloadavg()[0]
+                        rows.append((backend, model, batching, clients, stats))
+                        print(f"  {backend:10s} {model:8s} batching={'on ' if batching else 'off'} "
+                              f"x{clients}: {stats['rps']:.1f} req/s p50 {stats['p50_ms']:.1f} "
+                              f"p99 {stats['p99_ms']:.1f} ms failed {stats['failed']} "
+                              f"rows/call {stats['rows_per_call']:.1f} {stats['errors'][:1]}",
+                              file=sys.stderr)
+                memory.append((backend, batching, start_rss, server.rss()))
+            finally:
+                server.stop()
+    return rows, memory
+
+
+def markdown(rows, memory, args):
+    fmt = bench._fmt
+    lines = [
+        f"`python benchmarks/serving_batching.py {' '.join(args.argv)}`".rstrip(),
+        "",
+        f"{args.duration:g} s per cell, one sentence per request, loopback HTTP, "
+        f"{os.cpu_count()} CPU cores, Python {platform.python_version()}; "
+        "load = 1-minute load average at the end of the cell.",
+        "",
+        "| backend | model | batching | clients | requests | req/s | p50 ms | p99 ms | failed "
+        "| rows/call | load |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for backend, model, batching, clients, s in rows:
+        lines.append(
+            f"| {backend} | {model} | {'on' if batching else 'off'} | {clients} | "
+            f"{s['requests']} | {fmt(s['rps'])} | {fmt(s['p50_ms'])} | {fmt(s['p99_ms'])} | "
+            f"{s['failed']} | {fmt(s['rows_per_call'])} | {fmt(s['load'], 2)} |")
+    lines += ["", "| backend | batching | server RSS at start (MiB) | at the end |",
+              "|---|---|---:|---:|"]
+    for backend, batching, start, end in memory:
+        lines.append(f"| {backend} | {'on' if batching else 'off'} | {fmt(start, 0)} | "
+                     f"{fmt(end, 0)} |")
+    cell = {(b, m, on, c): s for b, m, on, c, s in rows}
+    lines += ["", "| backend | model | req/s at 32, on / off (goal >= 3) | p99 at 32 on, ms | "
+              "2x p50 at 1 off, ms | p99 goal met |", "|---|---|---:|---:|---:|---|"]
+    for backend, model in sorted({(b, m) for b, m, *_ in rows}):
+        on, off, one = (cell.get((backend, model, True, 32)), cell.get((backend, model, False, 32)),
+                        cell.get((backend, model, False, 1)))
+        if not (on and off and one):
+            continue
+        ratio = on["rps"] / off["rps"] if off["rps"] else float("nan")
+        bound = 2 * one["p50_ms"]
+        lines.append(f"| {backend} | {model} | {fmt(ratio, 2)} | {fmt(on['p99_ms'])} | "
+                     f"{fmt(bound)} | {'yes' if on['p99_ms'] <= bound else 'no'} |")
+    lines += ["", load_average_line()]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argument_parser(__doc__)
+    parser.add_argument("dir", nargs="?", default=None,
+                        help="where the models are (exported there if missing; default: a "
+                             "temporary directory)")
+    parser.add_argument("--backends", default="savedmodel,onnx")
+    parser.add_argument("--clients", default="1,8,32,64")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per cell")
+    parser.add_argument("--max-requests", type=int, default=100_000)
+    parser.add_argument("--max-length", type=int, default=20, help="tokens generated at most")
+    parser.add_argument("--startup-timeout", type=float, default=300.0)
+    parser.add_argument("--json", default=None, help="also write the raw results here")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    args.argv = argv
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    args.clients = [int(c) for c in args.clients.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        args.dir = Path(args.dir or tmp)
+        ids_file = args.dir / "bench_ids.json"
+        if ids_file.is_file():
+            import json
+
+            ids = json.loads(ids_file.read_text())
+        else:
+            ids = {k: list(map(int, v)) for k, v in export_models(args.dir, args.max_length).items()}
+            write_json(ids_file, ids)
+        rows, memory = run(args, ids)
+    print(markdown(rows, memory, args))
+    if args.json:
+        write_json(args.json, {
+            "rows": [dict(backend=b, model=m, batching=on, clients=c, **s)
+                     for b, m, on, c, s in rows],
+            "memory": [dict(backend=b, batching=on, rss_start=s, rss_end=e)
+                       for b, on, s, e in memory]})
+
+
+if __name__ == "__main__":
+    main()
