@@ -12,6 +12,12 @@ the server's RSS at start and at the end; then the issue's goal per
 model and backend: throughput at 32 clients batched / unbatched (>= 3x), and
 batched p99 at 32 clients against 2x the unbatched p50 at 1 client.
 
+A second table (`--in-process`, on by default) leaves HTTP out: the same
+signatures loaded in this process and called from 1, 8 and 32 threads, each
+call one sentence, through the batched signature and the plain one, side by
+side: what batching itself gains, apart from the HTTP server's per-request
+cost.
+
 Reuses benchmarks/serving.py's server process and client loop.
 
 Usage:
@@ -102,6 +108,76 @@ def _calls(url):
     return out
 
 
+def _hammer(call, arrays, threads, seconds):
+    """Calls per second of `call(arrays)` from `threads` threads for `seconds`."""
+    import threading
+    import time
+
+    counts = [0] * threads
+    stop = time.monotonic() + seconds
+
+    def loop(i):
+        while time.monotonic() < stop:
+            call(arrays)
+            counts[i] += 1
+
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sum(counts) / seconds
+
+
+def in_process(args, ids):
+    """[(backend, model, signature, threads, alone/s, batched/s, rows per call)]."""
+    from keras_seq.serving import batching
+    from keras_seq.serving.backends import OnnxBackend, SavedModelBackend
+    from keras_seq.serving.metrics import Metrics
+
+    rows = []
+    for backend in args.backends:
+        for model, bodies in _bodies(backend, ids).items():
+            path = args.dir / model
+            if backend == "onnx":
+                version = OnnxBackend().load(1, sorted((path / "onnx").glob("*.onnx")), None)
+            else:
+                version = SavedModelBackend().load(1, path / "1", None)
+            name = bodies["signature_name"]
+            if "instances" in bodies:
+                arrays = {next(iter(version.signatures[name].inputs)):
+                          np.array([bodies["instances"][0].encode()], dtype=object)}
+            else:
+                arrays = {k: np.array(v, np.int32) for k, v in bodies["inputs"].items()}
+            plain = version.signatures[name]
+            metrics = Metrics()
+            batching.install(version, model, batching.BatchOptions(), metrics)
+            batched = version.signatures[name]
+            for _ in range(3):
+                plain(arrays)
+            for threads in (1, 8, 32):
+                before = _model_calls(metrics)
+                alone = _hammer(plain, arrays, threads, args.duration)
+                merged = _hammer(batched, arrays, threads, args.duration)
+                calls, total = (a - b for a, b in zip(_model_calls(metrics), before))
+                rows.append((backend, model, name, threads, alone, merged,
+                             total / calls if calls else 0.0, os.getloadavg()[0]))
+                print(f"  in-process {backend} {model}/{name} x{threads}: alone {alone:.1f}/s "
+                      f"batched {merged:.1f}/s", file=sys.stderr)
+    return rows
+
+
+def _model_calls(metrics):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    calls = rows = 0
+    for family in text_string_to_metric_families(metrics.render()):
+        for s in family.samples:
+            calls += s.value if s.name == "keras_seq_serving_model_calls_total" else 0
+            rows += s.value if s.name == "keras_seq_serving_batch_size_sum" else 0
+    return calls, rows
+
+
 def run(args, ids):
     rows, memory = [], []
     for backend in args.backends:
@@ -136,7 +212,7 @@ def run(args, ids):
     return rows, memory
 
 
-def markdown(rows, memory, args):
+def markdown(rows, memory, local, args):
     fmt = bench._fmt
     lines = [
         f"`python benchmarks/serving_batching.py {' '.join(args.argv)}`".rstrip(),
@@ -171,6 +247,15 @@ def markdown(rows, memory, args):
         bound = 2 * one["p50_ms"]
         lines.append(f"| {backend} | {model} | {fmt(ratio, 2)} | {fmt(on['p99_ms'])} | "
                      f"{fmt(bound)} | {'yes' if on['p99_ms'] <= bound else 'no'} |")
+    if local:
+        lines += ["", "In-process (no HTTP): calls per second from N threads, one sentence per "
+                  "call, batching's default bounds:", "",
+                  "| backend | model | signature | threads | alone /s | batched /s | ratio "
+                  "| rows/call | load |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+        for backend, model, name, threads, alone, merged, per_call, load in local:
+            lines.append(f"| {backend} | {model} | {name} | {threads} | {fmt(alone)} | "
+                         f"{fmt(merged)} | {fmt(merged / alone if alone else float('nan'), 2)} "
+                         f"| {fmt(per_call)} | {fmt(load, 2)} |")
     lines += ["", load_average_line()]
     return "\n".join(lines)
 
@@ -186,6 +271,10 @@ def main(argv=None):
     parser.add_argument("--max-requests", type=int, default=100_000)
     parser.add_argument("--max-length", type=int, default=20, help="tokens generated at most")
     parser.add_argument("--startup-timeout", type=float, default=300.0)
+    parser.add_argument("--no-in-process", dest="in_process", action="store_false",
+                        help="skip the in-process table")
+    parser.add_argument("--no-http", dest="http", action="store_false",
+                        help="skip the HTTP table")
     parser.add_argument("--json", default=None, help="also write the raw results here")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
@@ -202,14 +291,18 @@ def main(argv=None):
         else:
             ids = {k: list(map(int, v)) for k, v in export_models(args.dir, args.max_length).items()}
             write_json(ids_file, ids)
-        rows, memory = run(args, ids)
-    print(markdown(rows, memory, args))
+        rows, memory = run(args, ids) if args.http else ([], [])
+        local = in_process(args, ids) if args.in_process else []
+    print(markdown(rows, memory, local, args))
     if args.json:
         write_json(args.json, {
             "rows": [dict(backend=b, model=m, batching=on, clients=c, **s)
                      for b, m, on, c, s in rows],
             "memory": [dict(backend=b, batching=on, rss_start=s, rss_end=e)
-                       for b, on, s, e in memory]})
+                       for b, on, s, e in memory],
+            "in_process": [dict(backend=b, model=m, signature=n, threads=t, alone_per_s=a,
+                                batched_per_s=r, rows_per_call=c, load=load)
+                           for b, m, n, t, a, r, c, load in local]})
 
 
 if __name__ == "__main__":
