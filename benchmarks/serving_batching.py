@@ -1,7 +1,8 @@
 """Serving throughput and latency with request batching on vs off (issue 11).
 
-Exports a small language model and a small translator (random weights,
-SavedModel and ONNX) unless DIR already holds them, then for each backend
+Exports a language model and a translator (random weights, LSTM units 256 and
+vocabularies of 5,000 words by default, beam 5, at most 20 tokens; SavedModel
+and ONNX) unless DIR already holds them, then for each backend
 starts the server twice as a subprocess (`--no-batching`, then batching with
 the default bounds), and drives each model with 1, 8, 32 and 64 concurrent
 clients sending one sentence each (`generate` / `translate` on the
@@ -47,9 +48,12 @@ SENTENCE_EN = "the old man saw a red bird"
 SENTENCE_FR = "le vieux homme voit un oiseau rouge"
 
 
-def _corpus(words, seed):
+def _corpus(words, seed, vocab):
+    """Sentences of `words` and of `vocab` made-up words (`w0`, `w1`, ...)."""
     rng = np.random.default_rng(seed)
-    return [" ".join(rng.choice(words, size=rng.integers(4, 12))) for _ in range(200)]
+    made_up = [f"w{i}" for i in range(vocab)]
+    return ([" ".join(rng.choice(words, size=rng.integers(4, 12))) for _ in range(200)]
+            + [" ".join(made_up[i:i + 10]) for i in range(0, vocab, 10)])
 
 
 def _randomize(model, seed):
@@ -58,23 +62,27 @@ def _randomize(model, seed):
                        for w in model.get_weights()])
 
 
-def export_models(base, max_length):
+def export_models(base, args):
     """Exports the LM (`lm`) and the translator (`fra-eng`) under `base`."""
     from keras_seq import export
     from keras_seq.models import AttentionSeq2Seq, RNNLanguageModel
     from keras_seq.text import WordTokenizer
 
-    tokenizer = WordTokenizer().fit(_corpus(WORDS, 0))
-    lm = RNNLanguageModel(tokenizer.vocab_size, embedding_dim=64, units=128, num_layers=1,
-                          stateful=False)
+    tokenizer = WordTokenizer().fit(_corpus(WORDS, 0, args.vocab))
+    lm = RNNLanguageModel(tokenizer.vocab_size, embedding_dim=args.units // 2, units=args.units,
+                          num_layers=1, stateful=False)
     _randomize(lm, 1)
-    export.export_language_model(lm, tokenizer, base / "lm", max_length=max_length)
-    source, target = WordTokenizer().fit(_corpus(FRENCH, 2)), WordTokenizer().fit(_corpus(WORDS, 3))
-    translator = AttentionSeq2Seq(source.vocab_size, target.vocab_size, embedding_dim=64,
-                                  units=64, max_length=40)
+    export.export_language_model(lm, tokenizer, base / "lm", max_length=args.max_length)
+    source = WordTokenizer().fit(_corpus(FRENCH, 2, args.vocab))
+    target = WordTokenizer().fit(_corpus(WORDS, 3, args.vocab))
+    translator = AttentionSeq2Seq(source.vocab_size, target.vocab_size,
+                                  embedding_dim=args.units // 2, units=args.units // 2,
+                                  max_length=40)
     _randomize(translator, 4)
-    export.export_translator(translator, source, target, base / "fra-eng", beam_size=4,
-                             length_penalty=0.6, max_length=max_length)
+    export.export_translator(translator, source, target, base / "fra-eng", beam_size=args.beam,
+                             length_penalty=0.6, max_length=args.max_length)
+    print(f"exported: vocabularies {tokenizer.vocab_size} (LM), {source.vocab_size} -> "
+          f"{target.vocab_size} (translator)", file=sys.stderr)
     return {"lm": tokenizer.encode([SENTENCE_EN])[0],
             "fra-eng": source.encode([SENTENCE_FR], add_eos=True)[0]}
 
@@ -270,6 +278,11 @@ def main(argv=None):
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per cell")
     parser.add_argument("--max-requests", type=int, default=100_000)
     parser.add_argument("--max-length", type=int, default=20, help="tokens generated at most")
+    parser.add_argument("--units", type=int, default=256,
+                        help="LSTM units of the LM (the translator's encoder: half, "
+                             "bidirectional)")
+    parser.add_argument("--vocab", type=int, default=5000, help="made-up words in the vocabularies")
+    parser.add_argument("--beam", type=int, default=5, help="the translator's beam size")
     parser.add_argument("--startup-timeout", type=float, default=300.0)
     parser.add_argument("--no-in-process", dest="in_process", action="store_false",
                         help="skip the in-process table")
@@ -289,7 +302,7 @@ def main(argv=None):
 
             ids = json.loads(ids_file.read_text())
         else:
-            ids = {k: list(map(int, v)) for k, v in export_models(args.dir, args.max_length).items()}
+            ids = {k: list(map(int, v)) for k, v in export_models(args.dir, args).items()}
             write_json(ids_file, ids)
         rows, memory = run(args, ids) if args.http else ([], [])
         local = in_process(args, ids) if args.in_process else []

@@ -157,6 +157,43 @@ def test_plan_refuses_what_batching_would_change(name, shape, seeded, reason):
     assert reason in batching.Plan(signature, None, seeded=seeded).reason
 
 
+def test_install_reads_export_json_and_counts_every_call(tmp_path):
+    """A seeded sampler's decoding signatures stay unbatched; the rest batch;
+    every call is counted, batched or not."""
+    import json
+
+    from keras_seq.serving.signatures import Version
+
+    calls = []
+    numbers, info = _numpy_signature(calls)
+    decode = Signature("generate_ids", {"prompt_ids": TensorInfo("prompt_ids", "int32",
+                                                                 [None, None])},
+                       {"lengths": TensorInfo("lengths", "int32", [None]),
+                        "scores": TensorInfo("scores", "float32", [None])},
+                       lambda a: {"lengths": a["prompt_ids"].sum(1), "scores": a["prompt_ids"]
+                                  .sum(1).astype("float32")})
+    (tmp_path / "assets.extra").mkdir()
+    export_json = {"decoding": {"sampler": {"class_name": "RandomSampler", "config": {"seed": 7}}},
+                   "signatures": {"numbers": info, "generate_ids": {
+                       "doc": "prompt_ids int32 [N, T] (right-padded with 0) -> ...",
+                       "outputs": {"lengths": {"shape": [None]}, "scores": {"shape": [None]}}}}}
+    (tmp_path / "assets.extra" / "export.json").write_text(json.dumps(export_json))
+    version = Version(3, {"numbers": numbers, "generate_ids": decode}, path=tmp_path,
+                      backend="savedmodel")
+    metrics = Metrics()
+    unbatched = batching.install(version, "m", batching.BatchOptions(timeout=0.2), metrics)
+    assert list(unbatched) == ["generate_ids"] and "fixed seed" in unbatched["generate_ids"]
+    assert isinstance(version.signatures["numbers"]._call, batching.Batcher)
+    ids = [np.full((1, 1 + i), 2, np.int32) for i in range(4)]
+    _concurrently(lambda a: version.signature("numbers")({"ids": a}), ids)
+    _concurrently(lambda a: version.signature("generate_ids")({"prompt_ids": a}), ids)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render())}
+    counted = {s.labels["signature"]: s.value
+               for s in families["keras_seq_serving_model_calls"].samples}
+    assert counted["generate_ids"] == 4 and counted["numbers"] == len(calls) < 4
+    assert {s.labels["version"] for s in families["keras_seq_serving_model_calls"].samples} == {"3"}
+
+
 # --------------------------------------------------------------------------
 # Real exports
 

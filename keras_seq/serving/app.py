@@ -27,8 +27,8 @@ from starlette.routing import Route
 from keras_seq.serving import admission, codec
 from keras_seq.serving.batching import BatchOptions
 from keras_seq.serving.defaults import DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_POLL_INTERVAL
-from keras_seq.serving.metrics import CONTENT_TYPE
 from keras_seq.serving.logs import _one_line, log_event, scrub_paths
+from keras_seq.serving.metrics import CONTENT_TYPE
 from keras_seq.serving.registry import ModelRegistry
 from keras_seq.serving.signatures import RequestError, parse_version
 

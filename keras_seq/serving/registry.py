@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from keras_seq import errors
-from keras_seq.serving.batching import BatchOptions, install
 from keras_seq.serving.backends import OnnxBackend, SavedModelBackend, numeric_versions
+from keras_seq.serving.batching import BatchOptions, install
 from keras_seq.serving.logs import _one_line, log_event, scrub_paths
 from keras_seq.serving.metrics import Metrics
 from keras_seq.serving.signatures import RequestError
