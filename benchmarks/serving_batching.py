@@ -186,12 +186,48 @@ def _model_calls(metrics):
     return calls, rows
 
 
+def _drive_share(job):
+    url, path, body, clients, duration, max_requests = job
+    return asyncio.run(bench._drive(url, path, body, clients, duration, max_requests,
+                                    keep_latencies=True))
+
+
+def drive(url, path, body, clients, args):
+    """`serving._drive` spread over up to `--client-processes` processes; merged stats.
+
+    One Python process driving 64 connections on a busy machine measures its
+    own scheduling delays more than the server's (as benchmarks/serving_overload.py).
+    """
+    import multiprocessing
+
+    processes = max(1, min(args.client_processes, clients))
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    jobs = [(url, path, body, share, args.duration, args.max_requests // processes)
+            for share in shares]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        parts = pool.map(_drive_share, jobs)
+    latencies = np.array([ms for part in parts for ms in part["latencies_ms"]])
+    seconds = max(part["seconds"] for part in parts)
+    ok = len(latencies)
+    return {
+        "requests": sum(part["requests"] for part in parts),
+        "ok": ok,
+        "failed": sum(part["failed"] for part in parts),
+        "seconds": seconds,
+        "rps": ok / seconds if seconds > 0 else 0.0,
+        "p50_ms": float(np.percentile(latencies, 50)) if ok else float("nan"),
+        "p99_ms": float(np.percentile(latencies, 99)) if ok else float("nan"),
+        "errors": [error for part in parts for error in part["errors"]][:3],
+    }
+
+
 def run(args, ids):
     rows, memory = [], []
     for backend in args.backends:
         bodies = _bodies(backend, ids)
         for batching in (False, True):
-            extra = [] if batching else ["--no-batching"]
+            extra = (["--batch-timeout-ms", str(args.batch_timeout_ms)] if batching
+                     else ["--no-batching"])
             server = bench.ServerProcess(args.dir, backend == "onnx", args.startup_timeout, extra)
             try:
                 start_rss = server.rss()
@@ -202,8 +238,7 @@ def run(args, ids):
                         raise RuntimeError(f"{backend} {model}: {probe.text[:300]}")
                     for clients in args.clients:
                         before = _calls(server.url).get(model, (0, 0))
-                        stats = asyncio.run(bench._drive(server.url, path, body, clients,
-                                                         args.duration, args.max_requests))
+                        stats = drive(server.url, path, body, clients, args)
                         after = _calls(server.url).get(model, (0, 0))
                         calls = after[0] - before[0]
                         stats["rows_per_call"] = (after[1] - before[1]) / calls if calls else 0.0
@@ -225,7 +260,8 @@ def markdown(rows, memory, local, args):
     lines = [
         f"`python benchmarks/serving_batching.py {' '.join(args.argv)}`".rstrip(),
         "",
-        f"{args.duration:g} s per cell, one sentence per request, loopback HTTP, "
+        f"{args.duration:g} s per cell, one sentence per request, loopback HTTP, clients "
+        f"spread over {args.client_processes} processes, "
         f"{os.cpu_count()} CPU cores, Python {platform.python_version()}; "
         "load = 1-minute load average at the end of the cell.",
         "",
@@ -284,6 +320,10 @@ def main(argv=None):
     parser.add_argument("--vocab", type=int, default=5000, help="made-up words in the vocabularies")
     parser.add_argument("--beam", type=int, default=5, help="the translator's beam size")
     parser.add_argument("--startup-timeout", type=float, default=300.0)
+    parser.add_argument("--batch-timeout-ms", type=float, default=2.0,
+                        help="the server's --batch-timeout-ms when batching (default: its default)")
+    parser.add_argument("--client-processes", type=int, default=4,
+                        help="client processes the concurrent clients are spread over")
     parser.add_argument("--no-in-process", dest="in_process", action="store_false",
                         help="skip the in-process table")
     parser.add_argument("--no-http", dest="http", action="store_false",
