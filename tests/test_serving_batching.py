@@ -194,6 +194,20 @@ def test_install_reads_export_json_and_counts_every_call(tmp_path):
     assert {s.labels["version"] for s in families["keras_seq_serving_model_calls"].samples} == {"3"}
 
 
+@pytest.mark.parametrize("text", ["[1, 2]", '{"decoding": "x", "signatures": {"numbers": 3}}',
+                                  '{"signatures": {"numbers": {"outputs": {"total": 5}}}}', "{"])
+def test_install_ignores_an_export_json_it_does_not_understand(tmp_path, text):
+    from keras_seq.serving.signatures import Version
+
+    signature, _ = _numpy_signature([])
+    (tmp_path / "export.json").write_text(text)
+    version = Version(1, {"numbers": signature}, path=tmp_path, backend="onnx")
+    unbatched = batching.install(version, "m", batching.BatchOptions(), Metrics())
+    assert "unknown size" in unbatched["numbers"]  # as with no export.json: not padded
+    np.testing.assert_array_equal(version.signature("numbers")({"ids": np.ones((1, 2), np.int32)})
+                                  ["total"], [2])
+
+
 # --------------------------------------------------------------------------
 # Real exports
 

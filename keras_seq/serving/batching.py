@@ -79,26 +79,38 @@ class BatchOptions(NamedTuple):
 
 
 def export_info(version):
-    """The `export.json` a keras_seq export wrote beside `version`, or None."""
+    """The `export.json` a keras_seq export wrote beside `version` (a dict), or None."""
     path = Path(version.path)
     for candidate in (path / "assets.extra" / "export.json", path / "export.json"):
         try:
-            return json.loads(candidate.read_text())
+            info = json.loads(candidate.read_text())
         except (OSError, ValueError):
             continue
+        return info if isinstance(info, dict) else None
     return None
+
+
+def _get(mapping, *keys):
+    """`mapping[k1][k2]...`, or None where a level is missing or not a dict."""
+    for key in keys:
+        if not isinstance(mapping, dict):
+            return None
+        mapping = mapping.get(key)
+    return mapping
 
 
 def _signature_info(info, name, backend):
     """The export.json entry describing signature `name` (None if none)."""
-    if not info:
-        return None
     if backend == "onnx":  # serving_default.onnx is a copy of the id-level graph
-        copy = info.get("onnx", {}).get(f"{name}.onnx", {}).get("copy_of")
-        if copy:
+        copy = _get(info, "onnx", f"{name}.onnx", "copy_of")
+        if isinstance(copy, str) and copy.endswith(".onnx"):
             name = copy[: -len(".onnx")]
-    entry = info.get("signatures", {}).get(name)
-    return entry if isinstance(entry, dict) and "outputs" in entry else None
+    entry = _get(info, "signatures", name)
+    outputs = _get(entry, "outputs")
+    if not isinstance(outputs, dict) or not all(
+            isinstance(_get(o, "shape"), list) for o in outputs.values()):
+        return None
+    return entry
 
 
 def _is_padded(doc, name):
@@ -131,7 +143,7 @@ class Plan:
         self.trim = {}
         declared = {}
         if info is not None:
-            declared = {k: v.get("shape") for k, v in info.get("outputs", {}).items()}
+            declared = {k: _get(v, "shape") for k, v in info["outputs"].items()}
         if any(info_.shape is None for info_ in self.inputs.values()):
             self.reason = "an input of unknown rank"
         elif any("seed" in name for name in self.inputs):
@@ -143,7 +155,7 @@ class Plan:
         if info is not None:
             padded = [name for name, tensor in self.inputs.items()
                       if tensor.dtype == "int32" and len(tensor.shape) == 2
-                      and _is_padded(info.get("doc"), name)]
+                      and _is_padded(str(info.get("doc", "")), name)]
             self.padded = padded[0] if len(padded) == 1 else None
         for name, tensor in signature.outputs.items():
             shape = declared.get(name, tensor.shape)
@@ -385,8 +397,7 @@ def install(version, model, options, metrics):
         {signature name: why it is not batched} for the unbatched ones.
     """
     info = export_info(version) if options.enabled else None
-    sampler = (info or {}).get("decoding", {}).get("sampler") or {}
-    seeded = (sampler.get("config") or {}).get("seed") is not None
+    seeded = _get(info, "decoding", "sampler", "config", "seed") is not None
     wrapped, unbatched = {}, {}
     for name, signature in version.signatures.items():
         labels = (model, version.version, name)
