@@ -195,8 +195,9 @@ def _plan(client, args, overrides):
     return plan
 
 
-async def _drive(url, path, body, clients, duration, max_requests):
-    """Runs `clients` concurrent loops for `duration` seconds; returns stats."""
+async def _drive(url, path, body, clients, duration, max_requests, keep_latencies=False):
+    """Runs `clients` concurrent loops for `duration` seconds; returns stats
+    (with every latency, `latencies_ms`, if `keep_latencies`)."""
     content = json.dumps(body).encode()
     headers = {"content-type": "application/json"}
     latencies, failed, errors = [], 0, []
@@ -230,7 +231,9 @@ async def _drive(url, path, body, clients, duration, max_requests):
         await asyncio.gather(*(loop() for _ in range(clients)))
         elapsed = time.perf_counter() - start
     lat = np.array(latencies) * 1000.0
+    kept = {"latencies_ms": lat.tolist()} if keep_latencies else {}
     return {
+        **kept,
         "requests": len(latencies) + failed,
         "ok": len(latencies),
         "failed": failed,

@@ -405,13 +405,15 @@ def test_serve_passes_every_option_to_the_server(tmp_path, monkeypatch):
                                 "--poll-interval", "0", "--max-queue", "5", "--queue-timeout-ms", "100",
                                 "--request-timeout-ms", "900", "--no-warmup", "--max-body-bytes", "4096",
                                 "--max-versions", "2", "--max-string-length", "64", "--port", "9001",
+                                "--no-batching", "--batch-timeout-ms", "2.5", "--drain-timeout-ms", "700",
                                 "--grpc-port", "9002"])
     assert target == ("keras_seq.cli", "_run_serve")
     cli._run_serve(args)
     assert calls == [(str(tmp_path), dict(
         host="127.0.0.1", port=9001, onnx=False, poll_interval=0.0, max_body_bytes=4096, max_batch=8,
         max_string_length=64, max_versions=2, workers=3, max_queue=5, queue_timeout_ms=100,
-        request_timeout_ms=900, warmup=False, grpc_port=9002))]
+        request_timeout_ms=900, warmup=False, batching=False, batch_timeout_ms=2.5,
+        drain_timeout_ms=700, grpc_port=9002))]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -16,8 +16,8 @@ from keras_seq.cli.parser import subparser
 # `run_server` keyword arguments, each the flag's `dest` (see `add_arguments`).
 SERVER_OPTIONS = ("host", "port", "onnx", "poll_interval", "max_body_bytes", "max_batch",
                   "max_string_length", "max_versions", "workers", "max_queue",
-                  "queue_timeout_ms", "request_timeout_ms", "warmup",
-                  "grpc_port")
+                  "queue_timeout_ms", "request_timeout_ms", "warmup", "batching",
+                  "batch_timeout_ms", "drain_timeout_ms", "grpc_port")
 
 
 def add_parsers(subparsers):
@@ -34,6 +34,7 @@ def add_parsers(subparsers):
             "keras-seq serve exported/                  # every exported/NAME/VERSION/",
             "keras-seq serve exported/fra-eng --onnx --port 9000",
             "keras-seq serve exported/ --workers 8 --max-queue 64 --request-timeout-ms 5000",
+            "keras-seq serve exported/ --max-batch 32 --batch-timeout-ms 5   # or --no-batching",
             "keras-seq serve exported/ --grpc-port 8500      # TF Serving's gRPC API too",
         ],
     )

@@ -30,6 +30,14 @@ REST API (the subset of TF Serving's that TF Serving clients use):
                                                  {"inputs": ...} -> {"outputs": ...} (columnar)
     GET  /v1/models                              every model and its versions (extension)
     GET  /healthz, /v1/health                    liveness
+    GET  /monitoring/prometheus/metrics          Prometheus metrics (as TF Serving;
+                                                 see `keras_seq.serving.metrics`)
+
+Batching (on by default, as TF Serving's `--enable_batching`): concurrent
+predict requests to one signature are merged into one model call of at most
+`max_batch` rows, the first waiting `batch_timeout_ms` for the others, and
+each gets its own rows back (`keras_seq.serving.batching`); `batching=False`
+(`--no-batching`) calls the model once per request.
 
 gRPC API (`create_app(..., grpc_port=P)`, `--grpc-port P`): TF Serving's
 `PredictionService` (`Predict`, `GetModelMetadata`) and `ModelService`
@@ -108,6 +116,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The package, by concern (each module's docstring says more):
 #   signatures  RequestError and what a request addresses (versions, signatures)
 #   admission   the bounded queue per model and the request deadline (503/504)
+#   batching    BatchOptions, Batcher: concurrent calls of a signature as one call
+#   metrics     Metrics: Prometheus counters and histograms, the text exposition
 #   warmup      every signature called once while a version loads
 #   backends    Backend: SavedModelBackend (TensorFlow), OnnxBackend (onnxruntime)
 #   registry    ModelRegistry: scanning, loading and hot-swapping versions
@@ -137,8 +147,8 @@ _EXPORTS = {
     "PREDICT_METHOD": "signatures",
     "RequestError": "signatures",
 }
-_SUBMODULES = {"admission", "app", "backends", "cli", "codec", "defaults", "grpc_api",
-               "grpc_tensors", "logs", "registry", "signatures", "warmup"}
+_SUBMODULES = {"admission", "app", "backends", "batching", "cli", "codec", "defaults",
+               "grpc_api", "grpc_tensors", "logs", "metrics", "registry", "signatures", "warmup"}
 
 from keras_seq.serving.defaults import (  # noqa: E402,F401
     DEFAULT_MAX_BATCH,

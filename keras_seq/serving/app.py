@@ -3,8 +3,9 @@
 `create_app` builds the app; the handlers below are module-level and read
 what they share from `request.app.state`: `registry` (the `ModelRegistry`),
 `limits` (the codec's `Limits`), `pools` (the threads running model calls and
-loads), `admission` (the per-model queues and deadlines, `admission.py`) and
-`poll_interval`. See the package docstring for the API.
+loads), `admission` (the per-model queues and deadlines, `admission.py`),
+`metrics` (the registry's `metrics.Metrics`) and `poll_interval`. See the
+package docstring for the API.
 """
 
 import asyncio
@@ -24,8 +25,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keras_seq.serving import admission, codec
-from keras_seq.serving.defaults import DEFAULT_POLL_INTERVAL
+from keras_seq.serving.batching import BatchOptions
+from keras_seq.serving.defaults import DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_POLL_INTERVAL
 from keras_seq.serving.logs import _one_line, log_event, scrub_paths
+from keras_seq.serving.metrics import CONTENT_TYPE
 from keras_seq.serving.registry import ModelRegistry
 from keras_seq.serving.signatures import RequestError, parse_version
 
@@ -42,7 +45,7 @@ _LOGGED_FIELDS = ("model", "version", "signature", "format", "instances", "error
 
 
 class _AccessLog:
-    """ASGI middleware: one JSON log line per HTTP request."""
+    """ASGI middleware: one JSON log line per HTTP request, and the predict metrics."""
 
     def __init__(self, app):
         self.app = app
@@ -75,6 +78,11 @@ class _AccessLog:
                     record[key] = fields[key]
             level = logging.INFO if code < 400 else logging.WARNING if code < 500 else logging.ERROR
             log_event(level, "request", **record)
+            if fields.get("predict"):
+                # Labels only from what the server resolved, never the client's text.
+                scope["app"].state.metrics.observe_request(
+                    fields.get("served_model"), fields.get("served_version"),
+                    fields.get("served_signature"), code, time.perf_counter() - start, "rest")
 
 
 class _Pools:
@@ -190,6 +198,7 @@ def _predict(served, body, limits, fields, base_dir):
     request, signature_name = codec.parse_request(body)
     fields["signature"] = signature_name
     signature = served.signature(signature_name)
+    fields["served_signature"] = signature_name
     fmt = codec.request_format(request)
     fields["format"] = fmt
     arrays, batch = codec.decode_inputs(request, fmt, signature, limits)
@@ -208,8 +217,10 @@ async def _predict_response(request, name, version):
     state = request.app.state
     gate = state.admission
     deadline = gate.deadline()
+    request.state.predict = True
     served = state.registry.get(name, version)
     request.state.version = served.version
+    request.state.served_model, request.state.served_version = name, served.version
     try:
         body = await asyncio.wait_for(_read_body(request, state.limits.max_body_bytes),
                                       max(0.0, gate.remaining(deadline)))
@@ -272,6 +283,11 @@ async def list_models(request):
             for name in registry.models()
         ]
     })
+
+
+async def prometheus_metrics(request):
+    """GET /monitoring/prometheus/metrics: the Prometheus text exposition."""
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 
 
 async def health(request):
@@ -345,14 +361,25 @@ def _bind_grpc(state):
     return server
 
 
-def _check_options(poll_interval, **positive):
+def _queue_depths(state):
+    """{model: requests waiting for a thread} for every served model."""
+    gate = getattr(state, "admission", None)  # made by the lifespan
+    return {name: gate.queued(name) if gate else 0 for name in state.registry.models()}
+
+
+def _is_number(value, low, high):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and low <= value <= high)
+
+
+def _check_options(poll_interval, batch_timeout_ms, **positive):
     """Raises `ValueError` naming an option out of range."""
-    if poll_interval is not None and not (
-        isinstance(poll_interval, (int, float)) and not isinstance(poll_interval, bool)
-        and math.isfinite(poll_interval) and poll_interval >= 0
-    ):
+    if poll_interval is not None and not _is_number(poll_interval, 0, math.inf):
         raise ValueError(f"poll_interval must be a finite number of seconds >= 0 or None, "
                          f"got {poll_interval!r}")
+    if not _is_number(batch_timeout_ms, 0, 60000):
+        raise ValueError(f"batch_timeout_ms must be a number of milliseconds in 0..60000, "
+                         f"got {batch_timeout_ms!r}")
     for label, value in positive.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
@@ -372,6 +399,8 @@ def create_app(
     queue_timeout_ms=admission.DEFAULT_QUEUE_TIMEOUT_MS,
     request_timeout_ms=admission.DEFAULT_REQUEST_TIMEOUT_MS,
     warmup=True,
+    batching=True,
+    batch_timeout_ms=DEFAULT_BATCH_TIMEOUT_MS,
     grpc_port=None,
     grpc_host="127.0.0.1",
 ):
@@ -386,13 +415,17 @@ def create_app(
         onnx: serve `NAME/onnx/*.onnx` through onnxruntime instead of the
             SavedModels (TensorFlow is then not imported).
         max_body_bytes: largest request body accepted; larger ones get 413.
-        max_batch: most instances (or rows of a columnar input) per request.
+        max_batch: most rows in one model call: the instances (or rows of a
+            columnar input) of a request, and the rows batching merges.
         max_string_length: longest input string, in UTF-8 bytes.
         poll_interval: seconds between directory scans; 0 or None disables
             hot swap (models are loaded once at startup).
         max_versions: serve only the highest N versions of each model
             (None: every complete version).
-        workers: threads running model calls (default: 4 per CPU, at most 32).
+        workers: threads running requests (parsing, the model call); a
+            request waiting for its batch holds one, so they also bound how
+            many requests one batch merges (default: 4 per CPU, at most 32;
+            32 with batching).
         max_queue: most predict requests waiting for a thread, per model;
             past it they get 503 at once (see `keras_seq.serving.admission`).
         queue_timeout_ms: longest wait for a thread; then 503.
@@ -400,6 +433,10 @@ def create_app(
             its answer; then 504 (408 if its body had not arrived).
         warmup: call every signature once on a tiny input while a version
             loads, so that the first requests do not wait for graph set-up.
+        batching: merge concurrent requests to a signature into one model
+            call (see `keras_seq.serving.batching`); False calls each alone.
+        batch_timeout_ms: how long the first request of a batch waits for
+            others, 0..60000 ms.
         grpc_port: also serve TF Serving's gRPC API (`grpc_api.py`) on this
             port while the app runs, 0 for a free one (`app.state.grpc_port`
             says which once started); None (the default) serves REST only.
@@ -409,7 +446,8 @@ def create_app(
 
     Returns:
         A `starlette.applications.Starlette` app; `app.state.registry` is its
-        `ModelRegistry`.
+        `ModelRegistry`, `app.state.metrics` its `metrics.Metrics` (served at
+        `/monitoring/prometheus/metrics`).
 
     Example:
 
@@ -419,14 +457,15 @@ def create_app(
     """
     limits = codec.Limits(max_batch, max_string_length, max_body_bytes)
     if workers is None:
-        workers = min(32, 4 * (os.cpu_count() or 1))
-    _check_options(poll_interval, workers=workers, max_queue=max_queue,
+        workers = 32 if batching else min(32, 4 * (os.cpu_count() or 1))
+    _check_options(poll_interval, batch_timeout_ms, workers=workers, max_queue=max_queue,
                    queue_timeout_ms=queue_timeout_ms, request_timeout_ms=request_timeout_ms)
     if grpc_port is not None and not (isinstance(grpc_port, int) and not isinstance(
             grpc_port, bool) and 0 <= grpc_port <= 65535):
         raise ValueError(f"grpc_port must be an integer in 0..65535 or None, got {grpc_port!r}")
+    options = BatchOptions(bool(batching), max_batch, batch_timeout_ms / 1000.0)
     registry = ModelRegistry(model_base_dir, onnx=onnx, max_versions=max_versions,
-                             warmup=warmup)
+                             warmup=warmup, batching=options)
 
     app = Starlette(
         routes=[
@@ -434,12 +473,15 @@ def create_app(
             Route("/v1/models/{rest:path}", models_endpoint, methods=["GET", "POST"]),
             Route("/healthz", health, methods=["GET"]),
             Route("/v1/health", health, methods=["GET"]),
+            Route("/monitoring/prometheus/metrics", prometheus_metrics, methods=["GET"]),
         ],
         middleware=[Middleware(_AccessLog)],
         exception_handlers={HTTPException: _http_exception, Exception: _internal_error},
         lifespan=_lifespan,
     )
     app.state.registry = registry
+    app.state.metrics = registry.metrics
+    registry.metrics.add_collector(lambda: _queue_depths(app.state))
     app.state.limits = limits
     app.state.poll_interval = poll_interval
     app.state.grpc_address = None if grpc_port is None else (grpc_host, grpc_port)

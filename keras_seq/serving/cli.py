@@ -14,6 +14,8 @@ import sys
 
 from keras_seq import errors
 from keras_seq.serving.defaults import (
+    DEFAULT_BATCH_TIMEOUT_MS,
+    DEFAULT_DRAIN_TIMEOUT_MS,
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_QUEUE,
@@ -54,6 +56,24 @@ def _seconds(text):
         raise argparse.ArgumentTypeError(
             f"must be a number of seconds in 0..86400 (0 disables), got {text!r}")
     return value
+
+
+def _milliseconds(high):
+    """An argparse type: a finite number of milliseconds in 0..high (fractions allowed)."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a number of milliseconds, got {text!r}") from None
+        if not (math.isfinite(value) and 0 <= value <= high):
+            raise argparse.ArgumentTypeError(
+                f"must be a number of milliseconds in 0..{high}, got {text!r}")
+        return value
+
+    parse.__name__ = "milliseconds"
+    return parse
 
 
 def _host(text):
@@ -104,7 +124,9 @@ def add_arguments(parser):
                         help=f"largest request body (default {DEFAULT_MAX_BODY_BYTES})")
     parser.add_argument("--max-batch", type=_integer(1, 1_000_000), metavar="N",
                         default=DEFAULT_MAX_BATCH,
-                        help=f"most instances per request (default {DEFAULT_MAX_BATCH})")
+                        help="most rows in one model call: the instances of a request (more "
+                             "are refused with 400), and the rows batching merges "
+                             f"(default {DEFAULT_MAX_BATCH})")
     parser.add_argument("--max-string-length", type=_integer(1, 2**30, " bytes"), metavar="N",
                         default=DEFAULT_MAX_STRING_LENGTH,
                         help="longest input string in UTF-8 bytes "
@@ -112,7 +134,9 @@ def add_arguments(parser):
     parser.add_argument("--max-versions", type=_integer(1, 1_000_000), metavar="N", default=None,
                         help="serve only the highest N versions of each model (default: all)")
     parser.add_argument("--workers", type=_integer(1, 1024), metavar="N", default=None,
-                        help="model-call threads (default: 4 per CPU, at most 32)")
+                        help="request threads; a request waiting for its batch holds one, so "
+                             "they also bound the requests one batch merges (default: 4 per "
+                             "CPU, at most 32; 32 with batching)")
     parser.add_argument("--max-queue", type=_integer(1, 1_000_000), metavar="N",
                         default=DEFAULT_MAX_QUEUE,
                         help="most requests waiting for a model thread, per model; past it: "
@@ -127,6 +151,18 @@ def add_arguments(parser):
                              f"(default {DEFAULT_REQUEST_TIMEOUT_MS})")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="do not call each signature once while a version loads")
+    parser.add_argument("--no-batching", dest="batching", action="store_false",
+                        help="call the model once per request instead of merging concurrent "
+                             "requests to a signature into one call")
+    parser.add_argument("--batch-timeout-ms", type=_milliseconds(60000), metavar="MS",
+                        default=DEFAULT_BATCH_TIMEOUT_MS,
+                        help="how long the first request of a batch waits for others "
+                             f"(default {DEFAULT_BATCH_TIMEOUT_MS:g})")
+    parser.add_argument("--drain-timeout-ms", type=_integer(0, _DAY_MS, " ms"), metavar="MS",
+                        default=DEFAULT_DRAIN_TIMEOUT_MS,
+                        help="on SIGTERM or SIGINT: stop accepting, and give the requests in "
+                             "flight this long to finish (default "
+                             f"{DEFAULT_DRAIN_TIMEOUT_MS})")
     return parser
 
 
@@ -141,8 +177,13 @@ def run_server(base_dir, *, host="127.0.0.1", port=DEFAULT_PORT, onnx=False,
                max_batch=DEFAULT_MAX_BATCH, max_string_length=DEFAULT_MAX_STRING_LENGTH,
                max_versions=None, workers=None, max_queue=DEFAULT_MAX_QUEUE,
                queue_timeout_ms=DEFAULT_QUEUE_TIMEOUT_MS,
-               request_timeout_ms=DEFAULT_REQUEST_TIMEOUT_MS, warmup=True, grpc_port=None):
-    """Runs the server over `base_dir` on uvicorn until interrupted.
+               request_timeout_ms=DEFAULT_REQUEST_TIMEOUT_MS, warmup=True, batching=True,
+               batch_timeout_ms=DEFAULT_BATCH_TIMEOUT_MS,
+               drain_timeout_ms=DEFAULT_DRAIN_TIMEOUT_MS, grpc_port=None):
+    """Runs the server over `base_dir` on uvicorn until SIGTERM or SIGINT.
+
+    On the signal it stops accepting connections, lets the requests in
+    flight finish (for at most `drain_timeout_ms`), then returns.
 
     The keyword form behind `keras-seq serve`, `python -m keras_seq.serving`
     and `serve(args)`: each option is the value of the flag of the same name
@@ -156,7 +197,10 @@ def run_server(base_dir, *, host="127.0.0.1", port=DEFAULT_PORT, onnx=False,
         onnx: serve the ONNX graphs through onnxruntime.
         poll_interval, max_body_bytes, max_batch, max_string_length,
             max_versions, workers, max_queue, queue_timeout_ms,
-            request_timeout_ms, warmup: see `keras_seq.serving.create_app`.
+            request_timeout_ms, warmup, batching, batch_timeout_ms: see
+            `keras_seq.serving.create_app`.
+        drain_timeout_ms: on shutdown, the longest wait for the requests in
+            flight; those still running then are cancelled.
         grpc_port: also serve TF Serving's gRPC API on this port of `host`
             (None: REST only).
 
@@ -177,16 +221,21 @@ def run_server(base_dir, *, host="127.0.0.1", port=DEFAULT_PORT, onnx=False,
         raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
     if grpc_port is not None and grpc_port == port:
         raise ValueError(f"the gRPC port must differ from the REST port ({port})")
+    if not (isinstance(drain_timeout_ms, (int, float)) and not isinstance(drain_timeout_ms, bool)
+            and math.isfinite(drain_timeout_ms) and drain_timeout_ms >= 0):
+        raise ValueError(f"drain_timeout_ms must be a number of milliseconds >= 0, "
+                         f"got {drain_timeout_ms!r}")
     configure_logging()
     app = create_app(
         base_dir, onnx=bool(onnx), max_body_bytes=max_body_bytes, max_batch=max_batch,
         max_string_length=max_string_length, poll_interval=poll_interval,
         max_versions=max_versions, workers=workers, max_queue=max_queue,
         queue_timeout_ms=queue_timeout_ms, request_timeout_ms=request_timeout_ms,
-        warmup=warmup, grpc_port=grpc_port, grpc_host=host,
+        warmup=warmup, batching=batching, batch_timeout_ms=batch_timeout_ms,
+        grpc_port=grpc_port, grpc_host=host,
     )
     config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None,
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=drain_timeout_ms / 1000.0)
     server = uvicorn.Server(config)
     try:
         server.run()
@@ -225,6 +274,9 @@ def serve(args):
         queue_timeout_ms=_option(args, "queue_timeout_ms", DEFAULT_QUEUE_TIMEOUT_MS),
         request_timeout_ms=_option(args, "request_timeout_ms", DEFAULT_REQUEST_TIMEOUT_MS),
         warmup=_option(args, "warmup", True),
+        batching=_option(args, "batching", True),
+        batch_timeout_ms=_option(args, "batch_timeout_ms", DEFAULT_BATCH_TIMEOUT_MS),
+        drain_timeout_ms=_option(args, "drain_timeout_ms", DEFAULT_DRAIN_TIMEOUT_MS),
         grpc_port=_option(args, "grpc_port"),
     )
 

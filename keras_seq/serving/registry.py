@@ -18,7 +18,9 @@ from pathlib import Path
 
 from keras_seq import errors
 from keras_seq.serving.backends import OnnxBackend, SavedModelBackend, numeric_versions
+from keras_seq.serving.batching import BatchOptions, install
 from keras_seq.serving.logs import _one_line, log_event, scrub_paths
+from keras_seq.serving.metrics import Metrics
 from keras_seq.serving.signatures import RequestError
 from keras_seq.serving.warmup import warm_up
 
@@ -95,6 +97,10 @@ class ModelRegistry:
             loads.
         warmup: call every signature once on a tiny input before a version
             serves (see `warmup.warm_up`); `create_app` turns it on.
+        batching: `batching.BatchOptions` for the signatures of every
+            version loaded (default: no batching).
+        metrics: the `metrics.Metrics` that model calls and version events
+            are counted in (default: a new one, `registry.metrics`).
 
     `poll()` does one scan (call it from one thread at a time); `get()`,
     `status()` and `models()` may be called from any thread.
@@ -107,7 +113,7 @@ class ModelRegistry:
     """
 
     def __init__(self, model_base_dir, *, onnx=False, max_versions=None, settle_seconds=0.25,
-                 warmup=False):
+                 warmup=False, batching=None, metrics=None):
         self.base_dir = Path(model_base_dir)
         self.onnx = bool(onnx)
         self.backend = OnnxBackend() if self.onnx else SavedModelBackend()
@@ -123,6 +129,8 @@ class ModelRegistry:
         self.max_versions = max_versions
         self.settle_seconds = float(settle_seconds)
         self.warmup = bool(warmup)
+        self.batching = batching or BatchOptions(enabled=False)
+        self.metrics = metrics or Metrics()
         self._models = {}
         self._lock = threading.Lock()
         self._noted = set()  # one-time log notes (incomplete directories, ...)
@@ -299,6 +307,7 @@ class ModelRegistry:
             for number in [v for v in entry.pending if v not in candidates]:
                 del entry.pending[number]
         for number in removed:
+            self.metrics.observe_load(entry.name, number, "unloaded")
             log_event(logging.INFO, "version_unloaded", model=entry.name, version=number)
 
         for number in sorted(candidates, reverse=True):  # newest first
@@ -344,10 +353,12 @@ class ModelRegistry:
                 entry.loading.discard(number)
                 # Clients see the message without the server's file paths.
                 entry.failed[number] = (fingerprint, code, scrub_paths(message, self.base_dir))
+            self.metrics.observe_load(entry.name, number, "failed")
             log_event(logging.ERROR, "version_load_failed", model=entry.name, version=number,
                       path=str(source), error=message)
             return
         warmed = warm_up(version) if self.warmup else None
+        unbatched = install(version, entry.name, self.batching, self.metrics)
         with self._lock:
             entry.loading.discard(number)
             entry.failed.pop(number, None)
@@ -356,6 +367,7 @@ class ModelRegistry:
                 entry.failed.clear()
             else:
                 entry.versions[number] = version
+        self.metrics.observe_load(entry.name, number, "loaded")
         log_event(
             logging.INFO,
             "version_loaded",
@@ -364,5 +376,6 @@ class ModelRegistry:
             backend=version.backend,
             signatures=sorted(version.signatures),
             warmed_up=warmed,
+            **({"unbatched": unbatched} if unbatched else {}),
             seconds=round(time.perf_counter() - start, 3),
         )
