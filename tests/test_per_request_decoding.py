@@ -305,3 +305,38 @@ def test_bad_settings_refused_with_400(exported, server):
     row = {"signature_name": "translate_ids",
            "instances": [{"source_ids": [4, 3], "beam_size": 2}]}
     assert_error(predict("fra", row, status=400), 400, "input 'beam_size' is a per-request")
+
+
+# --------------------------------------------------------------------------
+# gRPC: the same settings as optional inputs of a TF Serving Predict.
+
+
+def test_grpc_predict_takes_the_settings_as_optional_inputs(exported):
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    app = serving.create_app(exported["root"], poll_interval=0, warmup=False, grpc_port=0)
+    with running_server(app) as client:
+        channel = grpc.insecure_channel(f"127.0.0.1:{app.state.grpc_port}")
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+        def predict(**chosen):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "fra"
+            request.model_spec.signature_name = "translate_ids"
+            request.inputs["source_ids"].CopyFrom(tf.make_tensor_proto(exported["source_ids"]))
+            for name, value in chosen.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+            return stub.Predict(request, timeout=60)
+
+        for chosen in ({}, {"beam_size": np.int32(1)}):  # omitted: the export's beam 5
+            answer = predict(**chosen)
+            rest = client.post("/v1/models/fra:predict", json=_ids_request(
+                "translate_ids", exported["source_ids"],
+                **{k: int(v) for k, v in chosen.items()})).json()["outputs"]
+            np.testing.assert_array_equal(tf.make_ndarray(answer.outputs["ids"]), rest["ids"])
+        with pytest.raises(grpc.RpcError) as caught:
+            predict(beam_size=np.int32(0))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "beam_size" in caught.value.details()
+        channel.close()

@@ -146,7 +146,7 @@ def test_batcher_keeps_unmergeable_requests_apart():
 
 
 @pytest.mark.parametrize("name, shape, seeded, reason", [
-    ("seed", [None], False, "per-request seed"),
+    ("seed", [None], False, "a seed input"),
     ("ids", None, False, "unknown rank"),
     ("ids", [None, None], True, "fixed seed"),
 ])

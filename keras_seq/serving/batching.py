@@ -23,7 +23,8 @@ What is merged, and how (a `Plan` per signature):
   cannot be split so makes the batch run again request by request and turns
   batching off for that signature (logged once).
 - Not batched: a signature with an input of unknown rank, with a `seed`
-  input, or one that samples with a fixed seed (a sampled row's random
+  input that is not a per-request setting (a request that sets the
+  per-request `seed` runs alone; one that leaves it out is batched), or one that samples with a fixed seed (a sampled row's random
   numbers depend on its row in the batch, so a seeded request would not
   reproduce), or an output whose width is unknown for a model not exported
   by keras_seq (it could depend on the other rows).
@@ -138,6 +139,7 @@ class Plan:
 
     def __init__(self, signature, info=None, seeded=False):
         self.inputs = signature.inputs
+        optional = getattr(signature, "optional", None) or {}  # per-request settings
         self.reason = None
         self.padded = None
         self.trim = {}
@@ -146,8 +148,8 @@ class Plan:
             declared = {k: _get(v, "shape") for k, v in info["outputs"].items()}
         if any(info_.shape is None for info_ in self.inputs.values()):
             self.reason = "an input of unknown rank"
-        elif any("seed" in name for name in self.inputs):
-            self.reason = "a per-request seed (a sampled row depends on its row in the batch)"
+        elif any("seed" in name for name in self.inputs) and "seed" not in optional:
+            self.reason = "a seed input (a sampled row depends on its row in the batch)"
         elif seeded and {"lengths", "scores"} <= set(signature.outputs):
             self.reason = "sampling with a fixed seed (a row depends on its row in the batch)"
         if self.reason:
@@ -172,7 +174,12 @@ class Plan:
     def key(self, arrays):
         """(group key, rows, padded width) of a request; key None: run it alone."""
         parts, rows = [], None
+        if "seed" in arrays:  # a seeded request samples as it would alone: run alone
+            return None, 0, None
         for name in sorted(self.inputs):
+            if name not in arrays:  # an optional setting left out: grouped apart
+                parts.append((name, None))
+                continue
             array = np.asarray(arrays[name])
             if array.ndim == 0:
                 parts.append((name, array.dtype.str, array.tobytes()))
@@ -191,6 +198,8 @@ class Plan:
         """One call's inputs from the requests' (`_Request`s) inputs."""
         merged = {}
         for name in self.inputs:
+            if name not in requests[0].arrays:  # left out by all (see `key`)
+                continue
             arrays = [np.asarray(request.arrays[name]) for request in requests]
             if arrays[0].ndim == 0:
                 merged[name] = arrays[0]
@@ -418,6 +427,6 @@ def install(version, model, options, metrics):
                 lambda rows, labels=labels: metrics.add_batch_queue_rows(*labels, rows),
                 label=f"{model}/{version.version}/{name}")
         wrapped[name] = Signature(name, signature.inputs, signature.outputs, call,
-                                  signature.signature_def)
+                                  signature.signature_def, optional=signature.optional)
     version.signatures = wrapped
     return unbatched

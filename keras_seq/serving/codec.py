@@ -256,13 +256,15 @@ def _to_array(value, info, where, limits):
     return array
 
 
-def _optional(signature):
+def optional_settings(signature):
+    """{name: `OptionalInput`}: the per-request decoding settings a request may leave out."""
     return getattr(signature, "optional", None) or {}
+
 
 
 def _split_named(value, signature, where):
     """Maps a request value to {input name: value} (named object or bare value)."""
-    optional = _optional(signature)
+    optional = optional_settings(signature)
     names = [name for name in signature.inputs if name not in optional]
     bare_b64 = _is_b64(value) and "b64" not in signature.inputs
     if isinstance(value, dict) and not bare_b64:
@@ -300,7 +302,7 @@ def _inputs_from_instances(instances, signature, limits):
         raise RequestError(
             f"signature '{signature.name}' takes no inputs; use the 'inputs' format"
         )
-    optional = _optional(signature)
+    optional = optional_settings(signature)
     columns = {name: [] for name in signature.inputs if name not in optional}
     for i, instance in enumerate(instances):
         named = _split_named(instance, signature, f"instance {i}")
@@ -462,7 +464,7 @@ def decode_inputs(request, fmt, signature, limits):
     if fmt == "row":
         return _inputs_from_instances(request["instances"], signature, limits)
     arrays, batch = _inputs_from_columns(request["inputs"], signature, limits)
-    check_settings(arrays, _optional(signature))
+    check_settings(arrays, optional_settings(signature))
     return arrays, batch
 
 

@@ -20,6 +20,7 @@ client's side of it.
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
+from keras_seq.serving import codec
 from keras_seq.serving.signatures import RequestError
 
 # dtype name (as `TensorInfo.dtype`) -> (DataType, the TensorProto field of its values).
@@ -165,11 +166,12 @@ def to_inputs(inputs, signature, limits):
     if unknown:
         raise RequestError(f"unknown input {unknown[0]!r} for signature '{signature.name}' "
                            f"(inputs: {', '.join(names) or 'none'})")
-    missing = [name for name in names if name not in inputs]
+    optional = codec.optional_settings(signature)  # per-request decoding settings
+    missing = [name for name in names if name not in inputs and name not in optional]
     if missing:
         raise RequestError(f"missing input {missing[0]!r} for signature '{signature.name}'")
     arrays, batch, first = {}, None, None
-    for name in names:
+    for name in (name for name in names if name in inputs):
         info, proto, where = signature.inputs[name], inputs[name], f"input '{name}'"
         expected = _FIELDS.get(info.dtype)
         if expected is None:
@@ -188,6 +190,7 @@ def to_inputs(inputs, signature, limits):
                     f"'{name}' has {array.shape[0]}; send the same batch for each")
             batch, first = array.shape[0], name
         arrays[name] = array
+    codec.check_settings(arrays, optional)  # ranges, as REST checks them
     return arrays, batch
 
 
