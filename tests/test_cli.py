@@ -87,7 +87,7 @@ def test_version_is_instant_and_single_sourced(capsys):
 def test_export_and_demo_help_say_what_they_do(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     _, export, _ = _run_main(capsys, ["export", "--help"])
-    assert "DIR/onnx/*.onnx" in export and "string signatures are not converted to ONNX" in export
+    assert "DIR/onnx/*.onnx" in export and "the string signatures too" in export and "--quantize" in export
     assert "DIR.onnx" not in export
     _, demo, _ = _run_main(capsys, ["demo", "--help"])
     assert "trains a translator only, no language model" in demo

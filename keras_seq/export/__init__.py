@@ -23,7 +23,12 @@ Layout written (TF Serving's, as `keras_seq.serving` and TF Serving read it):
       onnx/step.onnx                             ONNX graphs of the latest export,
       onnx/generate_ids.onnx | translate_ids.onnx    one per id-level signature
       onnx/initial_state.onnx | encode.onnx
-      onnx/serving_default.onnx                  = the id-level generation graph
+      onnx/generate.onnx | translate.onnx        the text signature: string in, string
+                                                 out (word tokenizers; onnxruntime-
+                                                 extensions string ops, see `onnx_text`)
+      onnx/serving_default.onnx                  = the text graph (else the id-level one)
+      onnx/int8/*.onnx                           with quantize="int8": the same graphs,
+                                                 weights int8 (see `quantize`)
       onnx/export.json                           the export.json of that version
 
 A version is written into a temporary sibling directory (`to/.tmp-export-*`)
@@ -105,6 +110,8 @@ Modules:
     validation   the in-graph input assertions
     writer       versions, the atomic rename, export.json, the TF Serving layout
     onnx         tf2onnx conversion; `make_session`, the one onnxruntime set-up
+    onnx_text    the ONNX text graphs (tokenization and detokenization in the graph)
+    quantize     the int8 graphs and their BLEU / perplexity cost
     parity       check_parity, ParityError
     exporters    export_language_model, export_translator
 
@@ -135,7 +142,8 @@ _NAMES = {
     "_run_saved_model_subprocess": "parity",
 }
 _SUBMODULES = frozenset(
-    {"exporters", "onnx", "parity", "signatures", "validation", "writer"}
+    {"exporters", "onnx", "onnx_text", "parity", "quantize", "signatures", "validation",
+     "writer"}
 )
 
 __all__ = [

@@ -34,6 +34,10 @@ from keras_seq import decoding
 from keras_seq.export import validation
 from keras_seq.models.generative import GenerativeModel
 from keras_seq.text import EOS_ID
+from keras_seq.text import UNK_ID
+from keras_seq.text.modules import _WordModule
+from keras_seq.text.splitting import join_words
+from keras_seq.text.splitting import split_words
 
 __all__ = ["TASKS", "Endpoint", "ServingFunctions", "check_model", "flatten_state"]
 
@@ -179,6 +183,37 @@ class StateLayout:
         )
 
 
+def _source_words(sentences, ragged, source_tokenizer):
+    """The source tokens a `<unk>` output may copy, string [N, S] padded with
+    "": the vocabulary's token, or the word as written where it is unknown
+    (word-level sources whose surface split has as many words), as
+    `keras_seq.Translator._encode_line` builds them."""
+    tokens = tf.gather(source_tokenizer.vocabulary(), ragged).to_tensor("")  # [N, S]
+    if not isinstance(source_tokenizer, _WordModule):
+        return tokens
+    ids = ragged.to_tensor(0)
+    surface = split_words(sentences, lowercase=False)
+    same = tf.equal(surface.row_lengths(), ragged.row_lengths())[:, None]  # [N, 1]
+    surface = surface.to_tensor("", shape=tf.shape(ids, out_type=tf.int64))
+    return tf.where(tf.equal(ids, UNK_ID) & same, surface, tokens)
+
+
+def _replace_unknown(out, copied, target_tokenizer):
+    """The translations with each `<unk>` replaced by the source token it
+    attends to most, detokenized like `keras_seq.Translator`: every token of
+    the hypothesis but EOS, joined by the word rules."""
+    ids = out["ids"]  # [N, L]
+    vocab = target_tokenizer.vocabulary()
+    size = tf.shape(vocab)[0]
+    tokens = tf.gather(vocab, tf.where((ids >= 0) & (ids < size), ids, UNK_ID))
+    alignment = tf.minimum(out["alignment"], tf.maximum(tf.shape(copied)[1] - 1, 0))
+    source = tf.gather(copied, alignment, batch_dims=1)  # [N, L]
+    tokens = tf.where(tf.equal(ids, UNK_ID), source, tokens)
+    positions = tf.range(tf.shape(ids)[1])[None, :]
+    keep = (positions < out["lengths"][:, None]) & tf.not_equal(ids, EOS_ID)
+    return join_words(tf.ragged.boolean_mask(tokens, keep))
+
+
 def _identity_outputs(outputs):
     # Distinct output tensors: no two signature outputs (or an output and an
     # input) share a tensor, which tf2onnx would otherwise merge or rename.
@@ -196,6 +231,9 @@ class ServingFunctions:
         sampler: None or a `keras_seq.decoding.RandomSampler` (greedy only).
         task: optional, the task the caller expects (`"language_model"` /
             `"translation"`); another model is a TypeError.
+        unk_replace: bool, the text signature of a translator with a
+            word-level target tokenizer replaces each `<unk>` output by the
+            source token it attends to most, as `keras_seq.Translator` does.
 
     Attributes:
         names: the `TaskSignatures` of the model's task.
@@ -208,8 +246,10 @@ class ServingFunctions:
         ValueError: bad `max_length`, strategy or sampler.
     """
 
-    def __init__(self, model, max_length, strategy="greedy", sampler=None, task=None):
+    def __init__(self, model, max_length, strategy="greedy", sampler=None, task=None,
+                 unk_replace=False):
         check_model(model, task)
+        self.unk_replace = bool(unk_replace) and model.supports_attention
         self.model = model
         self.task = model.task
         self.names = TASKS[model.task]
@@ -257,6 +297,33 @@ class ServingFunctions:
             "lengths": result.lengths[:, 0],
             "scores": result.scores[:, 0],
         }
+
+    def decode_aligned(self, ids):
+        """`decode` plus `alignment` int32 [N, L]: for each output token, the
+        source position it attends to most (the final EOS and padding
+        excluded), as `keras_seq.Translator` picks the word to copy for `<unk>`."""
+        state, start = self.start(ids)
+        result = decoding.decode(
+            self.model.step, state, start, end_id=self.model.end_id,
+            max_length=self.max_length, strategy=self.strategy, sampler=self.sampler,
+            return_attention=True,
+        )
+        attention = tf.cast(result.attention[:, 0], tf.float32)  # [N, L, S]
+        real = tf.reduce_sum(tf.cast(tf.not_equal(ids, 0), tf.int32), axis=1) - 1  # [N]
+        words = tf.range(tf.shape(attention)[2])[None, None, :] < real[:, None, None]
+        attention = tf.where(words, attention, tf.constant(-1.0, tf.float32))
+        return {
+            "ids": result.ids[:, 0],
+            "lengths": result.lengths[:, 0],
+            "scores": result.scores[:, 0],
+            "alignment": tf.argmax(attention, axis=-1, output_type=tf.int32),
+        }
+
+    def aligned_level(self, inputs):
+        """The id-level signature plus `alignment` (not exported as a
+        signature; the core of the ONNX text graph when `unk_replace`)."""
+        ids = self.validate(inputs[self.model.input_name], self.names.ids, from_text=False)
+        return _identity_outputs(self.decode_aligned(ids))
 
     # -- the signatures -------------------------------------------------------
     def id_level(self, inputs):
@@ -315,9 +382,15 @@ class ServingFunctions:
         ids = ids.to_tensor()  # source + EOS, right-padded
         if self.max_input is not None:
             ids = self.validate(ids, self.names.text, from_text=True, check_unknown=False)
-        out = self.decode(ids)
-        outputs = {"translations": target_tokenizer.decode(out["ids"])}
-        outputs.update(out)
+        if not self.unk_replace or not isinstance(target_tokenizer, _WordModule):
+            out = self.decode(ids)
+            outputs = {"translations": target_tokenizer.decode(out["ids"])}
+            outputs.update(out)
+            return _identity_outputs(outputs)
+        out = self.decode_aligned(ids)
+        copied = _source_words(inputs["sentences"], ragged, source_tokenizer)
+        outputs = {"translations": _replace_unknown(out, copied, target_tokenizer)}
+        outputs.update({k: out[k] for k in ("ids", "lengths", "scores")})
         return _identity_outputs(outputs)
 
     def id_signature(self):

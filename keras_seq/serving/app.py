@@ -339,6 +339,7 @@ def create_app(
     model_base_dir,
     *,
     onnx=False,
+    precision="float",
     max_body_bytes=codec.DEFAULT_MAX_BODY_BYTES,
     max_batch=codec.DEFAULT_MAX_BATCH,
     max_string_length=codec.DEFAULT_MAX_STRING_LENGTH,
@@ -360,6 +361,8 @@ def create_app(
         model_base_dir: TF Serving model base directory (`NAME/VERSION/`).
         onnx: serve `NAME/onnx/*.onnx` through onnxruntime instead of the
             SavedModels (TensorFlow is then not imported).
+        precision: with `onnx`, `"float"` (`NAME/onnx/*.onnx`) or `"int8"`
+            (`NAME/onnx/int8/*.onnx`, written by `keras-seq export --quantize int8`).
         max_body_bytes: largest request body accepted; larger ones get 413.
         max_batch: most instances (or rows of a columnar input) per request.
         max_string_length: longest input string, in UTF-8 bytes.
@@ -393,8 +396,8 @@ def create_app(
         workers = min(32, 4 * (os.cpu_count() or 1))
     _check_options(poll_interval, workers=workers, max_queue=max_queue,
                    queue_timeout_ms=queue_timeout_ms, request_timeout_ms=request_timeout_ms)
-    registry = ModelRegistry(model_base_dir, onnx=onnx, max_versions=max_versions,
-                             warmup=warmup)
+    registry = ModelRegistry(model_base_dir, onnx=onnx, precision=precision,
+                             max_versions=max_versions, warmup=warmup)
 
     app = Starlette(
         routes=[

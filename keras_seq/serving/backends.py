@@ -352,6 +352,12 @@ class OnnxBackend(Backend):
 
     name = "onnx"
     whole_set = True
+    PRECISIONS = ("float", "int8")
+
+    def __init__(self, precision="float"):
+        self.precision = precision
+        # The graphs of one precision: NAME/onnx/ or NAME/onnx/int8/.
+        self.folder = "onnx" if precision == "float" else f"onnx/{precision}"
 
     def is_model_file(self, path):
         return path.suffix == ".onnx" and path.is_file()
@@ -362,30 +368,34 @@ class OnnxBackend(Backend):
     def scan(self, path, note):
         if path.is_file():
             return {1: [path]}
-        files = sorted((path / "onnx").glob("*.onnx"))
+        files = sorted((path / self.folder).glob("*.onnx"))
         if not files and path.with_name(path.name + ".onnx").is_file():
             files = [path.with_name(path.name + ".onnx")]
         directories = numeric_versions(path, note)
         if not files:
             if directories:
-                note((path, "no-onnx"), "onnx_missing", model=path.name, path=str(path / "onnx"))
+                note((path, "no-onnx"), "onnx_missing", model=path.name,
+                     path=str(path / self.folder))
             return None
         complete = [n for n, child in directories.items() if (child / "saved_model.pb").is_file()]
         return {max(complete, default=1): files}
 
     def load(self, number, source, fingerprint):
-        signatures = {file.stem: self._signature(file) for file in source}
+        needs = _needs_extensions(source[0].parent)
+        signatures = {file.stem: self._signature(file, file.name in needs) for file in source}
         return Version(number, signatures, path=source[0].parent, backend=self.name,
                        fingerprint=fingerprint)
 
     @staticmethod
-    def _signature(file):
-        """Opens one `<signature>.onnx` file in onnxruntime."""
+    def _signature(file, extensions=False):
+        """Opens one `<signature>.onnx` file in onnxruntime (with the
+        onnxruntime-extensions string ops when `extensions`)."""
         from keras_seq.export.onnx import make_session  # imports no TensorFlow
 
         # Requests run concurrently from several threads: spinning intra-op
         # threads would burn the cores the other requests need.
-        session = make_session(file, spinning=False, feature="serving ONNX")
+        session = make_session(file, spinning=False, feature="serving ONNX",
+                               extensions=extensions)
         inputs, feed_names = {}, {}
         for node in session.get_inputs():
             info = _ort_tensor_info(node)
@@ -398,6 +408,23 @@ class OnnxBackend(Backend):
             fetch_names.append((info.name, node.name))
         call = _make_ort_call(session, inputs, feed_names, fetch_names)
         return Signature(file.stem, inputs, outputs, call)
+
+
+def _needs_extensions(directory):
+    """The graphs export.json marks as needing onnxruntime-extensions (the text
+    graphs): `onnx/export.json`'s `"onnx"` entries, or for `onnx/int8/` its
+    `"int8"` entry."""
+    import json
+
+    int8 = directory.name == "int8"
+    try:
+        data = json.loads(((directory.parent if int8 else directory) / "export.json")
+                          .read_text(encoding="utf-8"))
+        if int8:
+            return set(data.get("int8", {}).get("extensions", []))
+        return {name for name, entry in data.get("onnx", {}).items() if entry.get("extensions")}
+    except (OSError, ValueError, AttributeError):
+        return set()
 
 
 def _make_ort_call(session, inputs, feed_names, fetch_names):
