@@ -201,3 +201,67 @@ def test_precision_and_quantize_flags_are_checked(tmp_path, capsys):
         serving.ModelRegistry(tmp_path, onnx=True, precision="int4")
     assert cli.main(["serve", str(tmp_path), "--onnx", "--precision", "int4"]) == 2
     assert "invalid choice: 'int4'" in capsys.readouterr().err
+
+
+def _copy_core(path):
+    """A stand-in translation core: ids = source_ids, alignment = position."""
+    import onnx
+    from onnx import helper
+
+    T = onnx.TensorProto
+    ints = {"one": [1], "two": [2], "zero": [0]}
+    init = [onnx.numpy_helper.from_array(np.array(v, np.int64), k) for k, v in ints.items()]
+    init += [onnx.numpy_helper.from_array(np.array(v, np.int64), k)
+             for k, v in (("z", 0), ("o", 1))]
+    node = helper.make_node
+    graph = helper.make_graph(
+        [node("Identity", ["source_ids"], ["ids"]), node("Shape", ["source_ids"], ["shape"]),
+         node("Slice", ["shape", "one", "two"], ["w"]), node("Slice", ["shape", "zero", "one"], ["n"]),
+         node("Cast", ["w"], ["w32"], to=6), node("Squeeze", ["w32", "zero"], ["width"]),
+         node("Expand", ["width", "n"], ["lengths"]),
+         node("Cast", ["source_ids"], ["scores"], to=1),
+         node("Squeeze", ["w", "zero"], ["ws"]), node("Range", ["z", "ws", "o"], ["r"]),
+         node("Cast", ["r"], ["r32"], to=6), node("Unsqueeze", ["r32", "zero"], ["row"]),
+         node("Concat", ["n", "one"], ["tiles"], axis=0),
+         node("Tile", ["row", "tiles"], ["alignment"])],
+        "copy", [helper.make_tensor_value_info("source_ids", T.INT32, [None, None])],
+        [helper.make_tensor_value_info("ids", T.INT32, [None, None]),
+         helper.make_tensor_value_info("lengths", T.INT32, [None]),
+         helper.make_tensor_value_info("scores", T.FLOAT, [None, None]),
+         helper.make_tensor_value_info("alignment", T.INT32, [None, None])],
+        initializer=init,
+    )
+    onnx.save(helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]),
+              path)
+
+
+def test_text_graph_refuses_what_the_saved_model_refuses(tmp_path):
+    """Rows the SavedModel's assertions refuse come out in `refusals`, and the
+    ONNX server answers them with the same message (a 400)."""
+    source = WordTokenizer().fit(["le chat est là ."])
+    target = WordTokenizer().fit(["the cat is there ."])
+    _copy_core(tmp_path / "core.onnx")
+    graphs = tmp_path / "m" / "onnx"
+    graphs.mkdir(parents=True)
+    onnx_text.write_text_graph(tmp_path / "core.onnx", graphs / "translate.onnx", "translation",
+                               [source, target], {}, unk_replace=True, max_tokens=5)
+    session = make_session(graphs / "translate.onnx", extensions=True)
+    sentences = ["Le Zèbre est là", "  ", "xyz qwerty", "le chat est là . .", "le chat"]
+    out = run_session(session, {"sentences": np.array(sentences, dtype=object)})
+    assert out["refusals"].tolist() == [0, 1, 2, 3, 0]
+    # The copy core writes the source ids: <unk> takes the source word as written.
+    assert str(out["translations"][0]).split()[1] == "Zèbre"
+    messages = onnx_text.refusal_messages("translate", "sentences", 5)
+    (graphs / "export.json").write_text(json.dumps(
+        {"onnx": {"translate.onnx": {"extensions": True, "refusals": messages}}}))
+    registry = serving.ModelRegistry(tmp_path, onnx=True)
+    registry.poll(initial=True)
+    translate = registry.get("m").signature("translate")
+    assert "refusals" not in translate.outputs
+    with pytest.raises(serving.RequestError, match=r"translate: sentences at batch index "
+                                                   r"\[0\] are empty"):
+        translate({"sentences": np.array([b"", b"le chat"], dtype=object)})
+    with pytest.raises(serving.RequestError, match=r"\[1\] contain only unknown tokens"):
+        translate({"sentences": np.array([b"le chat", b"xyz"], dtype=object)})
+    assert set(translate({"sentences": np.array([b"le chat"], dtype=object)})) == {
+        "translations", "ids", "lengths", "scores"}

@@ -46,7 +46,7 @@ from keras_seq.text.vocabulary import EOS_ID
 from keras_seq.text.vocabulary import PAD_ID
 from keras_seq.text.vocabulary import UNK_ID
 
-__all__ = ["CONTRIB", "supports", "write_text_graph"]
+__all__ = ["CONTRIB", "refusal_messages", "supports", "write_text_graph"]
 
 CONTRIB = "ai.onnx.contrib"  # the onnxruntime-extensions domain
 _ML = "ai.onnx.ml"
@@ -246,11 +246,45 @@ def _row_lengths(g, rows, n):
     return g.op("ReduceSum", [g.cast(hits, 7), g.const([0])], keepdims=0)
 
 
-def _translation_graph(g, tokenizers, aligned, unk_replace):
+def refusal_messages(fn_name, what, max_tokens, note=""):
+    """`{code: message}` of the text graph's `refusals` output, worded as the
+    SavedModel's assertions (`keras_seq.export.validation`)."""
+    return {
+        "1": f"{fn_name}: {what} at batch index {{rows}} are empty (no tokens after "
+             "tokenization); send non-empty text",
+        "2": f"{fn_name}: {what} at batch index {{rows}} contain only unknown tokens "
+             f"(<unk>, id {UNK_ID}: not in the vocabulary); the model cannot condition on them",
+        "3": f"{fn_name}: {what} at batch index {{rows}} are longer than the {max_tokens} "
+             f"tokens the model accepts{note}",
+    }
+
+
+def _refusals(g, rows, ids, n, lengths, extra, max_tokens):
+    """int32 [N]: 0, or why the row is refused (1 empty, 2 only unknown
+    tokens, 3 longer than `max_tokens` with `extra` more tokens)."""
+    known = g.cast(g.op("Not", [g.op("Equal", [ids, g.const(np.int32(UNK_ID))])]), 7)
+    every = g.op("Range", [g.const(np.int64(0)), g.op("Squeeze", [n, g.const([0])]),
+                           g.const(np.int64(1))])
+    hits = g.cast(g.op("Equal", [g.op("Unsqueeze", [rows, g.const([1])]),
+                                 g.op("Unsqueeze", [every, g.const([0])])]), 7)  # [K, N]
+    known = g.op("ReduceSum", [g.op("Mul", [hits, g.op("Unsqueeze", [known, g.const([1])])]),
+                               g.const([0])], keepdims=0)
+    code = g.const(np.int32(0))
+    if max_tokens is not None:
+        long = g.op("Greater", [g.op("Add", [lengths, g.const(np.int64(extra))]),
+                                g.const(np.int64(max_tokens))])
+        code = g.op("Where", [long, g.const(np.int32(3)), code])
+    code = g.op("Where", [g.op("Equal", [known, g.const(np.int64(0))]), g.const(np.int32(2)), code])
+    empty = g.op("Equal", [lengths, g.const(np.int64(0))])
+    return g.op("Where", [empty, g.const(np.int32(1)), code])
+
+
+def _translation_graph(g, tokenizers, aligned, unk_replace, max_tokens):
     """Pre and post nodes of `translate`: returns (core feeds, post function)."""
     source, target = tokenizers
     rows, cols, surface, ids, n, width = _tokenize(g, "sentences", source)
     lengths = _row_lengths(g, rows, n)
+    refusals = _refusals(g, rows, ids, n, lengths, 1, max_tokens)
     shape = g.op("Concat", [n, g.op("Add", [width, g.const([1])])], axis=0)
     source_ids = _scatter(g, shape, np.int32(0), rows, cols, ids)
     every = g.op("Range", [g.const(np.int64(0)), g.op("Squeeze", [n, g.const([0])]),
@@ -298,13 +332,14 @@ def _translation_graph(g, tokenizers, aligned, unk_replace):
             g.op("Equal", [ids_out, g.const(np.int32(EOS_ID))])])])
         return {"translations": _join(g, tokens, keep, True)}
 
-    return {"source_ids": source_ids}, post
+    return {"source_ids": source_ids}, post, refusals
 
 
-def _generation_graph(g, tokenizers):
+def _generation_graph(g, tokenizers, max_tokens):
     """Pre and post nodes of `generate`."""
     (tokenizer,) = tokenizers
     rows, cols, _, ids, n, width = _tokenize(g, "prompts", tokenizer)
+    refusals = _refusals(g, rows, ids, n, _row_lengths(g, rows, n), 0, max_tokens)
     shape = g.op("Concat", [n, width], axis=0)
     prompt_ids = _scatter(g, shape, np.int32(0), rows, cols, ids)
     word = supports(tokenizer)
@@ -322,10 +357,11 @@ def _generation_graph(g, tokenizers):
             "text": _join(g, _vocab_tokens(g, both, tokenizer.vocabulary), all_keep, word),
         }
 
-    return {"prompt_ids": prompt_ids}, post
+    return {"prompt_ids": prompt_ids}, post, refusals
 
 
-def write_text_graph(core_path, path, task, tokenizers, metadata, *, unk_replace=False):
+def write_text_graph(core_path, path, task, tokenizers, metadata, *, unk_replace=False,
+                     max_tokens=None):
     """Writes the string-in, string-out graph of an export.
 
     Args:
@@ -339,6 +375,11 @@ def write_text_graph(core_path, path, task, tokenizers, metadata, *, unk_replace
             entry (`"extensions": true` is added).
         unk_replace: replace `<unk>` outputs by the most attended source
             token (needs `alignment` from the core).
+        max_tokens: the longest input the model accepts (EOS included), or None.
+
+    The graph also outputs `refusals` int32 [N]: 0, or why the SavedModel's
+    text signature would refuse the row (the codes of `refusal_messages`;
+    the ONNX server answers them with a 400).
 
     Returns:
         `{op type: count}` of the graph written.
@@ -351,10 +392,11 @@ def write_text_graph(core_path, path, task, tokenizers, metadata, *, unk_replace
     aligned = task == "translation" and unk_replace and "alignment" in core_outputs
     g = _Graph(onnx)
     if task == "translation":
-        feeds, post = _translation_graph(g, tokenizers, aligned, unk_replace)
+        feeds, post, refusals = _translation_graph(g, tokenizers, aligned, unk_replace,
+                                                   max_tokens)
         text_input, text_outputs = "sentences", ["translations"]
     else:
-        feeds, post = _generation_graph(g, tokenizers)
+        feeds, post, refusals = _generation_graph(g, tokenizers, max_tokens)
         text_input, text_outputs = "prompts", ["generated", "text"]
     core = onnx.compose.add_prefix(core, "core/")
     nodes = list(g.nodes)
@@ -373,6 +415,8 @@ def write_text_graph(core_path, path, task, tokenizers, metadata, *, unk_replace
     for name in text_outputs:
         nodes.append(onnx.helper.make_node("Identity", [results[name]], [name]))
         outputs.append(tensor(name, onnx.TensorProto.STRING, [None]))
+    nodes.append(onnx.helper.make_node("Identity", [refusals], ["refusals"]))
+    outputs.append(tensor("refusals", onnx.TensorProto.INT32, [None]))
     for name in ("ids", "lengths", "scores"):
         nodes.append(onnx.helper.make_node("Identity", [out[name]], [name]))
         source = next(o for o in core.graph.output if o.name == out[name])

@@ -92,6 +92,7 @@ def write_int8(fns, directory, data, tokenizers, text_core=None, quality=None):
         onnx_text.write_text_graph(
             quantized_core, os.path.join(target, default + ".onnx"), fns.task, tokenizers,
             {"signature": default, "precision": "int8"}, unk_replace=aligned,
+            max_tokens=fns.max_input,
         )
         os.remove(quantized_core)
     shutil.copyfile(os.path.join(target, default + ".onnx"),
@@ -101,6 +102,7 @@ def write_int8(fns, directory, data, tokenizers, text_core=None, quality=None):
         "ops": OP_TYPES,
         "files": sorted(os.listdir(target)),
         "extensions": [n + ".onnx" for n in (default, "serving_default")] if text_core else [],
+        "refusals": data["onnx"].get(default + ".onnx", {}).get("refusals", {}),
     }
     if quality:
         if fns.task == "translation":

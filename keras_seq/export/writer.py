@@ -303,9 +303,14 @@ def _write_onnx(fns, functions, data, directory, opset, tokenizers=(), quantize=
             onnx_graphs.convert(fn, signature, core, opset, {"signature": "aligned"})
         ops = onnx_text.write_text_graph(
             core, os.path.join(directory, default + ".onnx"), fns.task, tokenizers,
-            _onnx_metadata(fns, data, default), unk_replace=aligned,
+            _onnx_metadata(fns, data, default), unk_replace=aligned, max_tokens=fns.max_input,
         )
-        data["onnx"][default + ".onnx"] = {"opset": opset, "ops": ops, "extensions": True}
+        data["onnx"][default + ".onnx"] = {
+            "opset": opset, "ops": ops, "extensions": True,
+            "refusals": onnx_text.refusal_messages(
+                default, fns.names.text_input, fns.max_input,
+                fns.names.length_note.format(max_length=fns.max_length)),
+        }
         text_core = (core, aligned)
     shutil.copyfile(
         os.path.join(directory, default + ".onnx"),

@@ -381,15 +381,17 @@ class OnnxBackend(Backend):
         return {max(complete, default=1): files}
 
     def load(self, number, source, fingerprint):
-        needs = _needs_extensions(source[0].parent)
-        signatures = {file.stem: self._signature(file, file.name in needs) for file in source}
+        needs, refusals = _text_graphs(source[0].parent)
+        signatures = {file.stem: self._signature(file, file.name in needs, refusals)
+                      for file in source}
         return Version(number, signatures, path=source[0].parent, backend=self.name,
                        fingerprint=fingerprint)
 
     @staticmethod
-    def _signature(file, extensions=False):
+    def _signature(file, extensions=False, refusals=None):
         """Opens one `<signature>.onnx` file in onnxruntime (with the
-        onnxruntime-extensions string ops when `extensions`)."""
+        onnxruntime-extensions string ops when `extensions`; a text graph's
+        `refusals` output becomes a 400 with the message of `refusals`)."""
         from keras_seq.export.onnx import make_session  # imports no TensorFlow
 
         # Requests run concurrently from several threads: spinning intra-op
@@ -404,16 +406,18 @@ class OnnxBackend(Backend):
         outputs, fetch_names = {}, []
         for node in session.get_outputs():
             info = _ort_tensor_info(node)
-            outputs[info.name] = info
             fetch_names.append((info.name, node.name))
-        call = _make_ort_call(session, inputs, feed_names, fetch_names)
+            if info.name != "refusals":
+                outputs[info.name] = info
+        call = _make_ort_call(session, inputs, feed_names, fetch_names, refusals or {})
         return Signature(file.stem, inputs, outputs, call)
 
 
-def _needs_extensions(directory):
-    """The graphs export.json marks as needing onnxruntime-extensions (the text
-    graphs): `onnx/export.json`'s `"onnx"` entries, or for `onnx/int8/` its
-    `"int8"` entry."""
+def _text_graphs(directory):
+    """`(names, refusals)`: the graphs export.json marks as needing
+    onnxruntime-extensions (the text graphs; `onnx/export.json`'s `"onnx"`
+    entries, or for `onnx/int8/` its `"int8"` entry) and the messages of their
+    `refusals` codes."""
     import json
 
     int8 = directory.name == "int8"
@@ -421,13 +425,18 @@ def _needs_extensions(directory):
         data = json.loads(((directory.parent if int8 else directory) / "export.json")
                           .read_text(encoding="utf-8"))
         if int8:
-            return set(data.get("int8", {}).get("extensions", []))
-        return {name for name, entry in data.get("onnx", {}).items() if entry.get("extensions")}
-    except (OSError, ValueError, AttributeError):
-        return set()
+            entry = data.get("int8", {})
+            return set(entry.get("extensions", [])), entry.get("refusals", {})
+        graphs = data.get("onnx", {})
+        names = {name for name, entry in graphs.items() if entry.get("extensions")}
+        refusals = next((graphs[n]["refusals"] for n in sorted(names) if "refusals" in graphs[n]),
+                        {})
+        return names, refusals
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return set(), {}
 
 
-def _make_ort_call(session, inputs, feed_names, fetch_names):
+def _make_ort_call(session, inputs, feed_names, fetch_names, refusals):
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
     ort_errors = tuple(
@@ -454,6 +463,13 @@ def _make_ort_call(session, inputs, feed_names, fetch_names):
         except ort_errors as error:
             message = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*", "", str(error))
             raise RequestError(_one_line(message.splitlines()[0] if message else error)) from None
-        return {name: np.asarray(value) for (name, _), value in zip(fetch_names, results)}
+        out = {name: np.asarray(value) for (name, _), value in zip(fetch_names, results)}
+        codes = out.pop("refusals", None)
+        if codes is not None and codes.any():
+            code = int(codes[codes != 0][0])
+            rows = [int(i) for i in np.flatnonzero(codes == code)]
+            message = refusals.get(str(code), "{rows}: refused (code %d)" % code)
+            raise RequestError(message.format(rows=rows))
+        return out
 
     return call
