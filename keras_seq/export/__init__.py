@@ -93,8 +93,15 @@ vocabulary, rows that are not right-padded and sequences longer than the model
 allows (`model.input_length_limit(max_length)`) fail with a
 `tf.errors.InvalidArgumentError` whose message names the problem and the batch
 rows at fault (`assertion failed: [generate: prompts at
-batch index] [1] [are empty ...]`). The ONNX graphs carry no such checks
-(tf2onnx drops assertions): validate before calling them.
+batch index] [1] [are empty ...]`). The id-level ONNX graphs carry no such
+checks (tf2onnx drops assertions): validate before calling them. The ONNX
+text graphs output `refusals` (int32 [N]: 0, or 1 empty, 2 only unknown
+tokens, 3 too long; messages in export.json), which `keras_seq.serving`
+answers with a 400.
+
+The ONNX text graphs need onnxruntime-extensions, whose RE2 must not bind
+to TensorFlow's: `keras_seq.export.onnx.make_session(..., extensions=True)`
+loads it first (`RTLD_DEEPBIND`) and checks one replacement.
 
 ONNX (tf2onnx, opset 17 by default): the decoding `tf.while_loop` becomes one
 ONNX `Loop` (the beam search included); masked recurrent layers (the prompt
