@@ -2,7 +2,7 @@
 
 `write_int8` writes `onnx/int8/<name>.onnx` beside the float graphs:
 onnxruntime's `quantize_dynamic` with int8 weights (per-tensor, QInt8) on the
-ops that gain from it (`MatMul`, `Gemm`, `LSTM`, `GRU`, `Attention`; Loop
+ops it has integer kernels for (`MatMul`, `LSTM`, `Attention`; Loop
 bodies included), the text graph rebuilt around the int8 id-level graph, and
 `serving_default.onnx` like the float one; `keras-seq serve --onnx
 --precision int8` serves that directory. The quality delta of the id-level
@@ -36,7 +36,9 @@ __all__ = ["PRECISIONS", "QUALITY_SENTENCES", "check_quantize", "write_int8"]
 
 PRECISIONS = ("int8",)
 QUALITY_SENTENCES = 200  # the most sentences (or texts) the delta is measured on
-OP_TYPES = ["MatMul", "Gemm", "LSTM", "GRU", "Attention"]
+# The ops onnxruntime's dynamic quantization has integer kernels for that
+# these graphs hold (its IntegerOpsRegistry has no Gemm and no GRU).
+OP_TYPES = ["MatMul", "LSTM", "Attention"]
 _DIRECTORY = "int8"
 
 
