@@ -407,7 +407,8 @@ def test_serve_passes_every_option_to_the_server(tmp_path, monkeypatch):
     assert target == ("keras_seq.cli", "_run_serve")
     cli._run_serve(args)
     assert calls == [(str(tmp_path), dict(
-        host="127.0.0.1", port=9001, onnx=False, poll_interval=0.0, max_body_bytes=4096, max_batch=8,
+        host="127.0.0.1", port=9001, onnx=False, precision="float", poll_interval=0.0,
+        max_body_bytes=4096, max_batch=8,
         max_string_length=64, max_versions=2, workers=3, max_queue=5, queue_timeout_ms=100,
         request_timeout_ms=900, warmup=False))]
 
