@@ -4,7 +4,8 @@
 SavedModel export need. The rest comes with an extra:
 
     extra        modules                        for
-    onnx         tf2onnx, onnx, onnxruntime     ONNX export and parity, `serve --onnx`
+    onnx         tf2onnx, onnx, onnxruntime,    ONNX export and parity, `serve --onnx`
+                 onnxruntime-extensions
     serve        starlette, uvicorn, grpcio,    the model server (`keras-seq serve`,
                  tensorflow-serving-api         REST and gRPC)
     plot         matplotlib                     attention maps (`translate --plot`)
@@ -35,7 +36,7 @@ __all__ = ["EXTRAS", "check", "hint", "install_command", "message", "missing_mes
 # extra -> the top-level modules it provides (kept equal to pyproject.toml's
 # [project.optional-dependencies] by tests/test_extras.py).
 EXTRAS = {
-    "onnx": ("tf2onnx", "onnx", "onnxruntime"),
+    "onnx": ("tf2onnx", "onnx", "onnxruntime", "onnxruntime_extensions"),
     "serve": ("starlette", "uvicorn", "grpc", "tensorflow_serving"),
     "plot": ("matplotlib",),
     "tensorboard": ("tensorboard",),

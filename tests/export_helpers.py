@@ -17,6 +17,9 @@ import tensorflow as tf
 
 from keras_seq import export
 from keras_seq.decoding import BeamSearch
+from keras_seq.decoding import DecodeOptions
+from keras_seq.pipelines import Translator
+from keras_seq.text import BOS_ID, PAD_ID, UNK_ID
 from keras_seq.text import WordTokenizer
 
 FRENCH = [
@@ -86,10 +89,12 @@ def assert_parity(report, equal, close, strings):
     assert report["saved_model"][strings] == "equal"
 
 
-def assert_translate_matches_model(model, path, source_ids, target, max_length):
+def assert_translate_matches_model(model, path, source_ids, source, target, max_length):
     """The exported `translate` signature, given SOURCES as strings, returns
-    the ids, lengths and text of the model's own beam search (BEAM, eager) over
-    `source_ids` (SOURCES encoded). Returns the signature's outputs."""
+    the ids and lengths of the model's own beam search (BEAM, eager) over
+    `source_ids` (SOURCES encoded), and the text `keras_seq.Translator` makes
+    of them (`<unk>` replaced by the attended source word; without `<unk>`,
+    the target tokenizer's decoding). Returns the signature's outputs."""
     expected = model.generate(source_ids, strategy=BEAM, max_length=max_length)
     got = tf.saved_model.load(path).signatures["translate"](
         sentences=tf.constant(SOURCES), **settings(path)
@@ -97,7 +102,16 @@ def assert_translate_matches_model(model, path, source_ids, target, max_length):
     np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])
     np.testing.assert_array_equal(got["lengths"], expected.lengths[:, 0])
     translations = [s.decode() for s in got["translations"].numpy()]
-    assert translations == target.decode(expected.ids[:, 0].numpy())
+    options = DecodeOptions(beam_size=BEAM.beam_size, length_penalty=BEAM.length_penalty)
+    library = Translator(model, source, target, options=options)
+    assert translations == [r.text for r in library.translate(SOURCES, max_length=max_length)]
+    # Without <unk> (nor PAD/BOS, which Translator writes as text), the
+    # target tokenizer's decoding.
+    plain = target.decode(expected.ids[:, 0].numpy())
+    rows = zip(expected.ids[:, 0].numpy(), expected.lengths[:, 0].numpy(), translations, plain)
+    for row, length, text, decoded in rows:
+        if not {PAD_ID, UNK_ID, BOS_ID} & set(row[:length].tolist()):
+            assert text == decoded
     return got
 
 

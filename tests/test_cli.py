@@ -87,7 +87,7 @@ def test_version_is_instant_and_single_sourced(capsys):
 def test_export_and_demo_help_say_what_they_do(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     _, export, _ = _run_main(capsys, ["export", "--help"])
-    assert "DIR/onnx/*.onnx" in export and "string signatures are not converted to ONNX" in export
+    assert "DIR/onnx/*.onnx" in export and "the string signatures too" in export and "--quantize" in export
     assert "DIR.onnx" not in export
     _, demo, _ = _run_main(capsys, ["demo", "--help"])
     assert "trains a translator only, no language model" in demo
@@ -410,7 +410,8 @@ def test_serve_passes_every_option_to_the_server(tmp_path, monkeypatch):
     assert target == ("keras_seq.cli", "_run_serve")
     cli._run_serve(args)
     assert calls == [(str(tmp_path), dict(
-        host="127.0.0.1", port=9001, onnx=False, poll_interval=0.0, max_body_bytes=4096, max_batch=8,
+        host="127.0.0.1", port=9001, onnx=False, precision="float", poll_interval=0.0,
+        max_body_bytes=4096, max_batch=8,
         max_string_length=64, max_versions=2, workers=3, max_queue=5, queue_timeout_ms=100,
         request_timeout_ms=900, warmup=False, batching=False, batch_timeout_ms=2.5,
         drain_timeout_ms=700, grpc_port=9002))]

@@ -20,11 +20,13 @@ from export_helpers import (BEAM, SOURCES, assert_generate_ids_matches_model, as
 from keras_seq import export
 from keras_seq import serving
 from keras_seq.decoding import BeamSearch
+from keras_seq.decoding import DecodeOptions
 from keras_seq.decoding import Greedy
 from keras_seq.decoding import RandomSampler
 from keras_seq.decoding import serialize
 from keras_seq.models import AttentionSeq2Seq
 from keras_seq.models import RNNLanguageModel
+from keras_seq.pipelines import Translator
 from keras_seq.text import EOS_ID
 from keras_seq.text import WordTokenizer
 
@@ -178,14 +180,15 @@ def test_lm_layout_signatures_and_onnx_graphs(lm_setup, lm_loaded):
     assert info["decoding"]["strategy"] == serialize(Greedy())
     assert info["tokenizer"]["vocab_size"] == V
 
-    # ONNX: one graph per id-level signature, serving_default = generate_ids.
+    # ONNX: one graph per signature, serving_default = generate (the text
+    # graph, with onnxruntime-extensions string ops).
     files = sorted(os.listdir(to / "onnx"))
     assert files == [
-        "export.json", "generate_ids.onnx", "initial_state.onnx",
+        "export.json", "generate.onnx", "generate_ids.onnx", "initial_state.onnx",
         "serving_default.onnx", "step.onnx",
     ]
     assert (to / "onnx" / "serving_default.onnx").read_bytes() == (
-        to / "onnx" / "generate_ids.onnx"
+        to / "onnx" / "generate.onnx"
     ).read_bytes()
     ops = info["onnx"]
     # tf2onnx: the masked LSTM prompt reader is a Loop.
@@ -424,7 +427,8 @@ def test_translator_layout_and_signatures(translator_setup, translator_loaded):
     assert info["decoding"]["strategy"] == serialize(BEAM)
     assert [s["name"] for s in info["state"]] == sorted(state)
     assert sorted(os.listdir(to / "onnx")) == [
-        "encode.onnx", "export.json", "serving_default.onnx", "step.onnx", "translate_ids.onnx"
+        "encode.onnx", "export.json", "serving_default.onnx", "step.onnx", "translate.onnx",
+        "translate_ids.onnx",
     ]
     ops = info["onnx"]
     # tf2onnx: the masked bidirectional LSTM as two Loops (no ONNX LSTM op).
@@ -454,7 +458,8 @@ def test_translator_parity_keras_saved_model_onnx(translator_setup, monkeypatch)
     assert report["onnx"]["serving_default/ids"] == "equal"
 
     # Independent oracle: the model's own beam search, eagerly.
-    got = assert_translate_matches_model(model, path, source_ids, target, TR_MAX_LENGTH)
+    got = assert_translate_matches_model(model, path, source_ids, source, target,
+                                         TR_MAX_LENGTH)
     assert len({tuple(r) for r in got["ids"].numpy()}) == len(SOURCES)
     lengths = got["lengths"].numpy()
     assert lengths.min() < TR_MAX_LENGTH and lengths.max() == TR_MAX_LENGTH
@@ -498,11 +503,20 @@ def test_keras_seq_serving_reads_both_backends(exports_dir, translator_setup, lm
     source_ids = encode_sources(source)
     onnx_registry = serving.ModelRegistry(exports_dir, onnx=True)
     onnx_registry.poll(initial=True)
-    onnx_out = onnx_registry.get("fra-eng").signature("serving_default")(
+    onnx_out = onnx_registry.get("fra-eng").signature("translate_ids")(
         {"source_ids": source_ids}
     )
     np.testing.assert_array_equal(onnx_out["ids"], out["ids"])
-    assert [t.decode() for t in out["translations"]] == target.decode(onnx_out["ids"])
+    # The text of keras_seq.Translator (<unk> replaced, every token but EOS).
+    options = DecodeOptions(beam_size=BEAM.beam_size, length_penalty=BEAM.length_penalty)
+    library = Translator(translator_setup[0], source, target, options=options)
+    assert [t.decode() for t in out["translations"]] == [
+        r.text for r in library.translate(SOURCES, max_length=TR_MAX_LENGTH)]
+    # serving_default.onnx is the text graph, as the SavedModel's serving_default.
+    onnx_text = onnx_registry.get("fra-eng").signature("serving_default")(
+        {"sentences": np.array([s.encode() for s in SOURCES], object)}
+    )
+    assert [str(t) for t in onnx_text["translations"]] == [t.decode() for t in out["translations"]]
     with pytest.raises(serving.RequestError, match="are empty"):
         registry.get("lm").signature("generate")({"prompts": np.array([b""], object)})
 

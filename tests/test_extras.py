@@ -159,6 +159,7 @@ def test_extras_match_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     optional = project["optional-dependencies"]
     distributions = {"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime",
+                     "onnxruntime_extensions": "onnxruntime-extensions",
                      "starlette": "starlette", "uvicorn": "uvicorn", "matplotlib": "matplotlib",
                      "tensorboard": "tensorboard", "grpc": "grpcio",
                      "tensorflow_serving": "tensorflow-serving-api"}

@@ -124,7 +124,7 @@ def test_translator_parity_keras_saved_model_onnx(translator):
     )
 
     # The model's own beam search, eagerly, and the state layout on disk.
-    got = assert_translate_matches_model(model, path, source_ids, target, MAX_LENGTH)
+    got = assert_translate_matches_model(model, path, source_ids, source, target, MAX_LENGTH)
     lengths = got["lengths"].numpy()
     assert len({tuple(r) for r in got["ids"].numpy()}) > 1
     assert lengths.min() < MAX_LENGTH  # some hypotheses end with EOS

@@ -239,4 +239,4 @@ def _run_export_lm(args):
     from keras_seq.pipelines import lm_commands
 
     lm_commands.export_run(args.run, checks.export_dir(args), version=args.version, onnx=args.onnx,
-                           verbose=verbosity(args))
+                           quantize=args.quantize, verbose=verbosity(args))

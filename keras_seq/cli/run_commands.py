@@ -60,7 +60,7 @@ def _add_export(subparsers):
         "export a trained run to SavedModel and ONNX",
         "Write a SavedModel in the TF Serving layout (DIR/VERSION/) with string and token-id "
         "signatures and, unless --no-onnx, the token-id signatures as ONNX graphs in "
-        "DIR/onnx/*.onnx (the string signatures are not converted to ONNX); the exports are "
+        "DIR/onnx/*.onnx (the string signatures too, word tokenizers); the exports are "
         "checked against the Keras model.",
         [
             "keras-seq export runs/translator --to exported/fra-eng",
@@ -72,6 +72,10 @@ def _add_export(subparsers):
     p.add_argument("--version", type=positive_int, help="model version (default: next free)")
     p.add_argument("--no-onnx", dest="onnx", action="store_false", default=True,
                    help="skip the ONNX export (DIR/onnx/*.onnx; needs the onnx extra)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="also write dynamically quantized ONNX graphs in DIR/onnx/int8/ "
+                        "(served by `serve --onnx --precision int8`), with the BLEU or "
+                        "perplexity cost measured on the run's validation data in export.json")
     p.set_defaults(handler=_cmd_export)
 
 
@@ -90,6 +94,8 @@ def _cmd_export(args):
     to = Path(checks.export_dir(args))
     if to.exists() and not to.is_dir():
         raise errors.InputError(f"--to {to} is a file, not a directory")
+    if args.quantize and not args.onnx:
+        raise errors.InputError("--quantize quantizes the ONNX graphs: drop --no-onnx")
     if args.onnx:
         from keras_seq import extras
 

@@ -14,7 +14,7 @@ from keras_seq.cli.parser import PROG
 from keras_seq.cli.parser import subparser
 
 # `run_server` keyword arguments, each the flag's `dest` (see `add_arguments`).
-SERVER_OPTIONS = ("host", "port", "onnx", "poll_interval", "max_body_bytes", "max_batch",
+SERVER_OPTIONS = ("host", "port", "onnx", "precision", "poll_interval", "max_body_bytes", "max_batch",
                   "max_string_length", "max_versions", "workers", "max_queue",
                   "queue_timeout_ms", "request_timeout_ms", "warmup", "batching",
                   "batch_timeout_ms", "drain_timeout_ms", "grpc_port")
@@ -51,6 +51,8 @@ def _cmd_serve(args):
             f"export directory {args.dir} does not exist; create one with `{PROG} export RUN --to {args.dir}`"
         )
     extras.check("serve", f"`{PROG} serve`")
+    if args.precision != "float" and not args.onnx:
+        raise errors.InputError(f"--precision {args.precision} serves ONNX graphs: add --onnx")
     if args.onnx:
         extras.check("onnx", f"`{PROG} serve --onnx`")
     return PACKAGE, "_run_serve"

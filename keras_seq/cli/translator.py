@@ -339,7 +339,7 @@ def _run_export_translator(args):
     from keras_seq.pipelines.translation_commands import export_run
 
     return export_run(args.run, checks.export_dir(args), version=args.version, onnx=args.onnx,
-                      verbose=verbosity(args))
+                      quantize=args.quantize, verbose=verbosity(args))
 
 
 def _run_demo(args):

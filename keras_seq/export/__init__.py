@@ -24,8 +24,12 @@ Layout written (TF Serving's, as `keras_seq.serving` and TF Serving read it):
       onnx/step.onnx                             ONNX graphs of the latest export,
       onnx/generate_ids.onnx | translate_ids.onnx    one per id-level signature
       onnx/initial_state.onnx | encode.onnx
-      onnx/serving_default.onnx                  = the id-level generation graph
-                                                 (with the settings inputs)
+      onnx/generate.onnx | translate.onnx        the text signature: string in, string
+                                                 out (word tokenizers; onnxruntime-
+                                                 extensions string ops, see `onnx_text`)
+      onnx/serving_default.onnx                  = the text graph (else the id-level one)
+      onnx/int8/*.onnx                           with quantize="int8": the same graphs,
+                                                 weights int8 (see `quantize`)
       onnx/export.json                           the export.json of that version
 
 A version is written into a temporary sibling directory (`to/.tmp-export-*`)
@@ -112,8 +116,15 @@ vocabulary, rows that are not right-padded and sequences longer than the model
 allows (`model.input_length_limit(max_length)`) fail with a
 `tf.errors.InvalidArgumentError` whose message names the problem and the batch
 rows at fault (`assertion failed: [generate: prompts at
-batch index] [1] [are empty ...]`). The ONNX graphs carry no such checks
-(tf2onnx drops assertions): validate before calling them.
+batch index] [1] [are empty ...]`). The id-level ONNX graphs carry no such
+checks (tf2onnx drops assertions): validate before calling them. The ONNX
+text graphs output `refusals` (int32 [N]: 0, or 1 empty, 2 only unknown
+tokens, 3 too long; messages in export.json), which `keras_seq.serving`
+answers with a 400.
+
+The ONNX text graphs need onnxruntime-extensions, whose RE2 must not bind
+to TensorFlow's: `keras_seq.export.onnx.make_session(..., extensions=True)`
+loads it first (`RTLD_DEEPBIND`) and checks one replacement.
 
 ONNX (opset 17 by default): the id-level graph (`translate_ids` /
 `generate_ids`, and its copy `serving_default.onnx`) of an `AttentionSeq2Seq`
@@ -138,6 +149,8 @@ Modules:
     writer       versions, the atomic rename, export.json, the TF Serving layout
     onnx         tf2onnx conversion; `make_session`, the one onnxruntime set-up
     onnx_rnn     the recurrent models' id-level graphs built for onnxruntime
+    onnx_text    the ONNX text graphs (tokenization and detokenization in the graph)
+    quantize     the int8 graphs and their BLEU / perplexity cost
     parity       check_parity, ParityError
     exporters    export_language_model, export_translator
 
@@ -169,7 +182,8 @@ _NAMES = {
     "_run_saved_model_subprocess": "parity",
 }
 _SUBMODULES = frozenset(
-    {"exporters", "onnx", "onnx_rnn", "parity", "signatures", "validation", "writer"}
+    {"exporters", "onnx", "onnx_rnn", "onnx_text", "parity", "quantize", "signatures",
+     "validation", "writer"}
 )
 
 __all__ = [

@@ -7,6 +7,7 @@ See `keras_seq.export` for the layout and the signatures written.
 
 from keras_seq import decoding
 from keras_seq.export import onnx as onnx_graphs
+from keras_seq.export import quantize as quantize_lib
 from keras_seq.export import writer
 from keras_seq.export.signatures import ServingFunctions
 from keras_seq.export.signatures import check_model
@@ -53,11 +54,16 @@ def _requirements(tokenizers):
     return info
 
 
-def _write(fns, to, modules, info, *, version, onnx, opset, verbose):
+def _write(fns, to, modules, info, *, version, onnx, opset, verbose, tokenizers, quantize,
+           quality):
+    quantize_lib.check_quantize(quantize)
+    if quantize and not onnx:
+        raise ValueError("`quantize` quantizes the ONNX graphs: it needs `onnx=True`.")
     info = dict(info, decoding=writer.decoding_info(fns))
     return writer.write_version(
         fns, to, version=version, onnx=onnx, opset=opset, tracked=modules,
-        endpoints=fns.endpoints(modules), info=info, verbose=verbose,
+        endpoints=fns.endpoints(modules), info=info, verbose=verbose, tokenizers=tokenizers,
+        quantize=quantize, quality=quality,
     )
 
 
@@ -73,6 +79,8 @@ def export_language_model(
     onnx=True,
     opset=_DEFAULT_OPSET,
     verbose=False,
+    quantize=None,
+    quality_texts=None,
 ):
     """Exports a language model: SavedModel (TF Serving layout) + ONNX.
 
@@ -104,6 +112,12 @@ def export_language_model(
         onnx: also write the ONNX graphs (tf2onnx; the `onnx` extra).
         opset: ONNX opset, >= 17.
         verbose: print Keras's listing of the endpoints.
+        quantize: None, or `"int8"` to also write dynamically quantized
+            graphs in `to/onnx/int8/` (needs `onnx`).
+        quality_texts: texts (e.g. the validation split) on which the
+            perplexity of the float and int8 graphs is measured (at most
+            `keras_seq.export.quantize.QUALITY_SENTENCES`) and written into
+            export.json's `"int8"`; None: not measured.
 
     Returns:
         The path of the version directory written (`to/<version>`).
@@ -130,7 +144,8 @@ def export_language_model(
     module = tokenizer.as_module()
     info = {"tokenizer": writer.tokenizer_json(tokenizer), **_requirements([tokenizer])}
     return _write(
-        fns, to, [module], info, version=version, onnx=onnx, opset=opset, verbose=verbose
+        fns, to, [module], info, version=version, onnx=onnx, opset=opset, verbose=verbose,
+        tokenizers=[tokenizer], quantize=quantize, quality=quality_texts,
     )
 
 
@@ -145,9 +160,12 @@ def export_translator(
     length_penalty=0.6,
     max_length=None,
     max_beam_size=None,
+    unk_replace=True,
     onnx=True,
     opset=_DEFAULT_OPSET,
     verbose=False,
+    quantize=None,
+    quality_pairs=None,
 ):
     """Exports a translator: SavedModel (TF Serving layout) + ONNX.
 
@@ -178,9 +196,20 @@ def export_translator(
             `model.input_length_limit(max_length)` tokens (EOS included).
         max_beam_size: int >= `beam_size`, the largest `beam_size` a request
             may ask for; defaults to `max(16, beam_size)`.
+        unk_replace: with a word-level target tokenizer, `translate` replaces
+            each `<unk>` output by the source token the model attends to most
+            (the word as written where it is unknown) and joins the tokens by
+            the word rules, as `keras_seq.Translator` and `keras-seq translate`
+            do; `translations` then reads like their text.
         onnx: also write the ONNX graphs (tf2onnx; the `onnx` extra).
         opset: ONNX opset, >= 17.
         verbose: print Keras's listing of the endpoints.
+        quantize: None, or `"int8"` to also write dynamically quantized
+            graphs in `to/onnx/int8/` (needs `onnx`).
+        quality_pairs: `(sources, references)` (e.g. the validation split)
+            on which the BLEU of the float and int8 graphs is measured (at
+            most `keras_seq.export.quantize.QUALITY_SENTENCES`) and written
+            into export.json's `"int8"`; None: not measured.
 
     Returns:
         The path of the version directory written (`to/<version>`).
@@ -203,7 +232,10 @@ def export_translator(
     if max_length is None:
         max_length = model.default_output_length or _FALLBACK_TRANSLATION_LENGTH
     strategy = decoding.BeamSearch(beam_size, length_penalty=length_penalty)
-    fns = ServingFunctions(model, max_length, strategy, max_beam_size=max_beam_size)
+    fns = ServingFunctions(
+        model, max_length, strategy, max_beam_size=max_beam_size,
+        unk_replace=unk_replace and target_tokenizer.type_name == "word",
+    )
     onnx_graphs.check_opset(opset)
     _check_tokenizer(source_tokenizer, model.input_vocab_size, "source_tokenizer")
     _check_tokenizer(target_tokenizer, model.output_vocab_size, "target_tokenizer")
@@ -214,5 +246,6 @@ def export_translator(
         **_requirements([source_tokenizer, target_tokenizer]),
     }
     return _write(
-        fns, to, modules, info, version=version, onnx=onnx, opset=opset, verbose=verbose
+        fns, to, modules, info, version=version, onnx=onnx, opset=opset, verbose=verbose,
+        tokenizers=[source_tokenizer, target_tokenizer], quantize=quantize, quality=quality_pairs,
     )

@@ -46,7 +46,8 @@ def check_opset(opset):
 # onnxruntime
 
 
-def make_session(path, *, threads=None, spinning=True, feature="ONNX inference"):
+def make_session(path, *, threads=None, spinning=True, feature="ONNX inference",
+                 extensions=False):
     """Opens an `.onnx` file in onnxruntime on the CPU.
 
     Args:
@@ -56,6 +57,8 @@ def make_session(path, *, threads=None, spinning=True, feature="ONNX inference")
         spinning: False stops idle intra-op threads from spinning (a server
             running sessions from several threads at once wants that).
         feature: what needs onnxruntime, for the message when it is missing.
+        extensions: register onnxruntime-extensions' custom ops (the string
+            ops of the text graphs; export.json marks the graphs that need them).
 
     Returns:
         An `onnxruntime.InferenceSession`.
@@ -70,9 +73,75 @@ def make_session(path, *, threads=None, spinning=True, feature="ONNX inference")
         options.intra_op_num_threads = int(threads)
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if extensions:
+        options.register_custom_ops_library(extensions_library(feature))
     return onnxruntime.InferenceSession(
         os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"]
     )
+
+
+def extensions_library(feature="ONNX inference"):
+    """The path of onnxruntime-extensions' custom-op library, loaded so that it
+    works beside TensorFlow.
+
+    TensorFlow and onnxruntime-extensions both bundle RE2; loaded after
+    TensorFlow, the extensions' regular expressions bind to TensorFlow's copy
+    and silently match nothing. On Linux the library is therefore loaded
+    first with `RTLD_DEEPBIND` (its own symbols first); a self-check on one
+    replacement raises a one-line error where that was not possible.
+    """
+    global _EXTENSIONS
+    if _EXTENSIONS is None:
+        import ctypes
+        import importlib.util
+        import sys
+
+        spec = importlib.util.find_spec("onnxruntime_extensions")
+        deepbind = getattr(os, "RTLD_DEEPBIND", None)
+        if spec is not None and "onnxruntime_extensions" not in sys.modules and deepbind:
+            for folder in spec.submodule_search_locations or ():
+                for name in sorted(os.listdir(folder)):
+                    if name.startswith("_extensions_pydll") and name.endswith(".so"):
+                        ctypes.CDLL(os.path.join(folder, name), mode=deepbind | os.RTLD_NOW)
+        library = extras.require("onnxruntime_extensions", "onnx", feature).get_library_path()
+        _check_extensions(library)
+        _EXTENSIONS = library
+    return _EXTENSIONS
+
+
+_EXTENSIONS = None
+
+
+def _check_extensions(library):
+    """Raises a RuntimeError unless the extensions' regex replacement works."""
+    import onnx
+    import onnxruntime
+    from onnx import helper
+
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=helper.make_tensor(
+            name, onnx.TensorProto.STRING, [], [value]))
+
+    text = helper.make_tensor_value_info("x", onnx.TensorProto.STRING, [None])
+    graph = helper.make_graph(
+        [const("p", b"b+$"), const("r", b"c"),
+         helper.make_node("StringRegexReplace", ["x", "p", "r"], ["y"],
+                          domain="ai.onnx.contrib")],
+        "check", [text], [helper.make_tensor_value_info("y", onnx.TensorProto.STRING, [None])],
+    )
+    model = helper.make_model(graph, ir_version=8, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.contrib", 1)])
+    options = onnxruntime.SessionOptions()
+    options.register_custom_ops_library(library)
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": np.array(["abb"], dtype=object)})[0].tolist()
+    if got != ["ac"]:
+        raise RuntimeError(
+            "onnxruntime-extensions' string ops give wrong results in this process (its "
+            "RE2 is bound to TensorFlow's, imported first): open the text graphs in a "
+            "process that loads onnxruntime-extensions before TensorFlow, or without it"
+        )
 
 
 def bare_name(name):

@@ -160,14 +160,16 @@ def _run_saved_model_subprocess(path, requests, timeout):
     return result, {"keras_seq_importable": False, "keras_needed": keras_needed}
 
 
-def _run_onnx(onnx_dir, requests):
-    """Runs `requests` through `onnx_dir/<signature>.onnx` with onnxruntime."""
+def _run_onnx(onnx_dir, requests, graphs):
+    """Runs `requests` through `onnx_dir/<signature>.onnx` with onnxruntime
+    (`graphs`: export.json's `"onnx"`, which marks the text graphs)."""
     result = {}
     for signature, feeds in requests.items():
         session = onnx_graphs.make_session(
             os.path.join(onnx_dir, signature.split("@")[0] + ".onnx"),
             threads=1,
             feature="the ONNX parity check",
+            extensions=graphs.get(signature + ".onnx", {}).get("extensions", False),
         )
         result[signature] = onnx_graphs.run_session(session, feeds)
     return result
@@ -264,6 +266,7 @@ def _reference_functions(model, info):
     return ServingFunctions(
         model, settings["max_length"], strategy, sampler, task=info["task"],
         max_beam_size=settings.get("max_beam_size"),
+        unk_replace=settings.get("unk_replace", False),
     )
 
 
@@ -317,6 +320,15 @@ def _text_reference(fns, texts, tokenizers):
         output = "translations"
     out = _numpy_outputs(fns.id_level({fns.model.input_name: tf.constant(text_ids)}))
     out[output] = target_tokenizer.decode(out["ids"])
+    if fns.unk_replace:
+        # keras_seq.Translator's text: <unk> replaced by the attended source word.
+        from keras_seq.decoding import DecodeOptions
+        from keras_seq.pipelines.translator import Translator
+
+        options = DecodeOptions(beam_size=getattr(fns.strategy, "beam_size", 1),
+                                length_penalty=getattr(fns.strategy, "length_penalty", 0.0))
+        translator = Translator(fns.model, source_tokenizer, target_tokenizer, options=options)
+        out[output] = [r.text for r in translator.translate(texts, max_length=fns.max_length)]
     return out, {fns.names.text_input: texts}
 
 
@@ -349,8 +361,10 @@ def check_parity(
 
     Token ids and lengths must be identical; scores, logits and float state
     must agree within `atol`/`rtol`. With `texts`, the text signature
-    (`generate` / `translate`, SavedModel only) must also give the same
-    strings as the Python tokenizers around the eager model.
+    (`generate` / `translate`: the SavedModel's, and the ONNX text graph when
+    the export has one) must also give the same strings as the Python
+    tokenizers around the eager model (a translator exported with
+    `unk_replace`: the text of `keras_seq.Translator`).
 
     Args:
         model: the Keras model that was exported (a `GenerativeModel` of the
@@ -413,12 +427,18 @@ def check_parity(
             reference, saved, {s: s for s in reference}, "SavedModel", atol, rtol, failures
         )
     }
-    # (c) onnxruntime: the id-level, state and step graphs (no text signature).
+    # (c) onnxruntime: the id-level, state and step graphs, and the text graph
+    # when the export has one (word tokenizers) and `texts` are given.
     if onnx_dir is not None:
-        onnx_requests = {k: v for k, v in requests.items() if k != names.text}
-        onnx_requests["serving_default"] = requests[names.ids]
-        got = _run_onnx(onnx_dir, onnx_requests)
-        expected = {s: names.ids if s == "serving_default" else s for s in onnx_requests}
+        with open(os.path.join(onnx_dir, "export.json"), encoding="utf-8") as f:
+            graphs = json.load(f)["onnx"]
+        text_graph = names.text + ".onnx" in graphs
+        default = names.text if text_graph else names.ids
+        onnx_requests = {k: v for k, v in requests.items() if k != names.text or text_graph}
+        if default in requests:
+            onnx_requests["serving_default"] = requests[default]
+        got = _run_onnx(onnx_dir, onnx_requests, graphs)
+        expected = {s: default if s == "serving_default" else s for s in onnx_requests}
         report["onnx"] = _compare_backend(reference, got, expected, "ONNX", atol, rtol, failures)
     if failures:
         raise ParityError("export parity failed: " + "; ".join(failures))

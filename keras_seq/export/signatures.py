@@ -57,6 +57,10 @@ from keras_seq.export import validation
 from keras_seq.models.generative import GenerativeModel
 from keras_seq.text import EOS_ID
 from keras_seq.utils import check_positive_int
+from keras_seq.text import UNK_ID
+from keras_seq.text.modules import _WordModule
+from keras_seq.text.splitting import join_words
+from keras_seq.text.splitting import split_words
 
 __all__ = ["TASKS", "Endpoint", "ServingFunctions", "check_model", "flatten_state"]
 
@@ -223,6 +227,35 @@ def _decode_nbest(tokenizer, nbest_ids):
     shape = tf.shape(nbest_ids)
     texts = tokenizer.decode(tf.reshape(nbest_ids, [-1, shape[2]]))
     return tf.reshape(texts, shape[:2])
+def _source_words(sentences, ragged, source_tokenizer):
+    """The source tokens a `<unk>` output may copy, string [N, S] padded with
+    "": the vocabulary's token, or the word as written where it is unknown
+    (word-level sources whose surface split has as many words), as
+    `keras_seq.Translator._encode_line` builds them."""
+    tokens = tf.gather(source_tokenizer.vocabulary(), ragged).to_tensor("")  # [N, S]
+    if not isinstance(source_tokenizer, _WordModule):
+        return tokens
+    ids = ragged.to_tensor(0)
+    surface = split_words(sentences, lowercase=False)
+    same = tf.equal(surface.row_lengths(), ragged.row_lengths())[:, None]  # [N, 1]
+    surface = surface.to_tensor("", shape=tf.shape(ids, out_type=tf.int64))
+    return tf.where(tf.equal(ids, UNK_ID) & same, surface, tokens)
+
+
+def _replace_unknown(out, copied, target_tokenizer):
+    """The translations with each `<unk>` replaced by the source token it
+    attends to most, detokenized like `keras_seq.Translator`: every token of
+    the hypothesis but EOS, joined by the word rules."""
+    ids = out["ids"]  # [N, L]
+    vocab = target_tokenizer.vocabulary()
+    size = tf.shape(vocab)[0]
+    tokens = tf.gather(vocab, tf.where((ids >= 0) & (ids < size), ids, UNK_ID))
+    alignment = tf.minimum(out["alignment"], tf.maximum(tf.shape(copied)[1] - 1, 0))
+    source = tf.gather(copied, alignment, batch_dims=1)  # [N, L]
+    tokens = tf.where(tf.equal(ids, UNK_ID), source, tokens)
+    positions = tf.range(tf.shape(ids)[1])[None, :]
+    keep = (positions < out["lengths"][:, None]) & tf.not_equal(ids, EOS_ID)
+    return join_words(tf.ragged.boolean_mask(tokens, keep))
 
 
 def _identity_outputs(outputs):
@@ -244,6 +277,9 @@ class ServingFunctions:
             `"translation"`); another model is a TypeError.
         max_beam_size: beam search only: the largest `beam_size` a call may
             ask for (default `max(16, strategy.beam_size)`).
+        unk_replace: bool, the text signature of a translator with a
+            word-level target tokenizer replaces each `<unk>` output by the
+            source token it attends to most, as `keras_seq.Translator` does.
 
     Attributes:
         names: the `TaskSignatures` of the model's task.
@@ -257,8 +293,9 @@ class ServingFunctions:
     """
 
     def __init__(self, model, max_length, strategy="greedy", sampler=None, task=None,
-                 max_beam_size=None):
+                 max_beam_size=None, unk_replace=False):
         check_model(model, task)
+        self.unk_replace = bool(unk_replace) and model.supports_attention
         self.model = model
         self.task = model.task
         self.names = TASKS[model.task]
@@ -379,10 +416,16 @@ class ServingFunctions:
         )
         return self.strategy, sampler, max_length
 
-    def decode(self, ids, inputs=None):
+    def decode(self, ids, inputs=None, aligned=False):
         """The best hypothesis of `keras_seq.decoding.decode` over `model.step`
         (and, for beam search with an `n_best` input, the n-best list), with
-        the settings of `decoding(inputs)`."""
+        the settings of `decoding(inputs)`.
+
+        With `aligned`, also `alignment` int32 [N, L] (and `nbest_alignment`
+        [N, n, L]): for each output token, the source position it attends to
+        most (the final EOS and padding excluded), as `keras_seq.Translator`
+        picks the word to copy for `<unk>`.
+        """
         strategy, sampler, max_length = self.decoding(inputs or {})
         state, start = self.start(ids)
         result = decoding.decode(
@@ -394,19 +437,40 @@ class ServingFunctions:
             max_length_bound=self.max_length,
             strategy=strategy,
             sampler=sampler,
+            return_attention=aligned,
         )
         out = {
             "ids": result.ids[:, 0],  # [N, L], the best hypothesis
             "lengths": result.lengths[:, 0],
             "scores": result.scores[:, 0],
         }
-        if self.beam and "n_best" in (inputs or {}):  # a signature taking n_best
+        nbest = self.beam and "n_best" in (inputs or {})  # a signature taking n_best
+        if nbest:
             out.update(
                 nbest_ids=result.ids,  # [N, n_best, L]
                 nbest_lengths=result.lengths,
                 nbest_scores=result.scores,
             )
+        if aligned:
+            attention = tf.cast(result.attention, tf.float32)  # [N, R, L, S]
+            real = tf.reduce_sum(tf.cast(tf.not_equal(ids, 0), tf.int32), axis=1) - 1  # [N]
+            words = tf.range(tf.shape(attention)[3])[None, None, None, :] < real[:, None, None, None]
+            attention = tf.where(words, attention, tf.constant(-1.0, tf.float32))
+            alignment = tf.argmax(attention, axis=-1, output_type=tf.int32)  # [N, R, L]
+            out["alignment"] = alignment[:, 0]
+            if nbest:
+                out["nbest_alignment"] = alignment
         return out
+
+    def decode_aligned(self, ids, inputs=None):
+        """`decode(ids, inputs, aligned=True)`: with `alignment` [N, L]."""
+        return self.decode(ids, inputs, aligned=True)
+
+    def aligned_level(self, inputs):
+        """The id-level signature plus `alignment` (not exported as a
+        signature; the core of the ONNX text graph when `unk_replace`)."""
+        ids = self.validate(inputs[self.model.input_name], self.names.ids, from_text=False)
+        return _identity_outputs(self.decode_aligned(ids))
 
     # -- the signatures -------------------------------------------------------
     def id_level(self, inputs):
@@ -465,11 +529,24 @@ class ServingFunctions:
         ids = ids.to_tensor()  # source + EOS, right-padded
         if self.max_input is not None:
             ids = self.validate(ids, self.names.text, from_text=True, check_unknown=False)
-        out = self.decode(ids, inputs)
-        outputs = {"translations": target_tokenizer.decode(out["ids"])}
-        if "nbest_ids" in out:
-            outputs["nbest_translations"] = _decode_nbest(target_tokenizer, out["nbest_ids"])
-        outputs.update(out)
+        if not self.unk_replace or not isinstance(target_tokenizer, _WordModule):
+            out = self.decode(ids, inputs)
+            outputs = {"translations": target_tokenizer.decode(out["ids"])}
+            if "nbest_ids" in out:
+                outputs["nbest_translations"] = _decode_nbest(target_tokenizer, out["nbest_ids"])
+            outputs.update(out)
+            return _identity_outputs(outputs)
+        out = self.decode_aligned(ids, inputs)
+        copied = _source_words(inputs["sentences"], ragged, source_tokenizer)
+        outputs = {"translations": _replace_unknown(out, copied, target_tokenizer)}
+        if "nbest_ids" in out:  # each hypothesis with its own alignment: [N * n] -> [N, n]
+            shape = tf.shape(out["nbest_ids"])
+            flat = {"ids": tf.reshape(out["nbest_ids"], [-1, shape[2]]),
+                    "lengths": tf.reshape(out["nbest_lengths"], [-1]),
+                    "alignment": tf.reshape(out.pop("nbest_alignment"), [-1, shape[2]])}
+            texts = _replace_unknown(flat, tf.repeat(copied, shape[1], axis=0), target_tokenizer)
+            outputs["nbest_translations"] = tf.reshape(texts, shape[:2])
+        outputs.update({k: v for k, v in out.items() if k != "alignment"})
         return _identity_outputs(outputs)
 
     def id_signature(self):

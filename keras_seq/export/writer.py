@@ -59,6 +59,8 @@ from keras_seq import runs
 from keras_seq import utils
 from keras_seq.export import onnx as onnx_graphs
 from keras_seq.export import onnx_rnn
+from keras_seq.export import onnx_text
+from keras_seq.export import quantize as quantize_lib
 from keras_seq.export.signatures import spec
 from keras_seq.serving.signatures import parse_version  # TF Serving's version rule
 from keras_seq.text import BOS_ID
@@ -170,6 +172,8 @@ def decoding_info(fns):
         "sampler": decoding.serialize(fns.sampler),
         "start": fns.names.start or fns.model.start_id,
         "end_id": fns.model.end_id,
+        # The text signature replaces <unk> by the attended source token.
+        "unk_replace": fns.unk_replace,
         "inputs": fns.settings(),
     }
     if fns.max_beam_size is not None:
@@ -319,24 +323,32 @@ def _write_saved_model(fns, endpoints, tracked, directory, verbose):
     return functions, signatures
 
 
-def _write_onnx(fns, functions, data, directory, opset):
-    """Converts the id-level, state and step functions into `directory`;
-    records their opset and op counts in `data["onnx"]`."""
+def _onnx_metadata(fns, data, name):
+    signature = data["signatures"][name]
+    return {
+        "signature": name,
+        "task": fns.task,
+        "version": data["version"],
+        "doc": signature["doc"],
+        "inputs": signature["inputs"],
+        "outputs": signature["outputs"],
+        "state": data["state"],
+        "decoding": data.get("decoding"),
+    }
+
+
+def _write_onnx(fns, functions, data, directory, opset, tokenizers=(), quantize=None,
+                quality=None):
+    """Converts the id-level, state and step functions into `directory` and
+    builds the text graph around the id-level one (word tokenizers; it is
+    `serving_default.onnx`, else the id-level graph is); records their opset
+    and op counts in `data["onnx"]`. With `quantize="int8"`, also the int8
+    graphs in `directory/int8` (`keras_seq.export.quantize`)."""
     os.makedirs(directory)
     ids_name = fns.names.ids
     for name in (ids_name, fns.names.state, "step"):
         fn, input_signature = functions[name]
-        signature = data["signatures"][name]
-        metadata = {
-            "signature": name,
-            "task": fns.task,
-            "version": data["version"],
-            "doc": signature["doc"],
-            "inputs": signature["inputs"],
-            "outputs": signature["outputs"],
-            "state": data["state"],
-            "decoding": data.get("decoding"),
-        }
+        metadata = _onnx_metadata(fns, data, name)
         path = os.path.join(directory, name + ".onnx")
         # onnx_rnn hook: a graph built for onnxruntime where the model is
         # covered (None: tf2onnx converts the traced function).
@@ -350,13 +362,38 @@ def _write_onnx(fns, functions, data, directory, opset):
         data["onnx"][name + ".onnx"] = {
             "opset": opset, "ops": ops, "builder": metadata["builder"]
         }
+    default, text_core = ids_name, None
+    if tokenizers and all(onnx_text.supports(t) for t in tokenizers):
+        default = fns.names.text
+        core = os.path.join(directory, ids_name + ".onnx")
+        aligned = fns.unk_replace and onnx_text.supports(tokenizers[-1])
+        if aligned:  # the id-level graph plus the alignment <unk> replacement reads
+            core = os.path.join(directory, ".aligned.onnx")
+            signature = fns.id_signature()
+            fn = tf.function(fns.aligned_level, input_signature=signature)
+            onnx_graphs.convert(fn, signature, core, opset, {"signature": "aligned"})
+        ops = onnx_text.write_text_graph(
+            core, os.path.join(directory, default + ".onnx"), fns.task, tokenizers,
+            _onnx_metadata(fns, data, default), unk_replace=aligned, max_tokens=fns.max_input,
+        )
+        data["onnx"][default + ".onnx"] = {
+            "opset": opset, "ops": ops, "extensions": True,
+            "refusals": onnx_text.refusal_messages(
+                default, fns.names.text_input, fns.max_input,
+                fns.names.length_note.format(max_length=fns.max_length)),
+        }
+        text_core = (core, aligned)
     shutil.copyfile(
-        os.path.join(directory, ids_name + ".onnx"),
+        os.path.join(directory, default + ".onnx"),
         os.path.join(directory, "serving_default.onnx"),
     )
     data["onnx"]["serving_default.onnx"] = dict(
-        data["onnx"][ids_name + ".onnx"], copy_of=ids_name + ".onnx"
+        data["onnx"][default + ".onnx"], copy_of=default + ".onnx"
     )
+    if quantize == "int8":
+        quantize_lib.write_int8(fns, directory, data, tokenizers, text_core, quality)
+    if text_core is not None and text_core[1]:
+        os.remove(text_core[0])
     write_json(os.path.join(directory, "export.json"), data)
 
 
@@ -367,13 +404,18 @@ def _publish_onnx(directory, to):
     os.makedirs(target, exist_ok=True)
     written = sorted(os.listdir(directory))
     for name in written:
+        if os.path.isdir(os.path.join(target, name)):  # int8/: replaced as a whole
+            shutil.rmtree(os.path.join(target, name))
         os.replace(os.path.join(directory, name), os.path.join(target, name))
     for name in os.listdir(target):
         if name.endswith(".onnx") and name not in written:
             os.remove(os.path.join(target, name))
+        elif name == "int8" and name not in written:
+            shutil.rmtree(os.path.join(target, name))
 
 
-def write_version(fns, to, *, version, onnx, opset, tracked, endpoints, info, verbose=False):
+def write_version(fns, to, *, version, onnx, opset, tracked, endpoints, info, verbose=False,
+                  tokenizers=(), quantize=None, quality=None):
     """Writes one version atomically (temporary sibling dir, then rename).
 
     Args:
@@ -386,6 +428,11 @@ def write_version(fns, to, *, version, onnx, opset, tracked, endpoints, info, ve
         endpoints: the `Endpoint`s; the first one is `serving_default`.
         info: dict merged into export.json (decoding settings, tokenizers).
         verbose: passed to `ExportArchive.write_out`.
+        tokenizers: the tokenizers (`[tokenizer]` or `[source, target]`),
+            for the ONNX text graph.
+        quantize: None or `"int8"` (also `onnx/int8/*.onnx`).
+        quality: what the int8 delta is measured on (see
+            `keras_seq.export.quantize.write_int8`), or None.
 
     Returns:
         The path of the version directory.
@@ -403,7 +450,7 @@ def write_version(fns, to, *, version, onnx, opset, tracked, endpoints, info, ve
         )
         data = _export_json(fns, version, signatures, info)
         if onnx:
-            _write_onnx(fns, functions, data, onnx_dir, opset)
+            _write_onnx(fns, functions, data, onnx_dir, opset, tokenizers, quantize, quality)
         write_json(os.path.join(saved_model_dir, EXPORT_INFO), data)
         final = os.path.join(to, str(version))
         os.rename(saved_model_dir, final)  # the version appears complete, at once

@@ -101,7 +101,7 @@ def evaluate_run(run, *, data=None, split="test", verbose=0):
     print(f"{label}: {result.perplexity:.2f} ({result.tokens} tokens of the {result.source})")
 
 
-def export_run(run, to, *, version=None, onnx=True, verbose=0):
+def export_run(run, to, *, version=None, onnx=True, verbose=0, quantize=None):
     """`keras-seq export` of a language model: exports, then prints the parity report.
 
     Args:
@@ -115,6 +115,6 @@ def export_run(run, to, *, version=None, onnx=True, verbose=0):
     if onnx:
         extras.check("onnx", "ONNX export")
     _, (path, report) = export_steps(TextGenerator.from_run, run, to, version=version,
-                                     onnx=onnx, verbose=verbose)
+                                     onnx=onnx, verbose=verbose, quantize=quantize)
     print(f"exported {Path(run)} to {path}")
     print_parity(report)

@@ -352,7 +352,17 @@ class TextGenerator:
         return f"{split} split of {self.data}"
 
     # ------------------------------------------------------------ export
-    def export(self, to, *, version=None, onnx=True, max_length=None, check=True):
+    def _validation_lines(self):
+        """The non-blank lines of the run's validation text (None without data)."""
+        if self.data is None:
+            return None
+        tokenizer_type = self.tokenizer.type_name
+        parts = lm_data.load_parts(self.data, tokenizer_type, val_fraction=self.val_fraction,
+                                   test_fraction=self.test_fraction, valid_data=self.valid_data,
+                                   test_data=self.test_data, only="valid")
+        return [line for line in parts["valid"].splitlines() if line.strip()]
+
+    def export(self, to, *, version=None, onnx=True, max_length=None, check=True, quantize=None):
         """Exports to a SavedModel (TF Serving layout) and ONNX, parity-checked.
 
         Writes `to/<version>/` (signatures `generate`, `generate_ids`,
@@ -368,6 +378,9 @@ class TextGenerator:
             max_length: tokens the `generate` signatures produce (default:
                 100, or the model's limit when lower).
             check: run the parity check.
+            quantize: None, or `"int8"`: also `to/onnx/int8/*.onnx`, with
+                the perplexity of the float and int8 graphs on the run's
+                validation text (its first lines) in export.json.
 
         Returns:
             `(path, report)`: the version directory, and the parity report
@@ -384,7 +397,8 @@ class TextGenerator:
         max_length = max_length or min(100, generation_limit(self.model))
         path = export_lib.export_language_model(
             self.model, self.tokenizer, to, version=version, max_length=max_length,
-            onnx=bool(onnx),
+            onnx=bool(onnx), quantize=quantize,
+            quality_texts=self._validation_lines() if quantize else None,
         )
         if not check:
             return path, None

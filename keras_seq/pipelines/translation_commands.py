@@ -134,13 +134,13 @@ def evaluate_run(run, *, data=None, split="test", beam=None, verbose=0):
     return 0
 
 
-def export_run(run, to, *, version=None, onnx=True, verbose=0):
+def export_run(run, to, *, version=None, onnx=True, verbose=0, quantize=None):
     """`keras-seq export` for a translator: SavedModel + ONNX, parity-checked.
 
     Writes `to/<version>/` (TF Serving layout: `translate` on strings,
     `translate_ids`, `encode`, `step`) with the run's decoding settings (beam
     5, length penalty 0.6) fixed in the graph and, with `onnx`, the id-level
-    graphs in `to/onnx/*.onnx` (the string signature is not converted); then
+    graphs in `to/onnx/*.onnx` (the string signature too); then
     checks that the Keras model, the reloaded SavedModel and onnxruntime agree
     on a few validation sentences. With `verbose`, the steps are named as they
     start (`keras_seq.progress.Steps`).
@@ -151,13 +151,13 @@ def export_run(run, to, *, version=None, onnx=True, verbose=0):
     if onnx:
         extras.check("onnx", "ONNX export")
     translator, (path, report) = export_steps(Translator.from_run, run, to, version=version,
-                                              onnx=onnx, verbose=verbose)
+                                              onnx=onnx, verbose=verbose, quantize=quantize)
     print(f"exported {translator.run_dir} to {path}")
     print_parity(report)
     return 0
 
 
-def export_steps(load, run, to, *, version=None, onnx=True, verbose=0):
+def export_steps(load, run, to, *, version=None, onnx=True, verbose=0, quantize=None):
     """Loads a run with `load(run)` and exports it, naming the steps as they start.
 
     Shared by the translator and language-model `export` jobs.
@@ -177,7 +177,7 @@ def export_steps(load, run, to, *, version=None, onnx=True, verbose=0):
         steps.step("loading the run")
         pipeline = load(run)
         steps.step(f"writing the {what} to {to} and checking parity")
-        return pipeline, pipeline.export(to, version=version, onnx=onnx)
+        return pipeline, pipeline.export(to, version=version, onnx=onnx, quantize=quantize)
 
 
 def print_parity(report):

@@ -515,15 +515,17 @@ class Translator:
 
     # -- export ------------------------------------------------------------------
 
-    def export(self, to, *, version=None, onnx=True, max_length=64, parity_sentences=None):
+    def export(self, to, *, version=None, onnx=True, max_length=64, parity_sentences=None,
+               quantize=None):
         """SavedModel (TF Serving layout) and ONNX, checked against this model.
 
         Writes `to/<version>/` (the string signature `translate`, and
         `translate_ids`, `encode`, `step` on token ids) with this translator's
         beam size and length penalty fixed in the graph and, with `onnx`, the
-        id-level graphs in `to/onnx/*.onnx` (the string signatures are not
-        converted to ONNX); then checks that the Keras model, the reloaded
-        SavedModel and onnxruntime agree (`keras_seq.export.check_parity`).
+        ONNX graphs in `to/onnx/*.onnx` (`translate.onnx` too: string in,
+        string out, `<unk>` replaced as here); then checks that the Keras
+        model, the reloaded SavedModel and onnxruntime agree
+        (`keras_seq.export.check_parity`).
 
         Args:
             to: the export directory.
@@ -533,6 +535,10 @@ class Translator:
                 model's maximum).
             parity_sentences: sentences to check parity on (None: the first
                 validation sentences of the run; [] skips the check).
+            quantize: None, or `"int8"`: also `to/onnx/int8/*.onnx`, with the
+                BLEU of the float and int8 graphs on the run's validation
+                pairs (the first `keras_seq.export.quantize.QUALITY_SENTENCES`)
+                in export.json.
 
         Returns:
             `(path, report)`: the version directory and the parity report
@@ -552,10 +558,16 @@ class Translator:
 
         if onnx:
             extras.check("onnx", "ONNX export")
+        quality = None
+        if quantize and self.run_config is not None:
+            pairs = self.split("valid")
+            quality = ([s for s, _ in pairs], [t for _, t in pairs])
         path = export_lib.export_translator(
             self.model, self.source_tokenizer, self.target_tokenizer, to, version=version,
             beam_size=int(self.options.beam_size), length_penalty=float(self.options.length_penalty),
-            max_length=min(int(self.max_source_length), int(max_length)), onnx=bool(onnx),
+            max_length=min(int(self.max_source_length), int(max_length)),
+            unk_replace=self.unk_replace, onnx=bool(onnx), quantize=quantize,
+            quality_pairs=quality,
         )
         if parity_sentences is None:
             try:

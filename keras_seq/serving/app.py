@@ -389,6 +389,7 @@ def create_app(
     model_base_dir,
     *,
     onnx=False,
+    precision="float",
     max_body_bytes=codec.DEFAULT_MAX_BODY_BYTES,
     max_batch=codec.DEFAULT_MAX_BATCH,
     max_string_length=codec.DEFAULT_MAX_STRING_LENGTH,
@@ -414,6 +415,8 @@ def create_app(
         model_base_dir: TF Serving model base directory (`NAME/VERSION/`).
         onnx: serve `NAME/onnx/*.onnx` through onnxruntime instead of the
             SavedModels (TensorFlow is then not imported).
+        precision: with `onnx`, `"float"` (`NAME/onnx/*.onnx`) or `"int8"`
+            (`NAME/onnx/int8/*.onnx`, written by `keras-seq export --quantize int8`).
         max_body_bytes: largest request body accepted; larger ones get 413.
         max_batch: most rows in one model call: the instances (or rows of a
             columnar input) of a request, and the rows batching merges.
@@ -464,8 +467,8 @@ def create_app(
             grpc_port, bool) and 0 <= grpc_port <= 65535):
         raise ValueError(f"grpc_port must be an integer in 0..65535 or None, got {grpc_port!r}")
     options = BatchOptions(bool(batching), max_batch, batch_timeout_ms / 1000.0)
-    registry = ModelRegistry(model_base_dir, onnx=onnx, max_versions=max_versions,
-                             warmup=warmup, batching=options)
+    registry = ModelRegistry(model_base_dir, onnx=onnx, precision=precision,
+                             max_versions=max_versions, warmup=warmup, batching=options)
 
     app = Starlette(
         routes=[

@@ -431,6 +431,12 @@ class OnnxBackend(Backend):
 
     name = "onnx"
     whole_set = True
+    PRECISIONS = ("float", "int8")
+
+    def __init__(self, precision="float"):
+        self.precision = precision
+        # The graphs of one precision: NAME/onnx/ or NAME/onnx/int8/.
+        self.folder = "onnx" if precision == "float" else f"onnx/{precision}"
 
     def is_model_file(self, path):
         return path.suffix == ".onnx" and path.is_file()
@@ -441,30 +447,36 @@ class OnnxBackend(Backend):
     def scan(self, path, note):
         if path.is_file():
             return {1: [path]}
-        files = sorted((path / "onnx").glob("*.onnx"))
+        files = sorted((path / self.folder).glob("*.onnx"))
         if not files and path.with_name(path.name + ".onnx").is_file():
             files = [path.with_name(path.name + ".onnx")]
         directories = numeric_versions(path, note)
         if not files:
             if directories:
-                note((path, "no-onnx"), "onnx_missing", model=path.name, path=str(path / "onnx"))
+                note((path, "no-onnx"), "onnx_missing", model=path.name,
+                     path=str(path / self.folder))
             return None
         complete = [n for n, child in directories.items() if (child / "saved_model.pb").is_file()]
         return {max(complete, default=1): files}
 
     def load(self, number, source, fingerprint):
-        signatures = {file.stem: self._signature(file) for file in source}
+        needs, refusals = _text_graphs(source[0].parent)
+        signatures = {file.stem: self._signature(file, file.name in needs, refusals)
+                      for file in source}
         return Version(number, signatures, path=source[0].parent, backend=self.name,
                        fingerprint=fingerprint)
 
     @staticmethod
-    def _signature(file):
-        """Opens one `<signature>.onnx` file in onnxruntime."""
+    def _signature(file, extensions=False, refusals=None):
+        """Opens one `<signature>.onnx` file in onnxruntime (with the
+        onnxruntime-extensions string ops when `extensions`; a text graph's
+        `refusals` output becomes a 400 with the message of `refusals`)."""
         from keras_seq.export.onnx import make_session  # imports no TensorFlow
 
         # Requests run concurrently from several threads: spinning intra-op
         # threads would burn the cores the other requests need.
-        session = make_session(file, spinning=False, feature="serving ONNX")
+        session = make_session(file, spinning=False, feature="serving ONNX",
+                               extensions=extensions)
         inputs, feed_names = {}, {}
         for node in session.get_inputs():
             info = _ort_tensor_info(node)
@@ -473,18 +485,43 @@ class OnnxBackend(Backend):
         outputs, fetch_names = {}, []
         for node in session.get_outputs():
             info = _ort_tensor_info(node)
-            outputs[info.name] = info
             fetch_names.append((info.name, node.name))
+            if info.name != "refusals":
+                outputs[info.name] = info
         try:
             metadata = json.loads(session.get_modelmeta().custom_metadata_map["keras_seq.export"])
         except (KeyError, ValueError):
             metadata = {}
         optional = codec.optional_inputs(metadata.get("decoding"), inputs)
-        call = _with_defaults(_make_ort_call(session, inputs, feed_names, fetch_names), optional)
+        call = _with_defaults(
+            _make_ort_call(session, inputs, feed_names, fetch_names, refusals or {}), optional)
         return Signature(file.stem, inputs, outputs, call, optional=optional)
 
 
-def _make_ort_call(session, inputs, feed_names, fetch_names):
+def _text_graphs(directory):
+    """`(names, refusals)`: the graphs export.json marks as needing
+    onnxruntime-extensions (the text graphs; `onnx/export.json`'s `"onnx"`
+    entries, or for `onnx/int8/` its `"int8"` entry) and the messages of their
+    `refusals` codes."""
+    import json
+
+    int8 = directory.name == "int8"
+    try:
+        data = json.loads(((directory.parent if int8 else directory) / "export.json")
+                          .read_text(encoding="utf-8"))
+        if int8:
+            entry = data.get("int8", {})
+            return set(entry.get("extensions", [])), entry.get("refusals", {})
+        graphs = data.get("onnx", {})
+        names = {name for name, entry in graphs.items() if entry.get("extensions")}
+        refusals = next((graphs[n]["refusals"] for n in sorted(names) if "refusals" in graphs[n]),
+                        {})
+        return names, refusals
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return set(), {}
+
+
+def _make_ort_call(session, inputs, feed_names, fetch_names, refusals):
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
     ort_errors = tuple(
@@ -511,6 +548,13 @@ def _make_ort_call(session, inputs, feed_names, fetch_names):
         except ort_errors as error:
             message = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*", "", str(error))
             raise RequestError(_one_line(message.splitlines()[0] if message else error)) from None
-        return {name: np.asarray(value) for (name, _), value in zip(fetch_names, results)}
+        out = {name: np.asarray(value) for (name, _), value in zip(fetch_names, results)}
+        codes = out.pop("refusals", None)
+        if codes is not None and codes.any():
+            code = int(codes[codes != 0][0])
+            rows = [int(i) for i in np.flatnonzero(codes == code)]
+            message = refusals.get(str(code), "{rows}: refused (code %d)" % code)
+            raise RequestError(message.format(rows=rows))
+        return out
 
     return call

@@ -115,6 +115,9 @@ def add_arguments(parser):
                              "(TF Serving uses 8500; default: off)")
     parser.add_argument("--onnx", action="store_true",
                         help="serve NAME/onnx/*.onnx through onnxruntime instead of SavedModels")
+    parser.add_argument("--precision", choices=["float", "int8"], default="float",
+                        help="with --onnx: the float graphs or the int8 ones (NAME/onnx/int8/, "
+                             "from `export --quantize int8`)")
     parser.add_argument("--poll-interval", type=_seconds, metavar="SECONDS",
                         default=DEFAULT_POLL_INTERVAL,
                         help="seconds between scans for new versions (0 disables hot swap; "
@@ -172,7 +175,7 @@ def _option(args, name, default=None):
     return default if value is None else value
 
 
-def run_server(base_dir, *, host="127.0.0.1", port=DEFAULT_PORT, onnx=False,
+def run_server(base_dir, *, host="127.0.0.1", port=DEFAULT_PORT, onnx=False, precision="float",
                poll_interval=DEFAULT_POLL_INTERVAL, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
                max_batch=DEFAULT_MAX_BATCH, max_string_length=DEFAULT_MAX_STRING_LENGTH,
                max_versions=None, workers=None, max_queue=DEFAULT_MAX_QUEUE,
@@ -195,6 +198,7 @@ def run_server(base_dir, *, host="127.0.0.1", port=DEFAULT_PORT, onnx=False,
         host: the interface to listen on.
         port: the TCP port, 1..65535.
         onnx: serve the ONNX graphs through onnxruntime.
+        precision: with `onnx`, `"float"` or `"int8"`.
         poll_interval, max_body_bytes, max_batch, max_string_length,
             max_versions, workers, max_queue, queue_timeout_ms,
             request_timeout_ms, warmup, batching, batch_timeout_ms: see
@@ -227,7 +231,7 @@ def run_server(base_dir, *, host="127.0.0.1", port=DEFAULT_PORT, onnx=False,
                          f"got {drain_timeout_ms!r}")
     configure_logging()
     app = create_app(
-        base_dir, onnx=bool(onnx), max_body_bytes=max_body_bytes, max_batch=max_batch,
+        base_dir, onnx=bool(onnx), precision=precision, max_body_bytes=max_body_bytes, max_batch=max_batch,
         max_string_length=max_string_length, poll_interval=poll_interval,
         max_versions=max_versions, workers=workers, max_queue=max_queue,
         queue_timeout_ms=queue_timeout_ms, request_timeout_ms=request_timeout_ms,
@@ -264,6 +268,7 @@ def serve(args):
         host=_option(args, "host", "127.0.0.1"),
         port=_option(args, "port", DEFAULT_PORT),
         onnx=bool(getattr(args, "onnx", False)),
+        precision=_option(args, "precision", "float"),
         poll_interval=_option(args, "poll_interval", DEFAULT_POLL_INTERVAL),
         max_body_bytes=_option(args, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         max_batch=_option(args, "max_batch", DEFAULT_MAX_BATCH),

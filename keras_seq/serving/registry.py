@@ -90,6 +90,8 @@ class ModelRegistry:
             The ONNX files of a model form one version, numbered after the
             highest SavedModel version beside them (1 if none), and are
             reloaded when they change.
+        precision: with `onnx`, `"float"` or `"int8"` (the graphs of
+            `NAME/onnx/int8/`).
         max_versions: serve at most this many of the highest versions of each
             model (None: all of them).
         settle_seconds: at start-up (`poll(initial=True)`), the pause between
@@ -112,11 +114,15 @@ class ModelRegistry:
     >>> registry.get("lm").signature("generate")                 # doctest: +SKIP
     """
 
-    def __init__(self, model_base_dir, *, onnx=False, max_versions=None, settle_seconds=0.25,
-                 warmup=False, batching=None, metrics=None):
+    def __init__(self, model_base_dir, *, onnx=False, precision="float", max_versions=None,
+                 settle_seconds=0.25, warmup=False, batching=None, metrics=None):
         self.base_dir = Path(model_base_dir)
         self.onnx = bool(onnx)
-        self.backend = OnnxBackend() if self.onnx else SavedModelBackend()
+        if precision not in OnnxBackend.PRECISIONS or (precision != "float" and not self.onnx):
+            raise ValueError(
+                f"precision must be one of {OnnxBackend.PRECISIONS} (other than 'float' only "
+                f"with onnx=True), got {precision!r}")
+        self.backend = OnnxBackend(precision) if self.onnx else SavedModelBackend()
         if not self.base_dir.is_dir() and not self.backend.is_model_file(self.base_dir):
             raise errors.RunDirError(
                 f"model base directory {str(model_base_dir)!r} does not exist or is not a "
