@@ -15,11 +15,11 @@ weights with `onnx.helper` instead:
   `[N, K, ...]` queries), never tiled nor gathered per step;
 - the decoder step as one recurrent op per layer, and the search of
   `keras_seq.decoding` (beam search with finished hypotheses, the GNMT length
-  penalty and the exact early stop; or greedy) as a few vectorized ops
+  penalty and the exact early stop) as a few vectorized ops
   (`TopK`, batched `GatherND`) inside one ONNX `Loop`.
 
 It is the same search as `keras_seq.decoding.decode` (same candidates, same
-tie-breaking: `TopK` and `ArgMax` prefer the lower index as TensorFlow does),
+tie-breaking: `TopK` prefers the lower index as TensorFlow does),
 so it gives the SavedModel's ids; the parity tests check that. The graph takes
 the per-request settings of a beam-search signature as the SavedModel does
 (`ServingFunctions.settings`): `beam_size` and `n_best` become int64 `[1]`
@@ -497,7 +497,7 @@ def _beam_search(g, step, start, states, beam, length, vocab_size, end_id):
         tp.INT32, tp.FLOAT, tp.INT32, tp.FLOAT, tp.FLOAT, tp.INT32]
 
     def body(g, v):
-        b = beam
+        b = beam  # the settings: main-graph tensors, read from the body
         logp, new_states = step(g, b, v["tokens"], [v[n] for n in state_names])
         cand = g.op("Add", g.op("Reshape", logp, b.shape(g, -1, "K", vocab_size)),
                     g.op("Unsqueeze", v["alive_logp"], g.i64(2)))
