@@ -8,6 +8,7 @@ each decoding setting (greedy = beam 1, and beam 5; length penalty 0.6):
   exported before `onnx_rnn`);
 - `keras_seq.export.onnx_rnn.build_ids_graph` (what the export writes now).
 
+All three take the per-request decoding inputs (fed the export's defaults).
 It checks that the three give the same ids on the test sentences, then times
 them in one process, calls alternating (SavedModel, tf2onnx, onnx_rnn) on the
 same inputs: batch 1 (one sentence per call) and batch 32 (32 consecutive test
@@ -58,7 +59,8 @@ def _session(path, threads, profile_prefix=None):
 
 
 def _export(model, src_tok, tgt_tok, beam, max_length, to):
-    """The three `translate_ids` of one decoding setting: {backend: callable}."""
+    """The SavedModel's `translate_ids`, the two ONNX files, their build times and
+    the per-request settings fed to all three (the export's defaults)."""
     import onnx
     import tensorflow as tf
 
@@ -73,7 +75,9 @@ def _export(model, src_tok, tgt_tok, beam, max_length, to):
         length_penalty=0.6, max_length=max_length, onnx=False,
     )
     fns = ServingFunctions(model, max_length, decoding.BeamSearch(beam, length_penalty=0.6))
-    signature = fns.id_signature()
+    settings = {name: np.asarray(entry["default"], entry["dtype"])
+                for name, entry in fns.settings().items()}
+    signature = [dict(fns.id_signature()[0], **fns.settings_signature())]
     files = {
         "tf2onnx": os.path.join(to, f"beam{beam}_tf2onnx.onnx"),
         "onnx_rnn": os.path.join(to, f"beam{beam}_onnx_rnn.onnx"),
@@ -85,14 +89,17 @@ def _export(model, src_tok, tgt_tok, beam, max_length, to):
     start = time.perf_counter()
     onnx.save(onnx_rnn.build_ids_graph(fns, 17), files["onnx_rnn"])
     seconds["onnx_rnn"] = time.perf_counter() - start
-    return tf.saved_model.load(path).signatures["translate_ids"], files, seconds
+    return tf.saved_model.load(path).signatures["translate_ids"], files, seconds, settings
 
 
-def _ort_call(session):
-    name = session.get_inputs()[0].name
+def _ort_call(session, settings):
+    """ids of `session` on source ids `x`, with the scalar `settings` fed too."""
+    names = [i.name for i in session.get_inputs()]
+    feed = {n: settings[n.split(":")[0]] for n in names if n.split(":")[0] in settings}
+    source = next(n for n in names if n.split(":")[0] not in settings)
     outputs = [o.name for o in session.get_outputs()]
     ids_at = [o.split(":")[0] for o in outputs].index("ids")
-    return lambda x: session.run(outputs, {name: x})[ids_at]
+    return lambda x: session.run(outputs, {source: x, **feed})[ids_at]
 
 
 def _time(calls, inputs, repeat):
@@ -113,10 +120,10 @@ def _time(calls, inputs, repeat):
     return times, equal
 
 
-def _profile(path, inputs, threads, prefix):
+def _profile(path, inputs, settings, threads, prefix):
     """Runs `inputs` through a profiling session; returns {op type: ms per call}."""
     session = _session(path, threads, prefix)
-    call = _ort_call(session)
+    call = _ort_call(session, settings)
     for x in inputs:
         call(x)
     trace = session.end_profiling()
@@ -159,12 +166,13 @@ def main():
            "profiles": {}}
     with tempfile.TemporaryDirectory() as to:
         for beam in (1, 5):
-            saved, files, seconds = _export(model, translator.source_tokenizer,
+            saved, files, seconds, settings = _export(model, translator.source_tokenizer,
                                             translator.target_tokenizer, beam,
                                             args.max_length, to)
-            calls = {"saved_model": lambda x: saved(source_ids=tf.constant(x))["ids"]}
+            feed = {k: tf.constant(v) for k, v in settings.items()}
+            calls = {"saved_model": lambda x: saved(source_ids=tf.constant(x), **feed)["ids"]}
             for name in ("tf2onnx", "onnx_rnn"):
-                calls[name] = _ort_call(_session(files[name], args.threads))
+                calls[name] = _ort_call(_session(files[name], args.threads), settings)
             for batch, inputs, repeat in ((1, singles, 1), (32, batches, args.repeat32)):
                 times, equal = _time(calls, inputs, repeat)
                 base = np.median(times["saved_model"])
@@ -184,7 +192,7 @@ def main():
                     print(json.dumps(row), flush=True)
             if args.profile and beam == 5:
                 for name in ("tf2onnx", "onnx_rnn"):
-                    profile = _profile(files[name], singles, args.threads,
+                    profile = _profile(files[name], singles, settings, args.threads,
                                        os.path.join(to, f"profile_{name}"))
                     out["profiles"][name] = profile
                     # A Loop's own time includes its body's nodes, listed too.

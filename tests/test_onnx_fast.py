@@ -3,9 +3,12 @@
 Oracle: the traced `ServingFunctions.id_level` (what the SavedModel's
 `translate_ids` / `generate_ids` runs: `keras_seq.decoding`'s beam search over `model.step`
 in TensorFlow). The ONNX graph must give the same ids and lengths and the
-same scores up to float rounding, for every encoder/attention variant it
-covers, greedy (beam 1) and beam 5. tests/test_export.py checks the written
-export (builder recorded, parity through `check_parity`).
+same scores up to float rounding (best hypothesis and n-best list), for every
+encoder/attention variant it covers, with the decoding settings given per call
+as the signature's scalar inputs: the export's defaults, beam 1 (greedy),
+beam 3 and 5, n_best, max_length below the export's and another length
+penalty. tests/test_export.py checks the written export (builder recorded,
+parity through `check_parity`).
 """
 
 import numpy as np
@@ -40,6 +43,16 @@ SOURCES = np.array(
 )
 EOS_BIAS = 3.0
 BEAMS = (BeamSearch(1), BeamSearch(5, length_penalty=0.6))
+# Per-call settings (over the export's defaults): greedy, n-best lists, a
+# shorter max_length, another length penalty.
+SETTINGS = (
+    {},
+    dict(beam_size=1),
+    dict(beam_size=3, n_best=3, length_penalty=1.0),
+    dict(beam_size=5, n_best=2, max_length=5),
+    dict(beam_size=5, n_best=5, length_penalty=0.0, max_length=MAX_LENGTH - 1),
+)
+OUTPUTS = ["ids", "lengths", "nbest_ids", "nbest_lengths", "nbest_scores", "scores"]
 
 
 def _randomize(model, bias, seed):
@@ -60,25 +73,32 @@ def _model(seed, **config):
     return _randomize(model, model.output_projection.bias, seed)
 
 
-def _compare(model, strategy, inputs=(SOURCES,), name="source_ids"):
-    """Checks the graph against the traced search on each batch of `inputs`;
-    returns the lengths seen."""
+def _compare(model, strategy, inputs=(SOURCES,), name="source_ids", settings=({},)):
+    """Checks the graph against the traced search on each batch of `inputs`
+    and each dict of per-call `settings`; returns the lengths seen."""
     fns = ServingFunctions(model, MAX_LENGTH, strategy)
-    traced = tf.function(fns.id_level, input_signature=fns.id_signature())
+    signature = [dict(fns.id_signature()[0], **fns.settings_signature())]
+    traced = tf.function(fns.id_level, input_signature=signature)
     proto = onnx_rnn.build(fns, fns.names.ids, 17)
     assert proto is not None
     session = make_session(proto.SerializeToString(), threads=1)
+    defaults = {k: v["default"] for k, v in fns.settings().items()}
     lengths = set()
     for sources in inputs:
-        want = traced({name: tf.constant(sources)})
-        got = run_session(session, {name: sources})
-        assert sorted(got) == sorted(want) == ["ids", "lengths", "scores"]
-        np.testing.assert_array_equal(got["ids"], want["ids"].numpy())
-        np.testing.assert_array_equal(got["lengths"], want["lengths"].numpy())
-        np.testing.assert_allclose(got["scores"], want["scores"].numpy(), rtol=1e-5, atol=1e-5)
-        assert got["ids"].dtype == np.int32 and got["lengths"].dtype == np.int32
-        assert got["scores"].dtype == np.float32
-        lengths.update(got["lengths"].tolist())
+        for setting in settings:
+            feed = {k: np.asarray(v, signature[0][k].dtype.as_numpy_dtype)
+                    for k, v in dict(defaults, **setting).items()}
+            want = traced({name: tf.constant(sources), **feed})
+            got = run_session(session, {name: sources, **feed})
+            assert sorted(got) == sorted(want) == OUTPUTS
+            for key in OUTPUTS:
+                expected = want[key].numpy()
+                assert got[key].dtype == expected.dtype and got[key].shape == expected.shape
+                if key.endswith("scores"):  # -inf marks n-best padding in both
+                    np.testing.assert_allclose(got[key], expected, rtol=1e-5, atol=1e-5)
+                else:
+                    np.testing.assert_array_equal(got[key], expected, err_msg=f"{key} {setting}")
+            lengths.update(got["lengths"].tolist())
     return lengths
 
 
@@ -96,12 +116,13 @@ def test_same_ids_as_the_traced_beam_search(seed, config):
     # (Seeds where hypotheses end by EOS at several lengths and some are cut.)
     model = _model(seed, **config)
     default = not config
-    # The default model: greedy too, a batch of one, a source shorter than the
-    # beam, and an empty batch (onnxruntime's LSTM would crash on it).
+    # The default model: every per-call setting, an export of beam 1 too, a
+    # batch of one, a source shorter than the beam, and an empty batch
+    # (onnxruntime's LSTM would crash on it).
     inputs = (SOURCES, SOURCES[2:3, :2], SOURCES[:0]) if default else (SOURCES,)
-    lengths = set()
-    for strategy in (Greedy(), *BEAMS) if default else BEAMS[1:]:
-        lengths.update(_compare(model, strategy, inputs))
+    lengths = _compare(model, BEAMS[1], inputs, settings=SETTINGS if default else SETTINGS[:2])
+    if default:
+        lengths.update(_compare(model, BEAMS[0], inputs[:1], settings=SETTINGS[:3]))
     assert min(lengths) < MAX_LENGTH and max(lengths) == MAX_LENGTH and len(lengths) >= 3
 
 
@@ -113,21 +134,22 @@ PROMPTS = np.array(
 
 
 @pytest.mark.parametrize(
-    "seed,config,strategies",
+    "seed,config",
     [
-        (0, dict(cell="lstm", num_layers=2), (Greedy(), BEAMS[1])),
-        (3, dict(cell="gru", tie_embeddings=True, embedding_dim=6), (Greedy(),)),
-        (1, dict(cell="rnn"), (BEAMS[1],)),
+        (0, dict(cell="lstm", num_layers=2)),
+        (3, dict(cell="gru", tie_embeddings=True, embedding_dim=6)),
+        (1, dict(cell="rnn")),
     ],
     ids=["lstm-2layers", "gru-tied-projection", "simple-rnn"],
 )
-def test_language_model_same_ids_as_the_traced_search(seed, config, strategies):
+def test_language_model_same_ids_as_the_traced_search(seed, config):
+    # A language model exported with beam search (a greedy one falls back to
+    # tf2onnx: its signature samples).
     model = RNNLanguageModel(30, **{**dict(embedding_dim=8, units=8, stateful=False), **config})
     bias = model.output_bias if model.tie_embeddings else model.output_layer.bias
     _randomize(model, bias, seed)
-    lengths = set()
-    for strategy in strategies:
-        lengths.update(_compare(model, strategy, (PROMPTS, PROMPTS[:0]), name="prompt_ids"))
+    lengths = _compare(model, BEAMS[1], (PROMPTS, PROMPTS[:0]), name="prompt_ids",
+                       settings=SETTINGS[:2])
     assert min(lengths) < MAX_LENGTH and max(lengths) == MAX_LENGTH
 
 
@@ -155,14 +177,17 @@ def test_graph_layout_and_what_falls_back_to_tf2onnx():
     names = _value_names(proto.graph)
     assert len(names) == len(set(names))
     assert {n for n in names if not n.startswith("rnn/")} == {
-        "source_ids", "ids", "lengths", "scores"
+        "source_ids", "beam_size", "length_penalty", "n_best", "max_length", *OUTPUTS
     }
     assert proto.opset_import[0].version == 17
     # Other signatures and uncovered models keep tf2onnx (None).
+    # Greedy exports take the sampling inputs per request: tf2onnx.
     lm = RNNLanguageModel(30, embedding_dim=8, units=8, stateful=False)
-    sampled = ServingFunctions(lm, MAX_LENGTH, "greedy", RandomSampler(0.8, seed=1))
-    assert onnx_rnn.build(sampled, "generate_ids", 17) is None
-    assert onnx_rnn.supports(sampled) == "random sampling"
+    for sampler in (None, RandomSampler(0.8, seed=1)):
+        sampled = ServingFunctions(lm, MAX_LENGTH, "greedy", sampler)
+        assert onnx_rnn.build(sampled, "generate_ids", 17) is None
+        assert "per-request inputs temperature, top_k" in onnx_rnn.supports(sampled)
+    assert onnx_rnn.supports(ServingFunctions(model, MAX_LENGTH, Greedy())) is not None
     assert onnx_rnn.build(fns, "encode", 17) is None
     assert onnx_rnn.build(fns, "step", 17) is None
     feeding = AttentionSeq2Seq(30, 25, embedding_dim=8, units=8, input_feeding=True)

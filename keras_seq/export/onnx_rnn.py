@@ -15,21 +15,28 @@ weights with `onnx.helper` instead:
   `[N, K, ...]` queries), never tiled nor gathered per step;
 - the decoder step as one recurrent op per layer, and the search of
   `keras_seq.decoding` (beam search with finished hypotheses, the GNMT length
-  penalty and the exact early stop; or greedy) as a few vectorized ops
+  penalty and the exact early stop) as a few vectorized ops
   (`TopK`, batched `GatherND`) inside one ONNX `Loop`.
 
 It is the same search as `keras_seq.decoding.decode` (same candidates, same
-tie-breaking: `TopK` and `ArgMax` prefer the lower index as TensorFlow does),
-so it gives the SavedModel's ids; the parity tests check that. The beam width
-is one int64 `[1]` tensor (`_Beam.width`, read by `TopK`, the shapes and the
-row offsets): feeding it as a graph input instead of a constant gives a
-per-request beam width with no other change.
+tie-breaking: `TopK` prefers the lower index as TensorFlow does),
+so it gives the SavedModel's ids; the parity tests check that. The graph takes
+the per-request settings of a beam-search signature as the SavedModel does
+(`ServingFunctions.settings`): `beam_size` and `n_best` become int64 `[1]`
+tensors (`_Beam`) read by `TopK`, the shapes and the row offsets (beam size 1
+is greedy search: no length penalty); `length_penalty` feeds `Pow`, and the
+early-stop bound `max_penalty` is computed in the graph; `max_length` (at most
+the export's `L`, the width of the id buffers) stops the Loop and cuts the
+live hypotheses. Like tf2onnx's graph it does not check their ranges (the
+server does).
 
 `supports(fns)` says whether a `ServingFunctions` is covered: an
 `AttentionSeq2Seq` (any cell, attention, depth and direction; not input
 feeding) or an `RNNLanguageModel`, float32, tanh/sigmoid cells, with beam
-search or greedy decoding (not sampling). The writer keeps tf2onnx for the
-rest and for the other signatures.
+search. A greedy export (the default of a language model) takes the
+sampling inputs (`temperature`, `top_k`, `top_p`, `seed`) per request, which
+this graph does not implement: tf2onnx converts it, as the rest and the
+other signatures.
 
 Example:
 
@@ -50,6 +57,9 @@ BUILDER = "keras_seq.export.onnx_rnn"
 _NEG_INF = float("-inf")
 _MASK_SCORE = -1e9  # as keras_seq.layers.attention
 _LSTM_ORDER = (0, 3, 1, 2)  # Keras i, f, c, o -> ONNX i, o, f, c
+_FLOAT, _INT64 = 1, 7  # onnx.TensorProto's FLOAT and INT64
+# The graph's per-request inputs, as `ServingFunctions.settings` of a beam search.
+_SETTINGS = ("beam_size", "length_penalty", "n_best", "max_length")
 
 
 def build(fns, signature, opset):
@@ -77,8 +87,8 @@ def supports(fns):
     model = fns.model
     if type(model) not in (AttentionSeq2Seq, RNNLanguageModel):
         return f"{type(model).__name__} is not an AttentionSeq2Seq or RNNLanguageModel"
-    if fns.sampler is not None:
-        return "random sampling"
+    if set(fns.settings()) != set(_SETTINGS):  # greedy exports take sampling inputs
+        return f"per-request inputs {', '.join(fns.settings())} (beam search's only)"
     if getattr(model, "input_feeding", False):
         return "input feeding"
     if model.compute_dtype != "float32":
@@ -291,7 +301,7 @@ def _encode(g, model, source):
 def _attend(g, model, query, memory, keys, mask, beam):
     """query [N*K, U] -> context [N*K, Dm]; memory/keys per batch row, shared by beams."""
     attention = model.attention
-    q = g.op("Reshape", query, beam.shape(-1, "K", model.units))  # [N, K, U]
+    q = g.op("Reshape", query, beam.shape(g, -1, "K", model.units))  # [N, K, U]
     if model.attention_type in ("bahdanau", "luong-concat"):
         q = g.op("MatMul", q, g.const(_weights(attention.query_kernel)))  # [N, K, A]
         hidden = g.op(
@@ -366,29 +376,36 @@ def _lm_step(g, model, tokens, states):
 
 
 class _Beam:
-    """The search's sizes as tensors: `width` (K), `n_best` (R), `length` (L)."""
+    """The search's settings as tensors of the main graph (a Loop body reads
+    them too): `width` (K) and `n_best` (R) int64 `[1]`, `alpha` float32 `[]`,
+    `length` (the per-call max_length) int64 `[]`, `max_penalty` float32 `[]`."""
 
-    def __init__(self, g, strategy, max_length, width=None, n_best=None):
-        self.g = g
-        # [1] int64; a graph input instead of the constant would do as well.
-        self.width = width or g.i64(strategy.beam_size)
-        self.n_best = n_best or g.i64(strategy.num_return)
-        self.length = max_length
-        self.alpha = strategy.length_penalty
-        self.max_penalty = ((5.0 + max_length) / 6.0) ** self.alpha if self.alpha else 1.0
+    def __init__(self, g, width, n_best, alpha, length):
+        self.width, self.n_best, self.alpha, self.length = width, n_best, alpha, length
+        self.max_penalty = self.penalty(g, g.op("Cast", length, to=_FLOAT))
 
-    def shape(self, *dims):
-        """A 1-D int64 shape of ints and "K" (the beam width)."""
-        g = self.g
+    def shape(self, g, *dims):
+        """A 1-D int64 shape of ints and "K" (the beam width), built in `g`."""
         parts = [self.width if d == "K" else g.i64(d) for d in dims]
         return g.op("Concat", *parts, axis=0)
 
     def penalty(self, g, lengths_f):
         """GNMT `((5 + n) / 6) ** alpha` of float lengths (1 when alpha = 0)."""
-        if not self.alpha:
-            return g.const(1.0)
         base = g.op("Div", g.op("Add", lengths_f, g.const(5.0)), g.const(6.0))
-        return g.op("Pow", base, g.const(self.alpha))
+        return g.op("Pow", base, self.alpha)
+
+
+def _settings(g):
+    """The `_Beam` of one call, from the graph's per-request scalar inputs
+    `beam_size`, `n_best`, `max_length` (int32 `[]`) and `length_penalty`
+    (float32 `[]`), as `ServingFunctions.decoding` reads them: beam size 1 is
+    greedy search (no length penalty)."""
+    width = g.op("Cast", "beam_size", to=_INT64)
+    alpha = g.op("Where", g.op("Equal", width, g.const(1, np.int64)), g.const(0.0),
+                 "length_penalty")
+    return _Beam(g, g.op("Reshape", width, g.i64(1)),
+                 g.op("Reshape", g.op("Cast", "n_best", to=_INT64), g.i64(1)),
+                 alpha, g.op("Cast", "max_length", to=_INT64))
 
 
 def _gather_rows(g, x, idx):
@@ -430,30 +447,32 @@ def _reduce_max(g, x, axis):
     return g.op("ReduceMax", x, axes=[axis], keepdims=0)
 
 
-def _beam_search(g, step, start, states, strategy, length, vocab_size, end_id):
+def _beam_search(g, step, start, states, beam, length, vocab_size, end_id):
     """`keras_seq.decoding`'s beam search (see `_beam_search` there).
 
     Args:
         step: `step(g, beam, tokens [N*K], states) -> (logp [N*K, V], states)`.
         start: int32 [N], the first tokens; states: float [N, U] tensors.
+        beam: the call's `_Beam` settings.
+        length: int, the export's max_length (the width of the id buffers).
 
     Returns:
-        The best hypothesis: `(ids int32 [N, L], lengths int32 [N], scores [N])`.
+        The n-best lists: `(ids int32 [N, R, L], lengths int32 [N, R],
+        scores [N, R])`, best first.
     """
     tp = g.helper.TensorProto
-    beam = _Beam(g, strategy, length)
     vocab = g.const(vocab_size, np.int64)
     rows = _rows(g, start)
     state_names = [f"s{i}" for i in range(len(states))]
     # Tile to N*K rows: row n*K + j is beam j of row n.
     initial = {
         name: g.op("Flatten", g.op("Expand", g.op("Unsqueeze", s, g.i64(1)),
-                                   beam.shape(1, "K", 1)), axis=2)
+                                   beam.shape(g, 1, "K", 1)), axis=2)
         for name, s in zip(state_names, states)
     }
     initial["t"] = g.const(0, np.int64)
     initial["tokens"] = g.op("Reshape", g.op("Expand", g.op("Unsqueeze", start, g.i64(1)),
-                                             beam.shape(1, "K")), g.i64(-1))
+                                             beam.shape(g, 1, "K")), g.i64(-1))
     # Only beam 0 is live at first, so the K copies do not duplicate hypotheses.
     first = g.op("Equal", g.op("Range", g.const(0, np.int64),
                                g.op("Squeeze", beam.width, g.i64(0)), g.const(1, np.int64)),
@@ -478,9 +497,9 @@ def _beam_search(g, step, start, states, strategy, length, vocab_size, end_id):
         tp.INT32, tp.FLOAT, tp.INT32, tp.FLOAT, tp.FLOAT, tp.INT32]
 
     def body(g, v):
-        b = _Beam(g, strategy, length, beam.width, beam.n_best)
+        b = beam  # the settings: main-graph tensors, read from the body
         logp, new_states = step(g, b, v["tokens"], [v[n] for n in state_names])
-        cand = g.op("Add", g.op("Reshape", logp, b.shape(-1, "K", vocab_size)),
+        cand = g.op("Add", g.op("Reshape", logp, b.shape(g, -1, "K", vocab_size)),
                     g.op("Unsqueeze", v["alive_logp"], g.i64(2)))
         cand = g.op("Reshape", cand, g.op("Concat", g.i64(-1),
                                           g.op("Mul", b.width, vocab), axis=0))  # [N, K*V]
@@ -524,85 +543,34 @@ def _beam_search(g, step, start, states, strategy, length, vocab_size, end_id):
         out["t"] = t1
 
         # Go on while t < L and some row's live beams can still enter the n-best list.
-        best = g.op("Div", _reduce_max(g, out["alive_logp"], 1),
-                    g.const(np.float32(b.max_penalty)))
+        best = g.op("Div", _reduce_max(g, out["alive_logp"], 1), b.max_penalty)
         last = g.op("Squeeze", g.op("Gather", out["fin_norm"],
                                     g.op("Sub", b.n_best, g.i64(1)), axis=1), g.i64(1))
         open_rows = g.op("ReduceSum", g.op("Cast", g.op("Less", last, best), to=tp.INT32),
                          g.i64(0), keepdims=0)
-        go_on = g.op("And", g.op("Less", t1, g.const(length, np.int64)),
+        go_on = g.op("And", g.op("Less", t1, b.length),
                      g.op("Greater", open_rows, g.const(0, np.int32)))
         return go_on, out
 
     v = _loop(g, names, types, initial, body, length)
 
     # Hypotheses still live at max_length are cut there and compete too.
-    at_end = g.op("GreaterOrEqual", v["t"], g.const(length, np.int64))
-    alive_norm = g.op("Where", at_end,
-                      g.op("Div", v["alive_logp"], g.const(np.float32(beam.max_penalty))),
+    at_end = g.op("GreaterOrEqual", v["t"], beam.length)
+    alive_norm = g.op("Where", at_end, g.op("Div", v["alive_logp"], beam.max_penalty),
                       g.const(_NEG_INF))
     best_norm, pick = g.op("TopK", g.op("Concat", v["fin_norm"], alive_norm, axis=1),
                            beam.n_best, outputs=2)
     valid = g.op("Greater", best_norm, g.const(_NEG_INF))
     ids = _gather_rows(g, g.op("Concat", v["fin_ids"], v["alive_ids"], axis=1), pick)
     ids = g.op("Where", g.op("Unsqueeze", valid, g.i64(2)), ids, g.const(0, np.int32))
-    alive_len = g.op("Expand", g.const(length, np.int32), g.op("Shape", v["alive_logp"]))
+    alive_len = g.op("Expand", g.op("Cast", beam.length, to=tp.INT32),
+                     g.op("Shape", v["alive_logp"]))
     lengths = g.op("GatherElements", g.op("Concat", v["fin_len"], alive_len, axis=1), pick,
                    axis=1)
     lengths = g.op("Where", valid, lengths, g.const(0, np.int32))
     scores = g.op("GatherElements", g.op("Concat", v["fin_logp"], v["alive_logp"], axis=1),
                   pick, axis=1)
-    zero = g.const(0, np.int64)  # the best hypothesis
-    return tuple(g.op("Gather", x, zero, axis=1) for x in (ids, lengths, scores))
-
-
-def _greedy(g, step, start, states, length, end_id):
-    """`keras_seq.decoding`'s greedy search (no sampler); returns `(ids, lengths, scores)`."""
-    from keras_seq.decoding import BeamSearch
-
-    tp = g.helper.TensorProto
-    rows = _rows(g, start)
-    state_names = [f"s{i}" for i in range(len(states))]
-    initial = dict(zip(state_names, states))
-    initial.update(
-        t=g.const(0, np.int64), tokens=start,
-        ids=g.op("Expand", g.const(0, np.int32), g.op("Concat", rows, g.i64(length), axis=0)),
-        lengths=g.op("Expand", g.const(length, np.int32), rows),
-        scores=g.op("Expand", g.const(0.0), rows),
-        finished=g.op("Expand", g.const(False, np.bool_), rows),
-    )
-    names = ["t", "tokens", *state_names, "ids", "lengths", "scores", "finished"]
-    types = [tp.INT64, tp.INT32] + [tp.FLOAT] * len(states) + [
-        tp.INT32, tp.INT32, tp.FLOAT, tp.BOOL]
-
-    def body(g, v):
-        one = _Beam(g, BeamSearch(1), length)  # the step's view: one hypothesis per row
-        logp, new_states = step(g, one, v["tokens"], [v[n] for n in state_names])
-        chosen = g.op("ArgMax", logp, axis=1, keepdims=1)  # int64 [N, 1], first maximum
-        chosen_logp = g.op("Squeeze", g.op("GatherElements", logp, chosen, axis=1), g.i64(1))
-        chosen = g.op("Cast", g.op("Squeeze", chosen, g.i64(1)), to=tp.INT32)
-        finished = v["finished"]
-        t1 = g.op("Add", v["t"], g.const(1, np.int64))
-        at_t = g.op("Equal", g.const(np.arange(length), np.int64), v["t"])  # [L]
-        written = g.op("Where", finished, g.const(0, np.int32), chosen)
-        ended = g.op("And", g.op("Not", finished),
-                     g.op("Equal", chosen, g.const(end_id, np.int32)))
-        out = dict(zip(state_names, new_states))
-        out["finished"] = g.op("Or", finished, ended)
-        out["tokens"] = g.op("Where", out["finished"], g.const(end_id, np.int32), chosen)
-        out["ids"] = g.op("Where", at_t, g.op("Unsqueeze", written, g.i64(1)), v["ids"])
-        out["lengths"] = g.op("Where", ended, g.op("Cast", t1, to=tp.INT32), v["lengths"])
-        out["scores"] = g.op("Add", v["scores"],
-                             g.op("Where", finished, g.const(0.0), chosen_logp))
-        out["t"] = t1
-        open_rows = g.op("ReduceSum", g.op("Cast", g.op("Not", out["finished"]),
-                                           to=tp.INT32), g.i64(0), keepdims=0)
-        go_on = g.op("And", g.op("Less", t1, g.const(length, np.int64)),
-                     g.op("Greater", open_rows, g.const(0, np.int32)))
-        return go_on, out
-
-    v = _loop(g, names, types, initial, body, length)
-    return v["ids"], v["lengths"], v["scores"]
+    return ids, lengths, scores
 
 
 # --------------------------------------------------------------------------
@@ -646,12 +614,13 @@ def build_ids_graph(fns, opset):
         opset: the ONNX opset (>= 17).
 
     Returns:
-        An `onnx.ModelProto`: `source_ids` / `prompt_ids` int32 [N, T] ->
+        An `onnx.ModelProto` with the inputs and outputs of tf2onnx's graph:
+        `source_ids` / `prompt_ids` int32 [N, T] and the scalars `beam_size`,
+        `n_best`, `max_length` (int32) and `length_penalty` (float32) ->
         `ids` int32 [N, L], `lengths` int32 [N], `scores` float32 [N] (the
-        names of tf2onnx's graph).
+        best hypothesis) and `nbest_ids` [N, n_best, L], `nbest_lengths`,
+        `nbest_scores` [N, n_best] (`-inf` scores mark padding entries).
     """
-    from keras_seq.decoding import BeamSearch
-
     onnx = extras.require("onnx", "onnx", "ONNX export")
     from onnx import helper, numpy_helper
 
@@ -669,20 +638,22 @@ def build_ids_graph(fns, opset):
     inputs = g.op("Concat", name, dummy, axis=0)
     prepare = _translator if fns.task == "translation" else _language_model
     start, states, step = prepare(g, fns, inputs)
-    if isinstance(fns.strategy, BeamSearch):
-        outputs = _beam_search(g, step, start, states, fns.strategy, length,
-                               model.output_vocab_size, model.end_id)
-    else:
-        outputs = _greedy(g, step, start, states, length, model.end_id)
-    names = ("ids", "lengths", "scores")
+    nbest = _beam_search(g, step, start, states, _settings(g), length,
+                         model.output_vocab_size, model.end_id)
+    zero = g.const(0, np.int64)  # the best hypothesis
+    outputs = [g.op("Gather", x, zero, axis=1) for x in nbest] + list(nbest)
+    names = ("ids", "lengths", "scores", "nbest_ids", "nbest_lengths", "nbest_scores")
     for value, n in zip(outputs, names):
         g.op("Slice", value, g.i64(0), rows, g.i64(0))
         g.nodes[-1].output[0] = n
+    dtypes = {"length_penalty": tp.FLOAT}
+    shapes = (["N", length], ["N"], ["N"], ["N", "R", length], ["N", "R"], ["N", "R"])
     graph = helper.make_graph(
         g.nodes, fns.names.ids,
-        [helper.make_tensor_value_info(name, tp.INT32, ["N", "T"])],
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in zip(
-            names, (tp.INT32, tp.INT32, tp.FLOAT), (["N", length], ["N"], ["N"]))],
+        [helper.make_tensor_value_info(name, tp.INT32, ["N", "T"])]
+        + [helper.make_tensor_value_info(s, dtypes.get(s, tp.INT32), []) for s in _SETTINGS],
+        [helper.make_tensor_value_info(n, tp.FLOAT if n.endswith("scores") else tp.INT32, s)
+         for n, s in zip(names, shapes)],
         initializer=list(g.initializers.values()),
     )
     proto = helper.make_model(
