@@ -55,6 +55,7 @@ def exported(tmp_path_factory):
     tr_path = export.export_translator(
         translator, source, target, root / "fra", beam_size=5, length_penalty=0.6,
         max_length=TR_LENGTH, max_beam_size=MAX_BEAM,
+        unk_replace=False,  # texts are the target tokenizer's decode (the oracle below)
     )
     tokenizer = WordTokenizer().fit(LM_TEXTS)
     lm = RNNLanguageModel(tokenizer.vocab_size, embedding_dim=8, units=16, num_layers=1,

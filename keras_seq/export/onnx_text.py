@@ -399,10 +399,15 @@ def write_text_graph(core_path, path, task, tokenizers, metadata, *, unk_replace
         feeds, post, refusals = _generation_graph(g, tokenizers, max_tokens)
         text_input, text_outputs = "prompts", ["generated", "text"]
     core = onnx.compose.add_prefix(core, "core/")
+    _prefix_outer_references(core.graph, "core/")
     nodes = list(g.nodes)
+    passed = []  # the core's other inputs (per-request decoding settings): the graph's too
     for node_input in core.graph.input:
-        nodes.append(onnx.helper.make_node(
-            "Identity", [feeds[_bare(node_input.name[len("core/"):])]], [node_input.name]))
+        name = _bare(node_input.name[len("core/"):])
+        if name not in feeds:
+            passed.append(onnx.helper.make_value_info(name, node_input.type))
+            feeds[name] = name
+        nodes.append(onnx.helper.make_node("Identity", [feeds[name]], [node_input.name]))
     nodes.extend(core.graph.node)
     out = {}
     for name, full in core_outputs.items():
@@ -423,7 +428,7 @@ def write_text_graph(core_path, path, task, tokenizers, metadata, *, unk_replace
         outputs.append(onnx.helper.make_value_info(name, source.type))
     graph = onnx.helper.make_graph(
         nodes, f"keras_seq_{task}_text",
-        [tensor(text_input, onnx.TensorProto.STRING, [None])], outputs,
+        [tensor(text_input, onnx.TensorProto.STRING, [None])] + passed, outputs,
         initializer=list(core.graph.initializer),
     )
     graph.value_info.extend(core.graph.value_info)
@@ -443,6 +448,33 @@ def write_text_graph(core_path, path, task, tokenizers, metadata, *, unk_replace
     with open(path, "wb") as f:
         f.write(model.SerializeToString())
     return dict(sorted(op_summary(model.graph).items()))
+
+
+def _prefix_outer_references(graph, prefix):
+    """Renames what `onnx.compose.add_prefix` leaves behind: the names a
+    `Loop`/`If` body reads from the enclosing graphs (onnx_rnn's search loop
+    reads its weights so), which must follow their prefixed producers."""
+    outer = {v.name for v in graph.input} | {i.name for i in graph.initializer}
+    outer |= {out for node in graph.node for out in node.output}
+
+    def visit(body, known):
+        local = {v.name for v in body.input} | {i.name for i in body.initializer}
+        local |= {out for node in body.node for out in node.output}
+        for node in body.node:
+            for i, name in enumerate(node.input):
+                if name and name not in local and prefix + name in known:
+                    node.input[i] = prefix + name
+            for attribute in node.attribute:
+                for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                    visit(sub, known | local)
+        for value in body.output:
+            if value.name not in local and prefix + value.name in known:
+                value.name = prefix + value.name
+
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                visit(sub, outer)
 
 
 def _bare(name):

@@ -373,6 +373,10 @@ class ServingFunctions:
             entry.update(dtype=dtype.name, description=description)
         return info
 
+    def id_level_signature(self):
+        """The input signature of the id-level signature (and `aligned_level`): ids and the settings."""
+        return [dict(self.id_signature()[0], **self.settings_signature())]
+
     def settings_signature(self):
         """The per-request inputs of the text and id-level signatures."""
         return {name: spec([], SETTINGS[name][0], name) for name in self.settings()}
@@ -468,9 +472,10 @@ class ServingFunctions:
 
     def aligned_level(self, inputs):
         """The id-level signature plus `alignment` (not exported as a
-        signature; the core of the ONNX text graph when `unk_replace`)."""
+        signature; the core of the ONNX text graph when `unk_replace`), with
+        the same per-request inputs (`id_level_signature`)."""
         ids = self.validate(inputs[self.model.input_name], self.names.ids, from_text=False)
-        return _identity_outputs(self.decode_aligned(ids))
+        return _identity_outputs(self.decode_aligned(ids, inputs))
 
     # -- the signatures -------------------------------------------------------
     def id_level(self, inputs):
@@ -583,6 +588,6 @@ class ServingFunctions:
                      names.text_doc + settings_doc),
             Endpoint(names.state, self.state_level, self.id_signature(), names.state_doc),
             Endpoint("step", self.step, None, _STEP_DOC),
-            Endpoint(names.ids, self.id_level, [dict(self.id_signature()[0], **settings)],
+            Endpoint(names.ids, self.id_level, self.id_level_signature(),
                      names.ids_doc + settings_doc),
         ]

@@ -369,7 +369,7 @@ def _write_onnx(fns, functions, data, directory, opset, tokenizers=(), quantize=
         aligned = fns.unk_replace and onnx_text.supports(tokenizers[-1])
         if aligned:  # the id-level graph plus the alignment <unk> replacement reads
             core = os.path.join(directory, ".aligned.onnx")
-            signature = fns.id_signature()
+            signature = fns.id_level_signature()
             fn = tf.function(fns.aligned_level, input_signature=signature)
             onnx_graphs.convert(fn, signature, core, opset, {"signature": "aligned"})
         ops = onnx_text.write_text_graph(
