@@ -60,7 +60,9 @@ def test_translator_text_is_one_text_in_every_runtime(trained):
     results = translator.translate(sentences, max_length=MAX_LENGTH)
     library = [r.text for r in results]
     translate = tf.saved_model.load(path).signatures["translate"]
-    saved = [t.decode() for t in translate(sentences=tf.constant(sentences))["translations"].numpy()]
+    settings = export.decoding_settings(path)  # the export's defaults, fed explicitly
+    saved = [t.decode() for t in translate(sentences=tf.constant(sentences),
+                                           **settings)["translations"].numpy()]
     onnx, out = _onnx_text(to / "onnx" / "translate.onnx", sentences)
     assert saved == library
     assert onnx == saved
@@ -166,7 +168,8 @@ def test_language_model_generate_graph_matches_saved_model(tmp_path):
     path = export.export_language_model(model, tokenizer, tmp_path / "lm", max_length=8,
                                         quantize="int8", quality_texts=texts)
     prompts = ["The Cat", "a DOG ran", "It was a zebra", "cold !"]
-    got = tf.saved_model.load(path).signatures["generate"](prompts=tf.constant(prompts))
+    got = tf.saved_model.load(path).signatures["generate"](prompts=tf.constant(prompts),
+                                                           **export.decoding_settings(path))
     onnx, out = _onnx_text(tmp_path / "lm" / "onnx" / "generate.onnx", prompts, "generated")
     assert onnx == [t.decode() for t in got["generated"].numpy()]
     assert [str(t) for t in out["text"]] == [t.decode() for t in got["text"].numpy()]

@@ -144,13 +144,27 @@ def _check_extensions(library):
         )
 
 
+def _setting_defaults(session):
+    """{input: default} of a graph's per-request settings (none for other graphs)."""
+    try:
+        info = json.loads(session.get_modelmeta().custom_metadata_map["keras_seq.export"])
+        entries = (info.get("decoding") or {}).get("inputs") or {}
+        return {name: np.asarray(e["default"], dtype=e["dtype"]) for name, e in entries.items()}
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return {}
+
+
 def bare_name(name):
     """A graph input/output name without TensorFlow's `:0` suffix."""
     return name[:-2] if name.endswith(":0") else name
 
 
 def run_session(session, feeds):
-    """Runs `session` on `{bare input name: array}`; returns `{bare name: array}`."""
+    """Runs `session` on `{bare input name: array}`; returns `{bare name: array}`.
+
+    The per-request decoding settings that `feeds` leaves out take the
+    export's defaults (the graph's `decoding.inputs` metadata)."""
+    feeds = dict(_setting_defaults(session), **feeds)
     feed = {node.name: np.asarray(feeds[bare_name(node.name)]) for node in session.get_inputs()}
     names = [node.name for node in session.get_outputs()]
     values = session.run(names, feed)

@@ -19,6 +19,7 @@ info["delta"]   # BLEU int8 - float
 ```
 """
 
+import json
 import logging
 import math
 import os
@@ -61,6 +62,22 @@ def _quantize_file(source, target):
         )
     finally:
         root.setLevel(level)
+    # quantize_dynamic drops the metadata: keep keras_seq's (signature, the
+    # per-request settings' defaults the server and `run_session` feed).
+    onnx = extras.require("onnx", "onnx", "int8 ONNX export")
+    float_model = onnx.load(source, load_external_data=False)
+    model = onnx.load(target)
+    del model.metadata_props[:]
+    model.metadata_props.extend(float_model.metadata_props)
+    onnx.save(model, target)
+
+
+def _metadata(path):
+    """The keras_seq metadata of the float graph at `path` (the signature, the
+    per-request settings' defaults)."""
+    onnx = extras.require("onnx", "onnx", "int8 ONNX export")
+    props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    return json.loads(props.get("keras_seq.export", "{}"))
 
 
 def write_int8(fns, directory, data, tokenizers, text_core=None, quality=None):
@@ -93,7 +110,8 @@ def write_int8(fns, directory, data, tokenizers, text_core=None, quality=None):
         _quantize_file(core, quantized_core)
         onnx_text.write_text_graph(
             quantized_core, os.path.join(target, default + ".onnx"), fns.task, tokenizers,
-            {"signature": default, "precision": "int8"}, unk_replace=aligned,
+            dict(_metadata(os.path.join(directory, default + ".onnx")), precision="int8"),
+            unk_replace=aligned,
             max_tokens=fns.max_input,
         )
         os.remove(quantized_core)
