@@ -61,7 +61,8 @@ FAMILIES = {
     ),
 }
 
-# Run in a fresh interpreter: load, compare outputs, train one more batch.
+# Run in one fresh interpreter for every family (one TensorFlow start): load,
+# compare outputs, train one more batch.
 _CHILD = textwrap.dedent(
     """
     import json, sys
@@ -69,26 +70,29 @@ _CHILD = textwrap.dedent(
     import keras
     import keras_seq  # registers the serializable classes
 
-    path, data_path = sys.argv[1], sys.argv[2]
-    data = np.load(data_path, allow_pickle=True).item()
-    model = keras.models.load_model(path)
-    if hasattr(model, "reset_states"):
-        model.reset_states()  # a stateful model: compare from a zero state
-    outputs = np.asarray(model(data["x"], training=False))
-    history = model.fit(data["x"], data["y"], batch_size=len(data["y"]), epochs=1, verbose=0)
-    generated = model.generate(data["prompt"], max_length=3)
-    print(json.dumps({
-        "max_abs_diff": float(np.max(np.abs(outputs - data["outputs"]))),
-        "loss": float(history.history["loss"][-1]),
-        "optimizer_iterations": int(model.optimizer.iterations.numpy()),
-        "generated_shape": list(generated.ids.shape),
-    }))
+    reports = {}
+    for family, path, data_path in json.loads(sys.argv[1]):
+        data = np.load(data_path, allow_pickle=True).item()
+        model = keras.models.load_model(path)
+        if hasattr(model, "reset_states"):
+            model.reset_states()  # a stateful model: compare from a zero state
+        outputs = np.asarray(model(data["x"], training=False))
+        history = model.fit(data["x"], data["y"], batch_size=len(data["y"]), epochs=1,
+                            verbose=0)
+        generated = model.generate(data["prompt"], max_length=3)
+        reports[family] = {
+            "max_abs_diff": float(np.max(np.abs(outputs - data["outputs"]))),
+            "loss": float(history.history["loss"][-1]),
+            "optimizer_iterations": int(model.optimizer.iterations.numpy()),
+            "generated_shape": list(generated.ids.shape),
+        }
+    print(json.dumps(reports))
     """
 )
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_keras_file_round_trip_in_fresh_process(family, tmp_path):
+def _save_trained(family, directory):
+    """Trains `family` one batch, saves it; returns (model path, data path)."""
     build, make_data = FAMILIES[family]
     rng = np.random.default_rng(0)
     x, y = make_data(rng)
@@ -99,18 +103,30 @@ def test_keras_file_round_trip_in_fresh_process(family, tmp_path):
         model.reset_states()
     outputs = np.asarray(model(x, training=False))
     prompt = x["source"] if isinstance(x, dict) else x
-    path = str(tmp_path / "model.keras")
+    path = str(directory / f"{family}.keras")
     model.save(path)
-    data_path = str(tmp_path / "data.npy")
+    data_path = str(directory / f"{family}.npy")
     np.save(data_path, {"x": x, "y": y, "outputs": outputs, "prompt": prompt[:2]})
+    return path, data_path
 
+
+@pytest.fixture(scope="module")
+def fresh_process_reports(tmp_path_factory):
+    """{family: report} of one fresh process loading every family's file."""
+    directory = tmp_path_factory.mktemp("keras-files")
+    jobs = [(family, *_save_trained(family, directory)) for family in sorted(FAMILIES)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, path, data_path],
-        capture_output=True, text=True, env=env, timeout=300,
+        [sys.executable, "-c", _CHILD, json.dumps(jobs)],
+        capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_keras_file_round_trip_in_fresh_process(family, fresh_process_reports):
+    report = fresh_process_reports[family]
     assert report["max_abs_diff"] < 1e-5
     assert np.isfinite(report["loss"])
     # The optimizer state came back with the file: one step before, one after.

@@ -191,6 +191,7 @@ def test_raw_saved_model_callers_get_named_asserts(exported):
             lm(prompt_ids=prompts, **settings(exported["lm_path"], **chosen))
 
 
+@pytest.mark.slow  # ~12 s; test_onnx_fast checks the same settings graph by graph
 def test_parity_with_beam_1_and_5_per_call(exported):
     report = export.check_parity(
         exported["translator"], exported["tr_path"], exported["source_ids"],
