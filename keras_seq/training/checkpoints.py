@@ -16,6 +16,7 @@ With `TrainConfig.average_last = N`, each epoch's model weights are also kept
 `average_checkpoints` writes their element-wise mean (`averaged.weights.h5`).
 """
 
+import contextlib
 import json
 import os
 import tempfile
@@ -42,7 +43,7 @@ def _save_checkpoint(model, path, state):
     fd, tmp = tempfile.mkstemp(prefix=runs.temp_prefix(path.name), suffix=".weights.h5", dir=path.parent)
     runs.follow_umask(fd)  # mkstemp's 0600 -> what the umask gives
     os.close(fd)
-    try:
+    with _published_as(tmp, path):
         skip = [model.optimizer] if state is None and model.optimizer is not None else None
         if skip:
             _keras.saving.save_weights(model, tmp, overwrite=True, objects_to_skip=skip)
@@ -52,6 +53,18 @@ def _save_checkpoint(model, path, state):
             if state is not None:
                 f.attrs[STATE_ATTR] = json.dumps(state)
             f.flush()
+    if path.parent.name == runs.CHECKPOINTS_DIR:
+        # The new run has a checkpoint: an overwritten old run is not needed any more.
+        runs.discard_replaced_runs(path.parent.parent)
+
+
+
+@contextlib.contextmanager
+def _published_as(tmp, path):
+    """Publishes the file `tmp` the block writes as `path` (fsync, atomic rename,
+    fsync of the directory); removes `tmp` if the block or the rename fails."""
+    try:
+        yield
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -62,10 +75,6 @@ def _save_checkpoint(model, path, state):
         except FileNotFoundError:
             pass
         raise
-    if path.parent.name == runs.CHECKPOINTS_DIR:
-        # The new run has a checkpoint: an overwritten old run is not needed any more.
-        runs.discard_replaced_runs(path.parent.parent)
-
 
 def read_checkpoint_state(path):
     """The training state stored in a `last.weights.h5` checkpoint.
@@ -269,7 +278,7 @@ def _write_weights_like(template, arrays, path):
     fd, tmp = tempfile.mkstemp(prefix=runs.temp_prefix(path.name), suffix=".weights.h5",
                                dir=path.parent)
     os.close(fd)
-    try:
+    with _published_as(tmp, path):
         shutil.copyfile(template, tmp)
         with h5py.File(tmp, "a") as f:
             for group in _NOT_WEIGHTS:
@@ -280,14 +289,4 @@ def _write_weights_like(template, arrays, path):
             for name, value in arrays.items():
                 f[name][...] = value
             f.flush()
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        runs.fsync_dir(path.parent)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path
