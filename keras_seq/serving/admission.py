@@ -26,6 +26,7 @@ from keras_seq.serving.defaults import (  # noqa: F401  (re-exported)
     DEFAULT_QUEUE_TIMEOUT_MS,
     DEFAULT_REQUEST_TIMEOUT_MS,
 )
+from keras_seq.serving.logs import _one_line, scrub_paths
 from keras_seq.serving.signatures import RequestError
 
 
@@ -173,3 +174,19 @@ def _consume_exception(future):
     """Retrieves a late call's exception so that asyncio does not log it."""
     if not future.cancelled():
         future.exception()
+
+
+def call_signature(signature, arrays, base_dir):
+    """Runs `signature(arrays)` for a client (REST and gRPC alike).
+
+    A `RequestError` the model raises reaches the client as one line without
+    the server's file paths under `base_dir`; a 503 (the model ran out of
+    memory) becomes `Overloaded`, a busy server.
+    """
+    try:
+        return signature(arrays)
+    except RequestError as error:
+        message = scrub_paths(_one_line(error), base_dir)
+        if error.status == 503:
+            raise Overloaded(f"server overloaded: {message}") from None
+        raise RequestError(message, status=error.status) from None

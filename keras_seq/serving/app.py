@@ -27,7 +27,7 @@ from starlette.routing import Route
 from keras_seq.serving import admission, codec
 from keras_seq.serving.batching import BatchOptions
 from keras_seq.serving.defaults import DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_POLL_INTERVAL
-from keras_seq.serving.logs import _one_line, log_event, scrub_paths
+from keras_seq.serving.logs import _one_line, log_event
 from keras_seq.serving.metrics import CONTENT_TYPE
 from keras_seq.serving.registry import ModelRegistry
 from keras_seq.serving.signatures import RequestError, parse_version
@@ -203,13 +203,7 @@ def _predict(served, body, limits, fields, base_dir):
     fields["format"] = fmt
     arrays, batch = codec.decode_inputs(request, fmt, signature, limits)
     fields["instances"] = batch
-    try:
-        results = signature(arrays)
-    except RequestError as error:
-        message = scrub_paths(_one_line(error), base_dir)
-        if error.status == 503:  # the model ran out of memory: a busy server
-            raise admission.Overloaded(f"server overloaded: {message}") from None
-        raise RequestError(message, status=error.status) from None
+    results = admission.call_signature(signature, arrays, base_dir)
     return codec.encode_outputs(results, fmt, batch)
 
 

@@ -50,7 +50,7 @@ from tensorflow_serving.apis import (
 )
 
 from keras_seq.serving import admission, grpc_tensors
-from keras_seq.serving.logs import _one_line, log_event, scrub_paths
+from keras_seq.serving.logs import _one_line, log_event
 from keras_seq.serving.signatures import DEFAULT_SIGNATURE, RequestError
 
 GRACE_SECONDS = 5.0  # in-flight RPCs get this long to finish at shutdown
@@ -88,13 +88,7 @@ def _predict(served, signature, request, limits, fields, base_dir):
     """Decodes, runs and encodes one Predict (in a model thread); see `app._predict`."""
     arrays, batch = grpc_tensors.to_inputs(request.inputs, signature, limits)
     fields["instances"] = batch
-    try:
-        results = signature(arrays)
-    except RequestError as error:
-        message = scrub_paths(_one_line(error), base_dir)
-        if error.status == 503:  # the model ran out of memory: a busy server
-            raise admission.Overloaded(f"server overloaded: {message}") from None
-        raise RequestError(message, status=error.status) from None
+    results = admission.call_signature(signature, arrays, base_dir)
     response = predict_pb2.PredictResponse()
     response.model_spec.name = request.model_spec.name
     response.model_spec.version.value = served.version

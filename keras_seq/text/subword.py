@@ -194,14 +194,7 @@ def _pieces(model_proto):
 
 
 def _write_bytes_atomic(path, data):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from keras_seq.runs import atomic_write  # fsync, rename, the umask's mode
+
+    with atomic_write(path, "wb") as f:
+        f.write(data)
