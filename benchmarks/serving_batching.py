@@ -153,8 +153,10 @@ def in_process(args, ids):
                 version = SavedModelBackend().load(1, path / "1", None)
             name = bodies["signature_name"]
             if "instances" in bodies:
-                arrays = {next(iter(version.signatures[name].inputs)):
-                          np.array([bodies["instances"][0].encode()], dtype=object)}
+                # The one string input (the others are optional decoding settings).
+                text = next(k for k, v in version.signatures[name].inputs.items()
+                            if v.dtype == "string")
+                arrays = {text: np.array([bodies["instances"][0].encode()], dtype=object)}
             else:
                 arrays = {k: np.array(v, np.int32) for k, v in bodies["inputs"].items()}
             plain = version.signatures[name]

@@ -581,3 +581,16 @@ def test_bundled_names_match_the_data_module():
     from keras_seq import data
 
     assert cli.bundled_names() == sorted(data.BUNDLED_DATA)
+
+
+def test_translate_takes_sentences_before_and_after_its_options():
+    """`translate RUN --greedy "text"` parses like `translate RUN "text" --greedy`."""
+    parser = cli.build_parser()
+    for argv in (["translate", "RUN", "--greedy", "I am cold.", "Hi."],
+                 ["translate", "RUN", "I am cold.", "--greedy", "Hi."],
+                 ["translate", "RUN", "I am cold.", "Hi.", "--greedy"],
+                 ["translate", "RUN", "--beam", "3", "--greedy", "I am cold.", "Hi."]):
+        args = parser.parse_args(argv)
+        assert (args.run, args.text, args.greedy) == ("RUN", ["I am cold.", "Hi."], True), argv
+    with pytest.raises(SystemExit):  # an unknown option is still refused
+        parser.parse_args(["translate", "RUN", "--bogus", "I am cold."])

@@ -40,9 +40,24 @@ class Parser(argparse.ArgumentParser):
         hint = f"see `{self.prog} --help`"
         self.exit(2, f"{PROG}: error: {message} ({hint})\n")
 
+    # The dest of a `nargs="*"` positional that may also come after options
+    # (`translate RUN --greedy "text"`); None: argparse's rules.
+    trailing_positionals = None
+
     def parse_known_args(self, args=None, namespace=None):
-        """Parses, then checks the flags that depend on each other (`check_workers`)."""
+        """Parses, then checks the flags that depend on each other (`check_workers`).
+
+        argparse fills a `nargs="*"` positional only from the words before
+        the first option; with `trailing_positionals` set, the words left
+        over after the options (not starting with "-") are appended to it.
+        """
         namespace, extras = super().parse_known_args(args, namespace)
+        dest = self.trailing_positionals
+        if dest is not None and extras:
+            words = [x for x in extras if not x.startswith("-")]
+            if words and "--" not in extras:
+                setattr(namespace, dest, list(getattr(namespace, dest) or []) + words)
+                extras = [x for x in extras if x.startswith("-")]
         if "worker_index" in vars(namespace):  # train-lm, train-translator
             check_workers(self, namespace)
         return namespace, extras

@@ -130,6 +130,7 @@ def _add_translate(subparsers):
     )
     p.add_argument("run", metavar="RUN", help="run directory written by `keras-seq train-translator`")
     p.add_argument("text", metavar="TEXT", nargs="*", help="sentences to translate")
+    p.trailing_positionals = "text"  # `translate RUN --greedy "text"` too
     p.add_argument("--input", metavar="FILE", help="read sentences from FILE, one a line (- for stdin)")
     p.add_argument("--beam", type=positive_int,
                    help=f"beam size (default {_translator_defaults().beam_size})")
