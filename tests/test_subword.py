@@ -80,6 +80,32 @@ def test_reserved_ids_and_vocabulary(tokenizer):
     assert ids[0] == text.BOS_ID and ids[-1] == text.EOS_ID and text.UNK_ID not in ids
 
 
+def test_ids_are_in_decreasing_frequency_order(tokenizer, texts):
+    """The sampled softmax's log-uniform negatives assume frequent pieces have low ids."""
+    counts = np.bincount(np.concatenate([np.asarray(r, np.int64) for r in tokenizer.encode(texts)]),
+                         minlength=tokenizer.vocab_size)[len(text.RESERVED_TOKENS):]
+    assert (np.diff(counts) <= 0).all()
+
+
+def test_renumbering_keeps_every_segmentation(tokenizer, texts):
+    """SentencePiece's own model and the renumbered one cut every text into the same pieces."""
+    from keras_seq.text.subword import _by_frequency
+
+    out = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=out, vocab_size=400,
+        model_type=tokenizer.model_type, hard_vocab_limit=False, character_coverage=1.0,
+        pad_id=0, unk_id=1, bos_id=2, eos_id=3, num_threads=1, minloglevel=2)
+    original = sentencepiece.SentencePieceProcessor(model_proto=out.getvalue())
+    renumbered = sentencepiece.SentencePieceProcessor(
+        model_proto=_by_frequency(out.getvalue(), texts))
+    sample = texts[::7] + ROUND_TRIP + ["Tom aime 東京🙂 et ♥."]
+    assert renumbered.encode(sample, out_type=str) == original.encode(sample, out_type=str)
+    assert renumbered.encode(sample) != original.encode(sample)  # the ids did move
+    assert [renumbered.id_to_piece(i) for i in range(4)] == [
+        original.id_to_piece(i) for i in range(4)]
+
+
 def test_round_trip_keeps_accents_case_and_punctuation(tokenizer):
     ids = tokenizer.encode(ROUND_TRIP, add_eos=True)
     assert tokenizer.decode(ids) == ROUND_TRIP

@@ -128,7 +128,7 @@ class SentencePieceTokenizer(Tokenizer):
             raise DataError(self._training_error(str(e), len(texts))) from None
         if bar is not None:
             bar.add(len(texts))
-        self._model_proto = out.getvalue()
+        self._model_proto = _by_frequency(out.getvalue(), texts)
         return _pieces(self._model_proto)
 
     def _training_error(self, message, num_texts):
@@ -183,6 +183,40 @@ class SentencePieceTokenizer(Tokenizer):
         except Exception as e:  # sentencepiece raises RuntimeError or OSError
             raise RunDirError(f"{path}: not a SentencePiece model ({e})") from None
         self._model_proto = proto
+
+
+def _by_frequency(model_proto, texts):
+    """The model with its pieces renumbered by decreasing frequency in `texts`.
+
+    SentencePiece numbers BPE pieces in merge order (single characters last)
+    and unigram pieces by score, but keras_seq's sampled softmax draws its
+    negatives log-uniformly over the ids, which assumes id order is frequency
+    order (`keras_seq.layers.sampled_softmax`); so do `LogUniformPrior` output
+    biases. Only the ids change: segmentation uses each piece's score, which
+    moves with it, so every text encodes to the same pieces. The reserved
+    pieces keep their ids; ties keep SentencePiece's order.
+    """
+    import numpy as np
+    import sentencepiece
+    from sentencepiece import sentencepiece_model_pb2
+
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+    size = processor.get_piece_size()
+    counts = np.zeros(size, np.int64)
+    for ids in processor.encode(list(texts)):
+        counts += np.bincount(np.asarray(ids, np.int64), minlength=size)
+    reserved = len(RESERVED_TOKENS)
+    order = reserved + np.argsort(-counts[reserved:], kind="stable")
+    model = sentencepiece_model_pb2.ModelProto()
+    model.ParseFromString(model_proto)
+    pieces = [model.pieces[i] for i in range(size)]
+    kept = [pieces[i] for i in range(reserved)] + [pieces[i] for i in order]
+    copies = [type(p)() for p in kept]
+    for copy, piece in zip(copies, kept):
+        copy.CopyFrom(piece)
+    del model.pieces[:]
+    model.pieces.extend(copies)
+    return model.SerializeToString()
 
 
 def _pieces(model_proto):
