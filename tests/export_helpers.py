@@ -1,4 +1,9 @@
-"""What the export tests share (tests/test_export.py, tests/test_transformer_export.py).
+"""What the export tests share (tests/test_export.py, tests/test_transformer_export.py,
+tests/test_serving_batching.py).
+
+`tiny_exports(factory)`: one tiny recurrent language model and one tiny
+attention translator, exported (SavedModel + ONNX) once per test session;
+test_export.py checks them, test_serving_batching.py serves them.
 
 The translator corpus and the sentences it is asked to translate, the beam
 search the translators are exported with, padding of id rows, and the parity
@@ -19,7 +24,7 @@ from keras_seq import export
 from keras_seq.decoding import BeamSearch
 from keras_seq.decoding import DecodeOptions
 from keras_seq.pipelines import Translator
-from keras_seq.text import BOS_ID, PAD_ID, UNK_ID
+from keras_seq.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from keras_seq.text import WordTokenizer
 
 FRENCH = [
@@ -37,6 +42,15 @@ ENGLISH = [
     "you are my friend !",
 ]
 SOURCES = ["je suis ici .", "Il a un chien !", "tu es un chat", "nous sommes mon ami ."]
+LM_TEXTS = [
+    "the cat sat on the mat .",
+    "the dog ate the bone .",
+    "a bird flew over the old house .",
+    "the cat saw a dog and a bird !",
+    "my sister ate an apple in the garden .",
+]
+LM_MAX_LENGTH = 8
+TR_MAX_LENGTH = 7
 BEAM = BeamSearch(3, length_penalty=0.6)
 TOLERANCE = 1e-5  # largest difference of a floating output that parity accepts
 
@@ -124,3 +138,54 @@ def assert_generate_ids_matches_model(model, path, prompt_ids, max_length, **gen
     )
     np.testing.assert_array_equal(got["ids"], expected.ids[:, 0])
     return got, expected
+
+
+def _randomize(model, output_layer, seed, scale, eos_bias):
+    """N(0, scale) weights and a raised EOS bias: an untrained model whose
+    continuations differ from row to row and end early in some rows (checked
+    by the parity tests), so ids, lengths and EOS handling are all exercised."""
+    rng = np.random.default_rng(seed)
+    model.set_weights(
+        [rng.normal(scale=scale, size=w.shape).astype("float32") for w in model.get_weights()]
+    )
+    kernel, bias = output_layer.get_weights()
+    bias[EOS_ID] += eos_bias
+    output_layer.set_weights([kernel, bias])
+
+
+_EXPORTS = {}
+
+
+def tiny_exports(factory):
+    """The session's tiny exports, made on first use (`factory`: pytest's
+    `tmp_path_factory`): a dict with `dir` (the base directory: `lm/` and
+    `fra-eng/`), `lm` = (model, tokenizer, to, version path) of a greedy
+    LSTM language model (up to LM_MAX_LENGTH tokens) and `translator` =
+    (model, source, target, to, version path) of a bidirectional LSTM +
+    Bahdanau translator decoding with BEAM (up to TR_MAX_LENGTH tokens).
+
+    Users must not write under `dir` except what test_export.py checks there
+    (it adds version 2 of `lm`); copy a model elsewhere to change it.
+    """
+    if not _EXPORTS:
+        from keras_seq.models import AttentionSeq2Seq, RNNLanguageModel
+
+        base = factory.mktemp("exported")
+        tokenizer = WordTokenizer().fit(LM_TEXTS)
+        lm = RNNLanguageModel(
+            tokenizer.vocab_size, embedding_dim=8, units=16, num_layers=1, stateful=False
+        )
+        _randomize(lm, lm.output_layer, seed=1, scale=0.5, eos_bias=1.0)
+        path = export.export_language_model(lm, tokenizer, base / "lm", max_length=LM_MAX_LENGTH)
+        source, target = translator_tokenizers()
+        # Bidirectional masked LSTM encoder + Bahdanau attention (the defaults).
+        translator = AttentionSeq2Seq(
+            source.vocab_size, target.vocab_size, embedding_dim=8, units=8, max_length=10
+        )
+        _randomize(translator, translator.output_projection, seed=0, scale=1.0, eos_bias=1.0)
+        _EXPORTS.update(
+            dir=base, lm=(lm, tokenizer, base / "lm", path),
+            translator=export_with_beam(translator, source, target, base / "fra-eng",
+                                        TR_MAX_LENGTH),
+        )
+    return _EXPORTS

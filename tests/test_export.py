@@ -13,9 +13,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import (BEAM, SOURCES, assert_generate_ids_matches_model, assert_parity,
-                            assert_translate_matches_model, encode_sources, export_with_beam,
-                            pad, settings, translator_tokenizers)
+from export_helpers import (BEAM, LM_MAX_LENGTH, LM_TEXTS, SOURCES, TR_MAX_LENGTH,
+                            assert_generate_ids_matches_model, assert_parity,
+                            assert_translate_matches_model, encode_sources, pad, settings,
+                            tiny_exports, translator_tokenizers)
 
 from keras_seq import export
 from keras_seq import serving
@@ -24,35 +25,11 @@ from keras_seq.decoding import DecodeOptions
 from keras_seq.decoding import Greedy
 from keras_seq.decoding import RandomSampler
 from keras_seq.decoding import serialize
-from keras_seq.models import AttentionSeq2Seq
 from keras_seq.models import RNNLanguageModel
 from keras_seq.pipelines import Translator
-from keras_seq.text import EOS_ID
 from keras_seq.text import WordTokenizer
 
-LM_TEXTS = [
-    "the cat sat on the mat .",
-    "the dog ate the bone .",
-    "a bird flew over the old house .",
-    "the cat saw a dog and a bird !",
-    "my sister ate an apple in the garden .",
-]
-LM_MAX_LENGTH = 8
-TR_MAX_LENGTH = 7
 PROMPTS = ["the cat", "A bird flew over", "my sister ate an", "zebra dog"]
-
-
-def _randomize(model, output_layer, seed, scale, eos_bias):
-    """N(0, scale) weights and a raised EOS bias: an untrained model whose
-    continuations differ from row to row and end early in some rows (checked
-    by the parity tests), so ids, lengths and EOS handling are all exercised."""
-    rng = np.random.default_rng(seed)
-    model.set_weights(
-        [rng.normal(scale=scale, size=w.shape).astype("float32") for w in model.get_weights()]
-    )
-    kernel, bias = output_layer.get_weights()
-    bias[EOS_ID] += eos_bias
-    output_layer.set_weights([kernel, bias])
 
 
 def _signature_specs(function):
@@ -78,24 +55,18 @@ def _spy_on_subprocess(monkeypatch):
 
 
 # --------------------------------------------------------------------------
-# Fixtures: one tiny model of each kind, exported once per module.
+# Fixtures: one tiny model of each kind, exported once per session
+# (export_helpers.tiny_exports; test_serving_batching.py serves them too).
 
 
 @pytest.fixture(scope="module")
 def exports_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("exported")
+    return tiny_exports(tmp_path_factory)["dir"]
 
 
 @pytest.fixture(scope="module")
-def lm_setup(exports_dir):
-    tokenizer = WordTokenizer().fit(LM_TEXTS)
-    model = RNNLanguageModel(
-        tokenizer.vocab_size, embedding_dim=8, units=16, num_layers=1, stateful=False
-    )
-    _randomize(model, model.output_layer, seed=1, scale=0.5, eos_bias=1.0)
-    to = exports_dir / "lm"
-    path = export.export_language_model(model, tokenizer, to, max_length=LM_MAX_LENGTH)
-    return model, tokenizer, to, path
+def lm_setup(tmp_path_factory):
+    return tiny_exports(tmp_path_factory)["lm"]
 
 
 @pytest.fixture(scope="module")
@@ -104,15 +75,8 @@ def lm_loaded(lm_setup):
 
 
 @pytest.fixture(scope="module")
-def translator_setup(exports_dir):
-    source, target = translator_tokenizers()
-    # Bidirectional masked LSTM encoder + Bahdanau attention (the defaults).
-    model = AttentionSeq2Seq(
-        source.vocab_size, target.vocab_size, embedding_dim=8, units=8, max_length=10
-    )
-    _randomize(model, model.output_projection, seed=0, scale=1.0, eos_bias=1.0)
-    to = exports_dir / "fra-eng"
-    return export_with_beam(model, source, target, to, TR_MAX_LENGTH)
+def translator_setup(tmp_path_factory):
+    return tiny_exports(tmp_path_factory)["translator"]
 
 
 @pytest.fixture(scope="module")

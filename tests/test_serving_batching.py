@@ -4,8 +4,9 @@ Oracles: a request's answer alone (the same signature called with only its
 inputs, or a server started with `batching=False`); `prometheus_client`'s
 parser for the metrics text; a real server process for the drain. The
 models are tiny real exports (an RNN language model and an attention
-translator with beam search), exported once per module; the ONNX ones in a
-slow test. Each batched answer must equal the answer alone exactly in its
+translator with beam search), exported once per session and shared with
+test_export.py (`export_helpers.tiny_exports`); the ONNX graphs are checked
+in a slow test. Each batched answer must equal the answer alone exactly in its
 discrete outputs (ids, lengths, strings) and to float32 rounding in its
 floating ones (other batch sizes round differently; see
 `keras_seq.serving.batching`).
@@ -25,18 +26,17 @@ import httpx
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import FRENCH, SOURCES, TOLERANCE, pad, translator_tokenizers
+from export_helpers import FRENCH, SOURCES, TOLERANCE, pad, tiny_exports
 from prometheus_client.parser import text_string_to_metric_families
 from serving_helpers import assert_error, free_socket, running_server
 
-from keras_seq import export, serving
+from keras_seq import serving
 from keras_seq.serving import batching
 from keras_seq.serving.backends import OnnxBackend, SavedModelBackend
 from keras_seq.serving.metrics import Metrics
 from keras_seq.serving.signatures import RequestError, Signature, TensorInfo
 
 REPO = Path(__file__).resolve().parents[1]
-LM_TEXTS = ["the cat sat on the mat .", "the dog ate the bone .", "a bird flew over the house ."]
 PROMPTS = ["the cat", "a bird flew over the", "the dog ate", "mat", "the house . the cat sat on"]
 # Sentences of different lengths, with words the tokenizer does not know.
 SENTENCES = SOURCES + FRENCH + ["je", "nous sommes un chat . il mange", "ici zut"]
@@ -212,41 +212,12 @@ def test_install_ignores_an_export_json_it_does_not_understand(tmp_path, text):
 # Real exports
 
 
-def _randomize(model, output_layer, seed, eos_bias):
-    """N(0, 0.7) weights and a raised EOS bias: answers that differ per row
-    and end at different steps."""
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.normal(scale=0.7, size=w.shape).astype("float32")
-                       for w in model.get_weights()])
-    kernel, bias = output_layer.get_weights()
-    bias[3] += eos_bias  # EOS_ID
-    output_layer.set_weights([kernel, bias])
-
-
-def _export(base, onnx):
-    """Exports the tiny LM and translator under `base`; returns their tokenizers."""
-    from keras_seq.models import AttentionSeq2Seq, RNNLanguageModel
-    from keras_seq.text import WordTokenizer
-
-    tokenizer = WordTokenizer().fit(LM_TEXTS)
-    lm = RNNLanguageModel(tokenizer.vocab_size, embedding_dim=8, units=16, num_layers=1,
-                          stateful=False)
-    _randomize(lm, lm.output_layer, 1, 1.0)
-    export.export_language_model(lm, tokenizer, base / "lm", max_length=8, onnx=onnx)
-    source, target = translator_tokenizers()
-    translator = AttentionSeq2Seq(source.vocab_size, target.vocab_size, embedding_dim=8,
-                                  units=8, max_length=12)
-    _randomize(translator, translator.output_projection, 0, 1.0)
-    export.export_translator(translator, source, target, base / "fra-eng", beam_size=3,
-                             length_penalty=0.6, max_length=7, onnx=onnx)
-    return tokenizer, source
-
-
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    base = tmp_path_factory.mktemp("batching-exports")
-    tokenizer, source = _export(base, onnx=False)
-    return base, tokenizer, source
+    """The session's tiny exports (export_helpers.tiny_exports, also checked by
+    test_export.py): an LSTM language model and a beam-search translator."""
+    shared = tiny_exports(tmp_path_factory)
+    return shared["dir"], shared["lm"][1], shared["translator"][1]
 
 
 def _assert_same_answer(batched, alone, where):
@@ -339,11 +310,11 @@ def test_batched_signatures_answer_as_alone_savedmodel(exports):
 
 
 @pytest.mark.slow
-def test_batched_signatures_answer_as_alone_onnx(tmp_path):
-    tokenizer, source = _export(tmp_path, onnx=True)
+def test_batched_signatures_answer_as_alone_onnx(exports):
+    base, tokenizer, source = exports
     backend = OnnxBackend()
-    lm = backend.load(1, sorted((tmp_path / "lm" / "onnx").glob("*.onnx")), None)
-    translator = backend.load(1, sorted((tmp_path / "fra-eng" / "onnx").glob("*.onnx")), None)
+    lm = backend.load(1, sorted((base / "lm" / "onnx").glob("*.onnx")), None)
+    translator = backend.load(1, sorted((base / "fra-eng" / "onnx").glob("*.onnx")), None)
     lm_requests, tr_requests = _requests(lm, translator, tokenizer, source, text=False)
     lm_requests["serving_default"] = lm_requests["generate_ids"]  # the same graph
     _check_version(lm, "lm", lm_requests)
@@ -355,10 +326,10 @@ def test_batched_signatures_answer_as_alone_onnx(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def servers(exports):
+def servers(exports, tmp_path_factory):
     """(batched client, unbatched client) over the same exports."""
-    base = exports[0] / "served"
-    shutil.copytree(exports[0] / "fra-eng", base / "fra-eng")
+    base = tmp_path_factory.mktemp("served")  # the shared exports stay as they are
+    shutil.copytree(exports[0] / "fra-eng" / "1", base / "fra-eng" / "1")
     batched = serving.create_app(base, poll_interval=0, batch_timeout_ms=50, workers=32)
     alone = serving.create_app(base, poll_interval=0, batching=False, workers=8)
     with running_server(batched) as client, running_server(alone) as client_alone:
