@@ -29,13 +29,17 @@ from keras_seq import errors
 from keras_seq import extras
 from keras_seq.pipelines.translation_training import train_translator
 from keras_seq.recipes import TranslatorRecipe
+from keras_seq.recipes import common
 
-__all__ = ["run_demo"]
+__all__ = ["demo_recipe", "run_demo"]
 
 # The work the demo trains for: passes over DEMO_PAIRS pairs (an epoch is one
 # pass: 30,000 pairs make about 470 batches of 64, under the recipe's cap of
 # 1,000). About 30 s a pass on a quiet 2-core CPU, validation included.
 DEMO_PASSES = 7
+# What the demo changes in the default `TranslatorRecipe` (recipe and
+# TrainConfig fields; see `demo_recipe`).
+DEMO_OVERRIDES = {}
 # The time cap of training (minutes): generous, so it only stops a machine
 # much slower than planned; scoring and export take about a minute more.
 DEFAULT_MINUTES = 5.0
@@ -88,8 +92,7 @@ def run_demo(minutes=None, run_dir=os.path.join("runs", "demo"), *, export_dir=E
     _print(f"[1/4] training ({passes} passes, time cap {minutes:g} min)")
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    recipe = TranslatorRecipe().with_training(epochs=passes, max_minutes=minutes,
-                                              verbose=verbose)
+    recipe = demo_recipe().with_training(epochs=passes, max_minutes=minutes, verbose=verbose)
     result = train_translator(recipe, run_dir, data="bundled:fra-eng", max_pairs=DEMO_PAIRS,
                               overwrite=True)
     translator = result["translator"]
@@ -101,20 +104,35 @@ def run_demo(minutes=None, run_dir=os.path.join("runs", "demo"), *, export_dir=E
     return 0
 
 
+def demo_recipe():
+    """The demo's `TranslatorRecipe`: the default one with `DEMO_OVERRIDES`."""
+    return common.with_overrides(TranslatorRecipe(), **DEMO_OVERRIDES)
+
+
 def _trained_for(translator, result, passes, minutes):
-    """One line: the passes, optimizer steps and minutes trained, and why it stopped."""
+    """One line: the passes completed, optimizer steps and minutes trained, and why it stopped.
+
+    A pass the time cap interrupted is counted as the batches it got, not as a pass.
+    """
     from keras_seq import runs
 
     state = runs.RunDir(translator.run_dir).training_state() or {}
-    done = int(state.get("epoch", 0))
     steps = int(translator.model.optimizer.iterations.numpy()) if translator.model.optimizer else 0
+    per_pass = max(int(result["batches_per_pass"]), 1)
+    done, extra = divmod(steps, per_pass)
+    trained = f"{done} pass{'' if done == 1 else 'es'}"
+    if extra:
+        trained += f" and {extra} of the {per_pass} batches of pass {done + 1}"
     why = {"completed": f"all {passes} passes",
            "early_stopping": "early-stopped: the validation loss stopped improving",
-           "time_budget": f"stopped by the {minutes:g}-minute time cap"}.get(
+           "time_budget": f"the {minutes:g}-minute time cap stopped it before {passes} passes"}.get(
                result["stop_reason"], result["stop_reason"])
-    return (f"  trained for {done} passes ({steps} steps of {translator.run_config['training']['batch_size']} "
-            f"pairs) in {float(state.get('elapsed_seconds', 0.0)) / 60.0:.1f} min ({why}); "
-            f"the weights of pass {state.get('best_epoch')} (lowest validation loss) are used")
+    best = state.get("best_epoch")
+    used = ("the final weights are used" if best == state.get("epoch")
+            else f"the weights after pass {best} (lowest validation loss) are used")
+    batch = translator.run_config["training"]["batch_size"]
+    return (f"  trained for {trained} ({steps} steps of {batch} pairs) in "
+            f"{float(state.get('elapsed_seconds', 0.0)) / 60.0:.1f} min ({why}); {used}")
 
 
 def _score_and_show(translator):
