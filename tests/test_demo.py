@@ -21,8 +21,7 @@ def test_demo_trains_its_passes_and_says_what_it_trained_for(tmp_path, monkeypat
                          passes=2) == 0
     out = capsys.readouterr().out
     assert "trained for 2 passes over its pairs (time cap 5 min)" in out  # the header
-    batch = demo.demo_recipe().train.batch_size
-    line = re.search(rf"trained for (\d+) passes \((\d+) steps of {batch} pairs\) in [\d.]+ min "
+    line = re.search(r"trained for (\d+) passes \((\d+) steps of 64 pairs\) in [\d.]+ min "
                      r"\(all 2 passes\); the (final weights|weights after pass \d)", out)
     assert line and line.group(1) == "2" and int(line.group(2)) >= 2
     assert exported == [str(tmp_path / "x")]
@@ -63,3 +62,4 @@ def test_demo_summary_of_completed_passes(tmp_path):
 def test_demo_flags():
     args, target = cli.prepare(["demo", "--passes", "12", "--minutes", "6"])
     assert (args.passes, args.minutes) == (12, 6.0)
+    assert demo.DEMO_PASSES == 7 and demo.DEFAULT_MINUTES == 5.0
