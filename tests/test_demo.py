@@ -1,10 +1,13 @@
 """`keras-seq demo` trains a fixed amount of work (passes) under a time cap and says so."""
 
+import json
 import re
+import types
 
 import pytest
 
 from keras_seq import cli
+from keras_seq import runs
 from keras_seq.pipelines import demo
 
 
@@ -19,9 +22,41 @@ def test_demo_trains_its_passes_and_says_what_it_trained_for(tmp_path, monkeypat
     out = capsys.readouterr().out
     assert "trained for 2 passes over its pairs (time cap 5 min)" in out  # the header
     line = re.search(r"trained for (\d+) passes \((\d+) steps of 64 pairs\) in [\d.]+ min "
-                     r"\(all 2 passes\); the weights of pass \d", out)
+                     r"\(all 2 passes\); the (final weights|weights after pass \d)", out)
     assert line and line.group(1) == "2" and int(line.group(2)) >= 2
     assert exported == [str(tmp_path / "x")]
+
+
+def _finished_run(tmp_path, *, steps, epoch, best_epoch, stop_reason, minutes=5.0, batch=64):
+    """A fake trained translator (run directory with its state.json) and train result."""
+    run = runs.RunDir(tmp_path)
+    run.state_path.parent.mkdir(parents=True, exist_ok=True)
+    run.state_path.write_text(json.dumps(
+        {"epoch": epoch, "best_epoch": best_epoch, "elapsed_seconds": 60.0 * minutes}))
+    iterations = types.SimpleNamespace(numpy=lambda: steps)
+    translator = types.SimpleNamespace(
+        run_dir=str(tmp_path), model=types.SimpleNamespace(
+            optimizer=types.SimpleNamespace(iterations=iterations)),
+        run_config={"training": {"batch_size": batch}})
+    return translator, {"stop_reason": stop_reason, "batches_per_pass": 470}
+
+
+def test_demo_summary_counts_an_interrupted_pass_as_its_batches(tmp_path):
+    # The cap stopped pass 5 after one batch: 4 passes, not 5 (the old line said 5).
+    translator, result = _finished_run(tmp_path, steps=4 * 470 + 1, epoch=5, best_epoch=5,
+                                       stop_reason="time_budget")
+    assert demo._trained_for(translator, result, passes=7, minutes=5) == (
+        "  trained for 4 passes and 1 of the 470 batches of pass 5 (1881 steps of 64 pairs) "
+        "in 5.0 min (the 5-minute time cap stopped it before 7 passes); "
+        "the final weights are used")
+
+
+def test_demo_summary_of_completed_passes(tmp_path):
+    translator, result = _finished_run(tmp_path, steps=7 * 470, epoch=7, best_epoch=6,
+                                       stop_reason="completed", minutes=3.5, batch=128)
+    assert demo._trained_for(translator, result, passes=7, minutes=5) == (
+        "  trained for 7 passes (3290 steps of 128 pairs) in 3.5 min (all 7 passes); "
+        "the weights after pass 6 (lowest validation loss) are used")
 
 
 def test_demo_flags():

@@ -6,8 +6,10 @@
    of work, `DEMO_PASSES` passes over them (about 3.5 minutes on a quiet
    2-core CPU), so its quality does not follow the machine's load; a time
    cap (`minutes`, default 5) stops it earlier only on a much slower
-   machine. It says what it trained for (passes, steps, minutes). It trains a
-   translator only, no language model.
+   machine. It says what it trained for: the passes completed (a pass the
+   cap interrupted counts as the batches it got), optimizer steps, minutes
+   and whether the cap stopped it. It trains a translator only, no language
+   model.
 2. Scores it on held-out test pairs it never saw (BLEU and chrF by
    sacrebleu, greedy decoding and beam search) and shows a handful of
    translations with both.
@@ -88,6 +90,8 @@ def run_demo(minutes=None, run_dir=os.path.join("runs", "demo"), *, export_dir=E
     _print(f"[1/4] training ({passes} passes, time cap {minutes:g} min)")
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
+    # The default recipe: none of the faster-per-pass variants measured learned more per
+    # CPU-second on the demo's validation split (benchmarks/RESULTS.md, "keras-seq demo").
     recipe = TranslatorRecipe().with_training(epochs=passes, max_minutes=minutes,
                                               verbose=verbose)
     result = train_translator(recipe, run_dir, data="bundled:fra-eng", max_pairs=DEMO_PAIRS,
@@ -102,19 +106,29 @@ def run_demo(minutes=None, run_dir=os.path.join("runs", "demo"), *, export_dir=E
 
 
 def _trained_for(translator, result, passes, minutes):
-    """One line: the passes, optimizer steps and minutes trained, and why it stopped."""
+    """One line: the passes completed, optimizer steps and minutes trained, and why it stopped.
+
+    A pass the time cap interrupted is counted as the batches it got, not as a pass.
+    """
     from keras_seq import runs
 
     state = runs.RunDir(translator.run_dir).training_state() or {}
-    done = int(state.get("epoch", 0))
     steps = int(translator.model.optimizer.iterations.numpy()) if translator.model.optimizer else 0
+    per_pass = max(int(result["batches_per_pass"]), 1)
+    done, extra = divmod(steps, per_pass)
+    trained = f"{done} pass{'' if done == 1 else 'es'}"
+    if extra:
+        trained += f" and {extra} of the {per_pass} batches of pass {done + 1}"
     why = {"completed": f"all {passes} passes",
            "early_stopping": "early-stopped: the validation loss stopped improving",
-           "time_budget": f"stopped by the {minutes:g}-minute time cap"}.get(
+           "time_budget": f"the {minutes:g}-minute time cap stopped it before {passes} passes"}.get(
                result["stop_reason"], result["stop_reason"])
-    return (f"  trained for {done} passes ({steps} steps of {translator.run_config['training']['batch_size']} "
-            f"pairs) in {float(state.get('elapsed_seconds', 0.0)) / 60.0:.1f} min ({why}); "
-            f"the weights of pass {state.get('best_epoch')} (lowest validation loss) are used")
+    best = state.get("best_epoch")
+    used = ("the final weights are used" if best == state.get("epoch")
+            else f"the weights after pass {best} (lowest validation loss) are used")
+    batch = translator.run_config["training"]["batch_size"]
+    return (f"  trained for {trained} ({steps} steps of {batch} pairs) in "
+            f"{float(state.get('elapsed_seconds', 0.0)) / 60.0:.1f} min ({why}); {used}")
 
 
 def _score_and_show(translator):

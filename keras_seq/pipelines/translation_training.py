@@ -566,7 +566,8 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
     Returns:
         A dict: "run_dir", "stop_reason", "valid_bleu", "valid_chrf",
         "test_bleu", "test_chrf" (greedy, on the whole `test_data`; None
-        without it), "minutes", and "translator" (a `Translator` over the
+        without it), "minutes", "batches_per_pass" (training batches in one
+        pass over the training pairs), and "translator" (a `Translator` over the
         trained model).
 
     Raises:
@@ -648,7 +649,8 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
     progress.echo(f"training stopped ({history.stop_reason}) after {minutes:.1f} min; best epoch "
                   f"{history.state.get('best_epoch')} ({history.state.get('monitor')} "
                   f"{float('nan') if best is None else best:.4f})", setup.config.verbose)
-    return _report_validation(model, setup, run, history, minutes, chief=role.chief)
+    return dict(_report_validation(model, setup, run, history, minutes, chief=role.chief),
+                batches_per_pass=int(train_ds.cardinality()))
 
 
 def _report_data(setup, train_ds, model_info, run, max_length):
