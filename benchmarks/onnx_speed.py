@@ -1,20 +1,28 @@
-"""ONNX speed (issue 12): SavedModel vs onnxruntime, tf2onnx's graph vs keras_seq.export.onnx_rnn's.
+"""ONNX speed (issue 12): SavedModel vs onnxruntime float and int8 (and tf2onnx's graph).
 
-For a trained attention translator run, exports `translate_ids` three ways for
-each decoding setting (greedy = beam 1, and beam 5; length penalty 0.6):
+For a trained attention translator run, exports `translate_ids` several ways
+for each decoding setting (greedy = beam 1, and beam 5; length penalty 0.6):
 
-- the SavedModel signature (`keras_seq.export.export_translator`, onnx=False);
-- tf2onnx's conversion of the same traced function (the graph keras_seq
-  exported before `onnx_rnn`);
-- `keras_seq.export.onnx_rnn.build_ids_graph` (what the export writes now).
+- `saved_model`: the SavedModel signature (`keras_seq.export.export_translator`,
+  onnx=False);
+- `onnx_rnn`: `keras_seq.export.onnx_rnn.build_ids_graph` (the float graph the
+  export writes);
+- `int8`: that graph through `keras_seq.export.quantize.quantize_graph` (what
+  `keras-seq export --quantize int8` writes beside it);
+- `tf2onnx` (with `--tf2onnx`): tf2onnx's conversion of the same traced
+  function (the graph keras_seq exported before `onnx_rnn`).
 
-All three take the per-request decoding inputs (fed the export's defaults).
-It checks that the three give the same ids on the test sentences, then times
-them in one process, calls alternating (SavedModel, tf2onnx, onnx_rnn) on the
-same inputs: batch 1 (one sentence per call) and batch 32 (32 consecutive test
-sentences, right-padded), median and p90 latency per call and sentences/s.
-`--profile` also runs onnxruntime's profiler over the beam-5 batch-1 calls of
-both graphs and prints the time per op type (Loop bodies included).
+All take the per-request decoding inputs (fed the export's defaults). It times
+them in one process, calls alternating on the same inputs: batch 1 (one
+sentence per call) and batch 32 (32 consecutive test sentences,
+right-padded), median and p90 latency per call, sentences/s and the mean
+process CPU time per call (the work done, which the machine's load changes
+less than the wall clock), and counts the calls whose ids equal the
+SavedModel's. BLEU (sacrebleu) of each backend's
+batch-1 translations (ids decoded, no `<unk>` replacement) against the test
+references. `--profile` also runs onnxruntime's profiler over the beam-5
+batch-1 calls of each ONNX graph and prints the time per op type (Loop bodies
+included) and the costliest nodes.
 
     python benchmarks/onnx_speed.py runs/translator --sentences 100 --profile \
         --json benchmarks/onnx_speed.json
@@ -35,7 +43,7 @@ from _common import argument_parser, load_average, load_average_line, write_json
 
 import numpy as np
 
-BACKENDS = ("saved_model", "tf2onnx", "onnx_rnn")
+BACKENDS = ("saved_model", "tf2onnx", "onnx_rnn", "int8")
 
 
 def _pad(rows):
@@ -58,9 +66,9 @@ def _session(path, threads, profile_prefix=None):
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def _export(model, src_tok, tgt_tok, beam, max_length, to):
-    """The SavedModel's `translate_ids`, the two ONNX files, their build times and
-    the per-request settings fed to all three (the export's defaults)."""
+def _export(model, src_tok, tgt_tok, beam, max_length, to, tf2onnx):
+    """The SavedModel's `translate_ids`, the ONNX files, their build times and
+    the per-request settings fed to all (the export's defaults)."""
     import onnx
     import tensorflow as tf
 
@@ -68,6 +76,7 @@ def _export(model, src_tok, tgt_tok, beam, max_length, to):
     from keras_seq import export as export_lib
     from keras_seq.export import onnx as onnx_graphs
     from keras_seq.export import onnx_rnn
+    from keras_seq.export import quantize
     from keras_seq.export.signatures import ServingFunctions
 
     path = export_lib.export_translator(
@@ -78,17 +87,20 @@ def _export(model, src_tok, tgt_tok, beam, max_length, to):
     settings = {name: np.asarray(entry["default"], entry["dtype"])
                 for name, entry in fns.settings().items()}
     signature = [dict(fns.id_signature()[0], **fns.settings_signature())]
-    files = {
-        "tf2onnx": os.path.join(to, f"beam{beam}_tf2onnx.onnx"),
-        "onnx_rnn": os.path.join(to, f"beam{beam}_onnx_rnn.onnx"),
-    }
-    start = time.perf_counter()
-    onnx_graphs.convert(tf.function(fns.id_level, input_signature=signature), signature,
-                        files["tf2onnx"], 17, {})
-    seconds = {"tf2onnx": time.perf_counter() - start}
+    files = {name: os.path.join(to, f"beam{beam}_{name}.onnx")
+             for name in BACKENDS[1:] if tf2onnx or name != "tf2onnx"}
+    seconds = {}
+    if tf2onnx:
+        start = time.perf_counter()
+        onnx_graphs.convert(tf.function(fns.id_level, input_signature=signature), signature,
+                            files["tf2onnx"], 17, {})
+        seconds["tf2onnx"] = time.perf_counter() - start
     start = time.perf_counter()
     onnx.save(onnx_rnn.build_ids_graph(fns, 17), files["onnx_rnn"])
     seconds["onnx_rnn"] = time.perf_counter() - start
+    start = time.perf_counter()
+    quantize.quantize_graph(files["onnx_rnn"], files["int8"])
+    seconds["int8"] = time.perf_counter() - start
     return tf.saved_model.load(path).signatures["translate_ids"], files, seconds, settings
 
 
@@ -103,25 +115,33 @@ def _ort_call(session, settings):
 
 
 def _time(calls, inputs, repeat):
-    """Alternating calls; returns ({backend: [seconds]}, {backend: equal-ids count})."""
+    """Alternating calls; returns ({backend: [seconds]}, {backend: [process CPU
+    seconds]}, {backend: equal-ids count}, {backend: [ids of each input]} of
+    the first pass)."""
     times = {name: [] for name in calls}
+    cpu = {name: [] for name in calls}
     equal = {name: 0 for name in calls}
+    outputs = {name: [] for name in calls}
     for name, call in calls.items():  # warm-up
         call(inputs[0])
-    for _ in range(repeat):
+    for r in range(repeat):
         for x in inputs:
             reference = None
             for name, call in calls.items():
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 ids = np.asarray(call(x))
                 times[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
                 reference = ids if reference is None else reference
                 equal[name] += int(np.array_equal(ids, reference))
-    return times, equal
+                if r == 0:
+                    outputs[name].append(ids)
+    return times, cpu, equal, outputs
 
 
 def _profile(path, inputs, settings, threads, prefix):
-    """Runs `inputs` through a profiling session; returns {op type: ms per call}."""
+    """Runs `inputs` through a profiling session; returns ({op type: ms per
+    call}, {the 10 costliest nodes: ms per call})."""
     session = _session(path, threads, prefix)
     call = _ort_call(session, settings)
     for x in inputs:
@@ -130,11 +150,13 @@ def _profile(path, inputs, settings, threads, prefix):
     with open(trace) as f:
         events = json.load(f)
     os.remove(trace)
-    totals = collections.Counter()
+    totals, nodes = collections.Counter(), collections.Counter()
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             totals[event["args"]["op_name"]] += event["dur"] / 1000.0
-    return {op: round(ms / len(inputs), 3) for op, ms in totals.most_common()}
+            nodes[event["name"][: -len("_kernel_time")]] += event["dur"] / 1000.0
+    per_call = {op: round(ms / len(inputs), 3) for op, ms in totals.most_common()}
+    return per_call, {n: round(ms / len(inputs), 3) for n, ms in nodes.most_common(10)}
 
 
 def main():
@@ -145,6 +167,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat32", type=int, default=3, help="passes over the batches of 32")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--tf2onnx", action="store_true", help="also time tf2onnx's graph")
     parser.add_argument("--json", help="write the results there")
     args = parser.parse_args()
 
@@ -152,6 +175,7 @@ def main():
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    from keras_seq import metrics
     from keras_seq import pipelines
 
     translator = pipelines.Translator.from_run(args.run)
@@ -159,24 +183,34 @@ def main():
     pairs = pipelines.translation_training.load_split(translator.run_config, "test")
     encoded, _ = translator.prepare([s for s, _ in pairs[: args.sentences]])
     rows = [e for e in encoded if e is not None]
+    references = [t for (_, t), e in zip(pairs, encoded) if e is not None]
     singles = [np.array([r], np.int32) for r in rows]
     batches = [_pad(rows[i : i + 32]) for i in range(0, len(rows) - 31, 32)]
     out = {"run": args.run, "sentences": len(rows), "threads": args.threads,
            "max_length": args.max_length, "load_before": load_average(), "results": [],
-           "profiles": {}}
+           "profiles": {}, "top_nodes": {}, "bleu": {}}
     with tempfile.TemporaryDirectory() as to:
         for beam in (1, 5):
             saved, files, seconds, settings = _export(model, translator.source_tokenizer,
                                             translator.target_tokenizer, beam,
-                                            args.max_length, to)
+                                            args.max_length, to, args.tf2onnx)
             feed = {k: tf.constant(v) for k, v in settings.items()}
             calls = {"saved_model": lambda x: saved(source_ids=tf.constant(x), **feed)["ids"]}
-            for name in ("tf2onnx", "onnx_rnn"):
+            for name in files:
                 calls[name] = _ort_call(_session(files[name], args.threads), settings)
             for batch, inputs, repeat in ((1, singles, 1), (32, batches, args.repeat32)):
-                times, equal = _time(calls, inputs, repeat)
+                times, cpu, equal, outputs = _time(calls, inputs, repeat)
                 base = np.median(times["saved_model"])
-                for name in BACKENDS:
+                base_cpu = np.sum(cpu["saved_model"])
+                if batch == 1:
+                    out["bleu"][f"beam {beam}"] = bleu = {
+                        name: round(metrics.translation_scores(
+                            [translator.target_tokenizer.decode(ids.tolist())[0]
+                             for ids in outputs[name]], references).bleu, 2)
+                        for name in calls}
+                    print(f"BLEU beam {beam}, {len(references)} test sentences: {bleu}",
+                          flush=True)
+                for name in calls:
                     ms = np.array(times[name]) * 1000
                     row = {
                         "beam": beam, "batch": batch, "backend": name,
@@ -184,6 +218,10 @@ def main():
                         "p90_ms": round(float(np.percentile(ms, 90)), 2),
                         "sentences_per_s": round(batch * len(ms) / (ms.sum() / 1000), 1),
                         "speedup_vs_saved_model": round(float(base / np.median(times[name])), 2),
+                        # Process CPU time (all threads): the work, whatever the load.
+                        "cpu_ms": round(float(np.mean(cpu[name]) * 1000), 2),
+                        "cpu_speedup_vs_saved_model": round(float(base_cpu / np.sum(cpu[name])),
+                                                            2),
                         "same_ids": f"{equal[name]}/{len(ms)}",
                         "build_s": round(seconds.get(name, 0.0), 1),
                         "load": load_average(),
@@ -191,15 +229,17 @@ def main():
                     out["results"].append(row)
                     print(json.dumps(row), flush=True)
             if args.profile and beam == 5:
-                for name in ("tf2onnx", "onnx_rnn"):
-                    profile = _profile(files[name], singles, settings, args.threads,
-                                       os.path.join(to, f"profile_{name}"))
-                    out["profiles"][name] = profile
+                for name in files:
+                    profile, top_nodes = _profile(files[name], singles, settings, args.threads,
+                                                  os.path.join(to, f"profile_{name}"))
+                    out["profiles"][name], out["top_nodes"][name] = profile, top_nodes
                     # A Loop's own time includes its body's nodes, listed too.
                     total = sum(ms for op, ms in profile.items() if op != "Loop")
                     top = ", ".join(f"{op} {ms:.2f}" for op, ms in list(profile.items())[:12])
                     print(f"profile {name} beam 5 batch 1: {total:.2f} ms of node kernels "
                           f"per call (Loops excluded); top ops (ms/call): {top}", flush=True)
+                    print("  top nodes: " + ", ".join(
+                        f"{n} {ms:.2f}" for n, ms in top_nodes.items()), flush=True)
             for path in glob.glob(os.path.join(to, "*.onnx")):
                 os.remove(path)
     out["load_after"] = load_average()

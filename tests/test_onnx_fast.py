@@ -73,13 +73,17 @@ def _model(seed, **config):
     return _randomize(model, model.output_projection.bias, seed)
 
 
-def _compare(model, strategy, inputs=(SOURCES,), name="source_ids", settings=({},)):
+def _compare(model, strategy, inputs=(SOURCES,), name="source_ids", settings=({},),
+             aligned=False):
     """Checks the graph against the traced search on each batch of `inputs`
-    and each dict of per-call `settings`; returns the lengths seen."""
+    and each dict of per-call `settings` (with `aligned`: the text graph's
+    core, against `aligned_level`); returns the lengths seen."""
     fns = ServingFunctions(model, MAX_LENGTH, strategy)
     signature = [dict(fns.id_signature()[0], **fns.settings_signature())]
-    traced = tf.function(fns.id_level, input_signature=signature)
-    proto = onnx_rnn.build(fns, fns.names.ids, 17)
+    traced = tf.function(fns.aligned_level if aligned else fns.id_level,
+                         input_signature=signature)
+    proto = onnx_rnn.build(fns, fns.names.ids, 17, aligned=aligned)
+    outputs = sorted(OUTPUTS + (["alignment", "nbest_alignment"] if aligned else []))
     assert proto is not None
     session = make_session(proto.SerializeToString(), threads=1)
     defaults = {k: v["default"] for k, v in fns.settings().items()}
@@ -90,8 +94,8 @@ def _compare(model, strategy, inputs=(SOURCES,), name="source_ids", settings=({}
                     for k, v in dict(defaults, **setting).items()}
             want = traced({name: tf.constant(sources), **feed})
             got = run_session(session, {name: sources, **feed})
-            assert sorted(got) == sorted(want) == OUTPUTS
-            for key in OUTPUTS:
+            assert sorted(got) == sorted(want) == outputs
+            for key in outputs:
                 expected = want[key].numpy()
                 assert got[key].dtype == expected.dtype and got[key].shape == expected.shape
                 if key.endswith("scores"):  # -inf marks n-best padding in both
@@ -123,6 +127,9 @@ def test_same_ids_as_the_traced_beam_search(seed, config):
     lengths = _compare(model, BEAMS[1], inputs, settings=SETTINGS if default else SETTINGS[:2])
     if default:
         lengths.update(_compare(model, BEAMS[0], inputs[:1], settings=SETTINGS[:3]))
+    # The text graph's core: the alignment of every hypothesis (<unk> replacement).
+    lengths.update(_compare(model, BEAMS[1], inputs[:2], settings=SETTINGS[2:4] if default
+                            else SETTINGS[:1], aligned=True))
     assert min(lengths) < MAX_LENGTH and max(lengths) == MAX_LENGTH and len(lengths) >= 3
 
 
@@ -189,6 +196,10 @@ def test_graph_layout_and_what_falls_back_to_tf2onnx():
         assert "per-request inputs temperature, top_k" in onnx_rnn.supports(sampled)
     assert onnx_rnn.supports(ServingFunctions(model, MAX_LENGTH, Greedy())) is not None
     assert onnx_rnn.build(fns, "encode", 17) is None
+    # The aligned core (the text graph's) is a translator's only.
+    lm_beam = ServingFunctions(lm, MAX_LENGTH, BEAMS[1])
+    assert onnx_rnn.build(lm_beam, "generate_ids", 17) is not None
+    assert onnx_rnn.build(lm_beam, "generate_ids", 17, aligned=True) is None
     assert onnx_rnn.build(fns, "step", 17) is None
     feeding = AttentionSeq2Seq(30, 25, embedding_dim=8, units=8, input_feeding=True)
     assert onnx_rnn.supports(ServingFunctions(feeding, MAX_LENGTH, BEAMS[1])) == "input feeding"

@@ -69,6 +69,16 @@ def test_translator_text_is_one_text_in_every_runtime(trained):
     # Non-trivial: the model writes <unk>, replaced by source words.
     assert (out["ids"] == UNK_ID).any()
     assert "<unk>" not in " ".join(onnx)
+    # n-best lists: each hypothesis with its own <unk> replacement, in both.
+    nbest = export.decoding_settings(path, {"n_best": 3})
+    want = translate(sentences=tf.constant(sentences), **nbest)["nbest_translations"].numpy()
+    session = make_session(to / "onnx" / "translate.onnx", extensions=True)
+    got = run_session(session, {"sentences": np.array(sentences, dtype=object), **nbest})
+    assert got["nbest_translations"].shape == (len(sentences), 3)
+    assert [[str(t) for t in row] for row in got["nbest_translations"]] == \
+        [[t.decode() for t in row] for row in want]
+    assert [str(row[0]) for row in got["nbest_translations"]] == \
+        [str(t) for t in got["translations"]]
     plain = ks.Translator(translator.model, translator.source_tokenizer,
                           translator.target_tokenizer, options=translator.options,
                           unk_replace=False)
@@ -81,6 +91,8 @@ def test_export_json_marks_the_text_graph_and_the_int8_cost(trained):
     translator, to, _, sentences = trained
     data = json.loads((to / "onnx" / "export.json").read_text())
     assert data["onnx"]["translate.onnx"]["extensions"] is True
+    # The text graph runs onnx_rnn's search (with the alignment), not tf2onnx's.
+    assert data["onnx"]["translate.onnx"]["core_builder"] == "keras_seq.export.onnx_rnn"
     assert data["onnx"]["serving_default.onnx"]["copy_of"] == "translate.onnx"
     assert "translate_ids.onnx" in data["onnx"] and "extensions" not in data["onnx"]["translate_ids.onnx"]
     int8 = data["int8"]

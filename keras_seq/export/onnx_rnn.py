@@ -16,7 +16,20 @@ weights with `onnx.helper` instead:
 - the decoder step as one recurrent op per layer, and the search of
   `keras_seq.decoding` (beam search with finished hypotheses, the GNMT length
   penalty and the exact early stop) as a few vectorized ops
-  (`TopK`, batched `GatherND`) inside one ONNX `Loop`.
+  (`TopK`, batched `GatherND`) inside one ONNX `Loop`, what does not change
+  from step to step (shapes, length penalties, row offsets) computed once
+  outside it;
+- every weight product a `MatMul` (+ `Add`) or a recurrent op whose weights
+  are initializers of the graph that uses it (the decoder step's are the
+  `Loop` body's own), the layout `onnxruntime.quantization.quantize_dynamic`
+  quantizes (`keras_seq.export.quantize`: `MatMul` -> `MatMulInteger`,
+  `LSTM` -> `DynamicQuantizeLSTM`; it has no integer `Gemm`).
+
+With `aligned=True` (a translator's text graph core) it also keeps, for every
+hypothesis, the source position each output token attends to most
+(`alignment`, `nbest_alignment`: what `ServingFunctions.aligned_level` gives
+the `<unk>` replacement of the text graph), carried through the search like
+the ids rather than as the `[N, K, L, S]` attention history.
 
 It is the same search as `keras_seq.decoding.decode` (same candidates, same
 tie-breaking: `TopK` prefers the lower index as TensorFlow does),
@@ -42,6 +55,7 @@ Example:
 
 ```python
 proto = build(fns, "translate_ids", opset=17)  # None: not covered, use tf2onnx
+core = build(fns, "translate_ids", opset=17, aligned=True)  # + alignment outputs
 ```
 """
 
@@ -62,21 +76,24 @@ _FLOAT, _INT64 = 1, 7  # onnx.TensorProto's FLOAT and INT64
 _SETTINGS = ("beam_size", "length_penalty", "n_best", "max_length")
 
 
-def build(fns, signature, opset):
+def build(fns, signature, opset, aligned=False):
     """The graph of `signature` built here, or None where tf2onnx converts it.
 
     Args:
         fns: the export's `ServingFunctions`.
         signature: the signature's name (`"translate_ids"`, `"step"`, ...).
         opset: the ONNX opset.
+        aligned: a translator's id-level graph with the `alignment` outputs
+            (`ServingFunctions.aligned_level`: the core of the text graph
+            when it replaces `<unk>`).
 
     Returns:
         An `onnx.ModelProto`, or None (another signature than the id-level
         one, or a model that `supports` does not cover).
     """
-    if signature != fns.names.ids or supports(fns):
+    if signature != fns.names.ids or supports(fns) or (aligned and fns.task != "translation"):
         return None
-    return build_ids_graph(fns, opset)
+    return build_ids_graph(fns, opset, aligned=aligned)
 
 
 def supports(fns):
@@ -133,14 +150,18 @@ def _cell_reason(layer):
 class _Graph:
     """Nodes and initializers of one (sub)graph, with generated names."""
 
-    def __init__(self, helper, numpy_helper, prefix, opset, initializers=None):
+    def __init__(self, helper, numpy_helper, prefix, opset):
         self.helper = helper
         self.opset = opset
         self.numpy_helper = numpy_helper
         self.prefix = prefix
         self.nodes = []
-        # Constants live in the main graph; a Loop body reads them from there.
-        self.initializers = {} if initializers is None else initializers
+        # Each graph holds the constants its nodes make: the decoder step's
+        # weights are the Loop body's own initializers (onnxruntime's dynamic
+        # quantization quantizes an LSTM only where its weights are in its
+        # graph; a MatMul either way). What the body reads from the main graph
+        # (encoder outputs, settings, shapes) stays there.
+        self.initializers = {}
         self.count = 0
 
     def name(self, hint):
@@ -150,14 +171,14 @@ class _Graph:
     def op(self, op_type, *inputs, outputs=1, hint=None, **attributes):
         """Adds a node; returns its output name (or names when `outputs` > 1)."""
         names = [self.name(hint or op_type) for _ in range(outputs)]
-        self.nodes.append(
-            self.helper.make_node(op_type, list(inputs), names, **attributes)
+        self.nodes.append(  # named as its first output (profiles, quantization)
+            self.helper.make_node(op_type, list(inputs), names, name=names[0], **attributes)
         )
         return names[0] if outputs == 1 else names
 
     def const(self, value, dtype=np.float32, hint="const"):
         """An initializer holding `value` (cast to `dtype`)."""
-        name = f"rnn/{hint}_{len(self.initializers)}"
+        name = f"{self.prefix}{hint}_{len(self.initializers)}"
         array = np.asarray(value, dtype=dtype)
         self.initializers[name] = self.numpy_helper.from_array(array, name)
         return name
@@ -251,7 +272,8 @@ def _dense(g, x, layer, activation=None):
 
 
 def _encode(g, model, source):
-    """source int32 [N, S] -> (memory [N,S,Dm], keys, mask bool [N,1,S], states)."""
+    """source int32 [N, S] -> (memory [N,S,Dm], keys, mask bool [N,1,S], states,
+    words bool [N,1,S]: the positions before the last real token, EOS)."""
     mask = g.op("Not", g.op("Equal", source, g.const(0, np.int32)))  # [N, S]
     lengths = g.op(
         "ReduceSum", g.op("Cast", mask, to=6), g.i64(1), keepdims=0
@@ -295,13 +317,19 @@ def _encode(g, model, source):
     if model.attention_type in ("luong-dot", "luong-general"):
         keys = g.op("Transpose", keys, perm=[0, 2, 1])  # [N, D, S] for the score MatMul
     mask = g.op("Unsqueeze", mask, g.i64(1))  # [N, 1, S]
-    return memory, keys, mask, states
+    width = g.op("Cast", g.op("Shape", source, start=1, end=2), to=6)
+    positions = g.op("Range", g.const(0, np.int32), g.op("Squeeze", width, g.i64(0)),
+                     g.const(1, np.int32))
+    words = g.op("Less", g.op("Unsqueeze", positions, g.i64(0, 1)), g.op(
+        "Unsqueeze", g.op("Sub", lengths, g.const(1, np.int32)), g.i64(1, 2)))  # [N, 1, S]
+    return memory, keys, mask, states, words
 
 
 def _attend(g, model, query, memory, keys, mask, beam):
-    """query [N*K, U] -> context [N*K, Dm]; memory/keys per batch row, shared by beams."""
+    """query [N*K, U] -> (context [N*K, Dm], weights [N, K, S]); memory/keys per
+    batch row, shared by beams."""
     attention = model.attention
-    q = g.op("Reshape", query, beam.shape(g, -1, "K", model.units))  # [N, K, U]
+    q = g.op("Reshape", query, beam.shape(-1, "K", model.units))  # [N, K, U]
     if model.attention_type in ("bahdanau", "luong-concat"):
         q = g.op("MatMul", q, g.const(_weights(attention.query_kernel)))  # [N, K, A]
         hidden = g.op(
@@ -315,7 +343,7 @@ def _attend(g, model, query, memory, keys, mask, beam):
     scores = g.op("Where", mask, scores, g.const(_MASK_SCORE))
     weights = g.op("Where", mask, g.op("Softmax", scores, axis=-1), g.const(0.0))
     context = g.op("MatMul", weights, memory)  # [N, K, Dm]
-    return g.op("Reshape", context, g.i64(-1, _memory_dim(model)))
+    return g.op("Reshape", context, g.i64(-1, _memory_dim(model))), weights
 
 
 def _memory_dim(model):
@@ -325,10 +353,11 @@ def _memory_dim(model):
 
 
 def _decoder_step(g, model, tokens, states, memory, keys, mask, beam):
-    """tokens int32 [N*K] -> (log-probabilities [N*K, V], new states)."""
+    """tokens int32 [N*K] -> (log-probabilities [N*K, V], new states, attention
+    weights [N, K, S])."""
     x = g.op("Gather", g.const(_weights(model.target_embedding.embeddings)), tokens)
     h, new_states = _rnn_step(g, model.decoder_layers, x, states)
-    context = _attend(g, model, h, memory, keys, mask, beam)
+    context, weights = _attend(g, model, h, memory, keys, mask, beam)
     attentional = g.op(
         "Tanh",
         g.op(
@@ -336,7 +365,7 @@ def _decoder_step(g, model, tokens, states, memory, keys, mask, beam):
             g.const(_weights(model.attention_combine.kernel)),
         ),
     )
-    return _log_softmax(g, attentional, model.output_head), new_states
+    return _log_softmax(g, attentional, model.output_head), new_states, weights
 
 
 def _lm_prompt(g, model, prompt):
@@ -383,11 +412,16 @@ class _Beam:
     def __init__(self, g, width, n_best, alpha, length):
         self.width, self.n_best, self.alpha, self.length = width, n_best, alpha, length
         self.max_penalty = self.penalty(g, g.op("Cast", length, to=_FLOAT))
+        self.graph, self.shapes = g, {}
 
-    def shape(self, g, *dims):
-        """A 1-D int64 shape of ints and "K" (the beam width), built in `g`."""
-        parts = [self.width if d == "K" else g.i64(d) for d in dims]
-        return g.op("Concat", *parts, axis=0)
+    def shape(self, *dims):
+        """A 1-D int64 shape of ints and "K" (the beam width), built once in the
+        main graph (a Loop body reads it there instead of rebuilding it per step)."""
+        if dims not in self.shapes:
+            g = self.graph
+            parts = [self.width if d == "K" else g.i64(d) for d in dims]
+            self.shapes[dims] = g.op("Concat", *parts, axis=0)
+        return self.shapes[dims]
 
     def penalty(self, g, lengths_f):
         """GNMT `((5 + n) / 6) ** alpha` of float lengths (1 when alpha = 0)."""
@@ -422,7 +456,7 @@ def _loop(g, names, types, initial, body_fn, length):
     """Runs `body_fn(body, values) -> (go_on, new values)` in an ONNX Loop of
     at most `length` iterations; returns the final values (one per name)."""
     helper = g.helper
-    body = _Graph(helper, g.numpy_helper, "rnn/body/", g.opset, g.initializers)
+    body = _Graph(helper, g.numpy_helper, "rnn/body/", g.opset)
     p = body.prefix
     inputs = [helper.make_tensor_value_info(p + "iteration", helper.TensorProto.INT64, []),
               helper.make_tensor_value_info(p + "condition", helper.TensorProto.BOOL, [])]
@@ -435,7 +469,8 @@ def _loop(g, names, types, initial, body_fn, length):
         body.nodes[-1].output[0] = name
     outputs = [helper.make_tensor_value_info(n, t, None)
                for n, t in zip(out_names, [helper.TensorProto.BOOL] + types)]
-    graph = helper.make_graph(body.nodes, "search_step", inputs, outputs)
+    graph = helper.make_graph(body.nodes, "search_step", inputs, outputs,
+                              initializer=list(body.initializers.values()))
     final = g.op("Loop", g.const(length, np.int64), g.const(True, np.bool_),
                  *[initial[n] for n in names], outputs=len(names), body=graph)
     return dict(zip(names, final))
@@ -447,18 +482,24 @@ def _reduce_max(g, x, axis):
     return g.op("ReduceMax", x, axes=[axis], keepdims=0)
 
 
-def _beam_search(g, step, start, states, beam, length, vocab_size, end_id):
+def _beam_search(g, step, start, states, beam, length, vocab_size, end_id, aligned=False):
     """`keras_seq.decoding`'s beam search (see `_beam_search` there).
 
     Args:
-        step: `step(g, beam, tokens [N*K], states) -> (logp [N*K, V], states)`.
+        step: `step(g, beam, tokens [N*K], states) -> (logp [N*K, V], states,
+            alignment)`, the alignment int32 [N, K] (the source position each
+            row attends to most) when `aligned`, else None.
         start: int32 [N], the first tokens; states: float [N, U] tensors.
         beam: the call's `_Beam` settings.
         length: int, the export's max_length (the width of the id buffers).
+        aligned: also keep each hypothesis's alignment, token by token, as
+            its ids (the attention history `keras_seq.decoding` keeps with
+            `return_attention`, reduced to its argmax at every step).
 
     Returns:
         The n-best lists: `(ids int32 [N, R, L], lengths int32 [N, R],
-        scores [N, R])`, best first.
+        scores [N, R])`, best first, and with `aligned` the alignment int32
+        [N, R, L] (0 after the end).
     """
     tp = g.helper.TensorProto
     vocab = g.const(vocab_size, np.int64)
@@ -467,12 +508,12 @@ def _beam_search(g, step, start, states, beam, length, vocab_size, end_id):
     # Tile to N*K rows: row n*K + j is beam j of row n.
     initial = {
         name: g.op("Flatten", g.op("Expand", g.op("Unsqueeze", s, g.i64(1)),
-                                   beam.shape(g, 1, "K", 1)), axis=2)
+                                   beam.shape(1, "K", 1)), axis=2)
         for name, s in zip(state_names, states)
     }
     initial["t"] = g.const(0, np.int64)
     initial["tokens"] = g.op("Reshape", g.op("Expand", g.op("Unsqueeze", start, g.i64(1)),
-                                             beam.shape(g, 1, "K")), g.i64(-1))
+                                             beam.shape(1, "K")), g.i64(-1))
     # Only beam 0 is live at first, so the K copies do not duplicate hypotheses.
     first = g.op("Equal", g.op("Range", g.const(0, np.int64),
                                g.op("Squeeze", beam.width, g.i64(0)), g.const(1, np.int64)),
@@ -485,21 +526,31 @@ def _beam_search(g, step, start, states, beam, length, vocab_size, end_id):
                                 g.op("Concat", nk, g.i64(length), axis=0))
     initial["fin_ids"] = g.op("Expand", g.const(0, np.int32),
                               g.op("Concat", nr, g.i64(length), axis=0))
+    if aligned:
+        initial["alive_align"], initial["fin_align"] = initial["alive_ids"], initial["fin_ids"]
     initial["fin_logp"] = initial["fin_norm"] = g.op("Expand", g.const(_NEG_INF), nr)
     initial["fin_len"] = g.op("Expand", g.const(0, np.int32), nr)
     k_v = g.op("Squeeze", g.op("Mul", beam.width, vocab), g.i64(0))
     end_cols = g.op("Equal", g.op("Mod", g.op("Range", g.const(0, np.int64), k_v,
                                               g.const(1, np.int64)), vocab),
                     g.const(end_id, np.int64))  # [K*V]: the candidates ending now
+    # Loop invariants, computed once: the penalty of each length 1..L, the
+    # first flat row of each batch row.
+    penalties = beam.penalty(g, g.const(np.arange(1, length + 1), np.float32))  # [L]
+    offsets = g.op("Unsqueeze", g.op("Mul", g.op("Range", g.const(0, np.int64), g.op(
+        "Squeeze", rows, g.i64(0)), g.const(1, np.int64)), beam.width), g.i64(1))  # [N, 1]
     names = ["t", "tokens", *state_names, "alive_ids", "alive_logp", "fin_ids", "fin_logp",
              "fin_norm", "fin_len"]
     types = [tp.INT64, tp.INT32] + [tp.FLOAT] * len(states) + [
         tp.INT32, tp.FLOAT, tp.INT32, tp.FLOAT, tp.FLOAT, tp.INT32]
+    if aligned:
+        names += ["alive_align", "fin_align"]
+        types += [tp.INT32, tp.INT32]
 
     def body(g, v):
         b = beam  # the settings: main-graph tensors, read from the body
-        logp, new_states = step(g, b, v["tokens"], [v[n] for n in state_names])
-        cand = g.op("Add", g.op("Reshape", logp, b.shape(g, -1, "K", vocab_size)),
+        logp, new_states, align = step(g, b, v["tokens"], [v[n] for n in state_names])
+        cand = g.op("Add", g.op("Reshape", logp, b.shape(-1, "K", vocab_size)),
                     g.op("Unsqueeze", v["alive_logp"], g.i64(2)))
         cand = g.op("Reshape", cand, g.op("Concat", g.i64(-1),
                                           g.op("Mul", b.width, vocab), axis=0))  # [N, K*V]
@@ -511,7 +562,7 @@ def _beam_search(g, step, start, states, beam, length, vocab_size, end_id):
         top_beam = g.op("Div", top_idx, vocab)
         is_end = g.op("Equal", g.op("Mod", top_idx, vocab), g.const(end_id, np.int64))
         new_logp = g.op("Where", is_end, top_logp, g.const(_NEG_INF))
-        new_norm = g.op("Div", new_logp, b.penalty(g, g.op("Cast", t1, to=tp.FLOAT)))
+        new_norm = g.op("Div", new_logp, g.op("Gather", penalties, v["t"]))
         new_ids = g.op("Where", at_t, g.const(end_id, np.int32),
                        _gather_rows(g, v["alive_ids"], top_beam))
         out = {}
@@ -519,6 +570,11 @@ def _beam_search(g, step, start, states, beam, length, vocab_size, end_id):
             "TopK", g.op("Concat", v["fin_norm"], new_norm, axis=1), b.n_best, outputs=2
         )
         out["fin_ids"] = _gather_rows(g, g.op("Concat", v["fin_ids"], new_ids, axis=1), pick)
+        if aligned:  # as the ids: position t from the row's step, the rest from its beam
+            now = g.op("Unsqueeze", g.op("GatherElements", align, top_beam, axis=1), g.i64(2))
+            new_align = g.op("Where", at_t, now, _gather_rows(g, v["alive_align"], top_beam))
+            out["fin_align"] = _gather_rows(
+                g, g.op("Concat", v["fin_align"], new_align, axis=1), pick)
         out["fin_logp"] = g.op("GatherElements", g.op("Concat", v["fin_logp"], new_logp,
                                                       axis=1), pick, axis=1)
         new_len = g.op("Expand", g.op("Cast", t1, to=tp.INT32), g.op("Shape", new_logp))
@@ -533,9 +589,10 @@ def _beam_search(g, step, start, states, beam, length, vocab_size, end_id):
         alive_tok = g.op("Cast", g.op("Mod", alive_idx, vocab), to=tp.INT32)  # [N, K]
         out["alive_ids"] = g.op("Where", at_t, g.op("Unsqueeze", alive_tok, g.i64(2)),
                                 _gather_rows(g, v["alive_ids"], alive_beam))
-        row_ids = g.op("Range", g.const(0, np.int64),
-                       g.op("Squeeze", _rows(g, alive_beam), g.i64(0)), g.const(1, np.int64))
-        offsets = g.op("Unsqueeze", g.op("Mul", row_ids, b.width), g.i64(1))  # [N, 1]
+        if aligned:
+            now = g.op("Unsqueeze", g.op("GatherElements", align, alive_beam, axis=1), g.i64(2))
+            out["alive_align"] = g.op("Where", at_t, now,
+                                      _gather_rows(g, v["alive_align"], alive_beam))
         flat_beam = g.op("Reshape", g.op("Add", alive_beam, offsets), g.i64(-1))
         for name, value in zip(state_names, new_states):
             out[name] = g.op("Gather", value, flat_beam)
@@ -570,30 +627,43 @@ def _beam_search(g, step, start, states, beam, length, vocab_size, end_id):
     lengths = g.op("Where", valid, lengths, g.const(0, np.int32))
     scores = g.op("GatherElements", g.op("Concat", v["fin_logp"], v["alive_logp"], axis=1),
                   pick, axis=1)
-    return ids, lengths, scores
+    if not aligned:
+        return ids, lengths, scores
+    alignment = _gather_rows(g, g.op("Concat", v["fin_align"], v["alive_align"], axis=1), pick)
+    alignment = g.op("Where", g.op("Unsqueeze", valid, g.i64(2)), alignment,
+                     g.const(0, np.int32))
+    return ids, lengths, scores, alignment
 
 
 # --------------------------------------------------------------------------
 # The graphs.
 
 
-def _translator(g, fns, source):
-    """(start tokens, states, step) of an AttentionSeq2Seq."""
+def _translator(g, fns, source, aligned=False):
+    """(start tokens, states, step) of an AttentionSeq2Seq; with `aligned`, the
+    step also gives the alignment as `ServingFunctions.decode` defines it: the
+    most attended source position among the words (EOS and padding
+    excluded; the first on ties, as `tf.argmax`)."""
     model = fns.model
-    memory, keys, mask, layer_states = _encode(g, model, source)
+    memory, keys, mask, layer_states, words = _encode(g, model, source)
     per_layer = len(model._state_names)
 
     def step(g, beam, tokens, flat):
         states = [flat[i * per_layer:(i + 1) * per_layer] for i in range(model.num_layers)]
-        logp, new_states = _decoder_step(g, model, tokens, states, memory, keys, mask, beam)
-        return logp, [s for layer in new_states for s in layer]
+        logp, new_states, weights = _decoder_step(g, model, tokens, states, memory, keys,
+                                                  mask, beam)
+        align = None
+        if aligned:  # [N, K, S] -> int32 [N, K]
+            align = g.op("Cast", g.op("ArgMax", g.op("Where", words, weights, g.const(-1.0)),
+                                      axis=-1, keepdims=0), to=6)
+        return logp, [s for layer in new_states for s in layer], align
 
     start = g.op("Expand", g.const(model.start_id, np.int32), _rows(g, source))
     return start, [s for layer in layer_states for s in layer], step
 
 
-def _language_model(g, fns, prompt):
-    """(start tokens, states, step) of an RNNLanguageModel."""
+def _language_model(g, fns, prompt, aligned=False):
+    """(start tokens, states, step) of an RNNLanguageModel (no alignment)."""
     model = fns.model
     per_layer = len(model._state_names(0))
     start, layer_states = _lm_prompt(g, model, prompt)
@@ -601,17 +671,20 @@ def _language_model(g, fns, prompt):
     def step(g, beam, tokens, flat):
         states = [flat[i * per_layer:(i + 1) * per_layer] for i in range(model.num_layers)]
         logp, new_states = _lm_step(g, model, tokens, states)
-        return logp, [s for layer in new_states for s in layer]
+        return logp, [s for layer in new_states for s in layer], None
 
     return start, [s for layer in layer_states for s in layer], step
 
 
-def build_ids_graph(fns, opset):
+def build_ids_graph(fns, opset, aligned=False):
     """The id-level graph of `fns` (`translate_ids` / `generate_ids`).
 
     Args:
         fns: a `ServingFunctions` that `supports` covers.
         opset: the ONNX opset (>= 17).
+        aligned: (translators) also output `alignment` int32 [N, L] and
+            `nbest_alignment` [N, n_best, L], as `ServingFunctions.aligned_level`:
+            for each output token, the source position it attends to most.
 
     Returns:
         An `onnx.ModelProto` with the inputs and outputs of tf2onnx's graph:
@@ -620,6 +693,13 @@ def build_ids_graph(fns, opset):
         `ids` int32 [N, L], `lengths` int32 [N], `scores` float32 [N] (the
         best hypothesis) and `nbest_ids` [N, n_best, L], `nbest_lengths`,
         `nbest_scores` [N, n_best] (`-inf` scores mark padding entries).
+
+    Example:
+
+    ```python
+    proto = build_ids_graph(fns, 17)
+    onnx.save(proto, "translate_ids.onnx")
+    ```
     """
     onnx = extras.require("onnx", "onnx", "ONNX export")
     from onnx import helper, numpy_helper
@@ -637,17 +717,19 @@ def build_ids_graph(fns, opset):
     dummy = g.op("Expand", g.const(model.end_id, np.int32), g.op("Concat", extra, width, axis=0))
     inputs = g.op("Concat", name, dummy, axis=0)
     prepare = _translator if fns.task == "translation" else _language_model
-    start, states, step = prepare(g, fns, inputs)
+    start, states, step = prepare(g, fns, inputs, aligned)
     nbest = _beam_search(g, step, start, states, _settings(g), length,
-                         model.output_vocab_size, model.end_id)
+                         model.output_vocab_size, model.end_id, aligned)
     zero = g.const(0, np.int64)  # the best hypothesis
     outputs = [g.op("Gather", x, zero, axis=1) for x in nbest] + list(nbest)
-    names = ("ids", "lengths", "scores", "nbest_ids", "nbest_lengths", "nbest_scores")
+    names = ["ids", "lengths", "scores"] + (["alignment"] if aligned else [])
+    names += ["nbest_" + n for n in names]
     for value, n in zip(outputs, names):
         g.op("Slice", value, g.i64(0), rows, g.i64(0))
         g.nodes[-1].output[0] = n
     dtypes = {"length_penalty": tp.FLOAT}
-    shapes = (["N", length], ["N"], ["N"], ["N", "R", length], ["N", "R"], ["N", "R"])
+    shapes = [["N", length], ["N"], ["N"]] + ([["N", length]] if aligned else [])
+    shapes += [s[:1] + ["R"] + s[1:] for s in shapes]
     graph = helper.make_graph(
         g.nodes, fns.names.ids,
         [helper.make_tensor_value_info(name, tp.INT32, ["N", "T"])]

@@ -310,15 +310,16 @@ def _translation_graph(g, tokenizers, aligned, unk_replace, max_tokens):
         text = g.op("Where", [unknown, surface, text])
         copied = _scatter(g, shape, "", rows, cols, text)  # [N, S + 1]
 
-    def post(out):
-        ids_out = out["ids"]
-        if not (aligned and unk_replace):
-            tokens = _vocab_tokens(g, ids_out, target.vocabulary)
-            return {"translations": _join(g, tokens, _decode_keep(g, ids_out), supports(target))}
+    replace = aligned and unk_replace
+
+    def texts(ids_out, lengths, alignment, copied):
+        """string [M] of the hypotheses ids_out [M, L] (copied: [M, S + 1])."""
         tokens = _vocab_tokens(g, ids_out, target.vocabulary)
+        if not replace:
+            return _join(g, tokens, _decode_keep(g, ids_out), supports(target))
         last = g.op("Sub", [g.op("Slice", [g.op("Shape", [copied]), g.const([1]), g.const([2])]),
                             g.const([1])])
-        alignment = g.op("Min", [g.cast(out["alignment"], 7), last])
+        alignment = g.op("Min", [g.cast(alignment, 7), last])
         picked = g.op("GatherElements", [copied, alignment], axis=1)
         unk = g.op("Equal", [ids_out, g.const(np.int32(UNK_ID))])
         tokens = g.op("Where", [unk, picked, tokens])
@@ -327,10 +328,34 @@ def _translation_graph(g, tokenizers, aligned, unk_replace, max_tokens):
                                    g.cast(g.op("Squeeze", [length, g.const([0])]), 6),
                                    g.const(np.int32(1))])
         within = g.op("Less", [g.op("Unsqueeze", [positions, g.const([0])]),
-                               g.op("Unsqueeze", [out["lengths"], g.const([1])])])
+                               g.op("Unsqueeze", [lengths, g.const([1])])])
         keep = g.op("And", [within, g.op("Not", [
             g.op("Equal", [ids_out, g.const(np.int32(EOS_ID))])])])
-        return {"translations": _join(g, tokens, keep, True)}
+        return _join(g, tokens, keep, True)
+
+    def post(out):
+        if "nbest_ids" not in out:
+            return {"translations": texts(out["ids"], out["lengths"], out.get("alignment"),
+                                          copied)}
+        # The N * R hypotheses of the n-best lists, each with its alignment,
+        # detokenized once: the best (the `ids`) is the first of each row.
+        shape = g.op("Shape", [out["nbest_ids"]])
+        rows = g.op("Slice", [shape, g.const([0]), g.const([2])])  # [N, R]
+        flat = g.op("Concat", [g.const([-1]), g.op("Slice", [shape, g.const([2]),
+                                                             g.const([3])])], axis=0)
+        alignment = copies = None
+        if replace:
+            alignment = g.op("Reshape", [out["nbest_alignment"], flat])
+            width = g.op("Shape", [copied], start=1, end=2)
+            copies = g.op("Reshape", [
+                g.op("Expand", [g.op("Unsqueeze", [copied, g.const([1])]),
+                                g.op("Concat", [rows, width], axis=0)]),
+                g.op("Concat", [g.const([-1]), width], axis=0)])
+        nbest = g.op("Reshape", [texts(g.op("Reshape", [out["nbest_ids"], flat]),
+                                       g.op("Reshape", [out["nbest_lengths"], g.const([-1])]),
+                                       alignment, copies), rows])
+        return {"translations": g.op("Gather", [nbest, g.const(np.int64(0))], axis=1),
+                "nbest_translations": nbest}
 
     return {"source_ids": source_ids}, post, refusals
 
@@ -379,7 +404,11 @@ def write_text_graph(core_path, path, task, tokenizers, metadata, *, unk_replace
 
     The graph also outputs `refusals` int32 [N]: 0, or why the SavedModel's
     text signature would refuse the row (the codes of `refusal_messages`;
-    the ONNX server answers them with a 400).
+    the ONNX server answers them with a 400), the core's `ids`, `lengths`,
+    `scores` and, where the core has them (a beam search's `n_best` input),
+    `nbest_ids`, `nbest_lengths`, `nbest_scores` and for a translator
+    `nbest_translations` string [N, n_best] (each hypothesis with its own
+    `<unk>` replacement), as the SavedModel's text signature.
 
     Returns:
         `{op type: count}` of the graph written.
@@ -417,12 +446,15 @@ def write_text_graph(core_path, path, task, tokenizers, metadata, *, unk_replace
     nodes.extend(g.nodes)
     outputs = []
     tensor = onnx.helper.make_tensor_value_info
-    for name in text_outputs:
+    for name in text_outputs + [n for n in ("nbest_translations",) if n in results]:
         nodes.append(onnx.helper.make_node("Identity", [results[name]], [name]))
-        outputs.append(tensor(name, onnx.TensorProto.STRING, [None]))
+        rank = 2 if name.startswith("nbest_") else 1
+        outputs.append(tensor(name, onnx.TensorProto.STRING, [None] * rank))
     nodes.append(onnx.helper.make_node("Identity", [refusals], ["refusals"]))
     outputs.append(tensor("refusals", onnx.TensorProto.INT32, [None]))
-    for name in ("ids", "lengths", "scores"):
+    for name in ("ids", "lengths", "scores", "nbest_ids", "nbest_lengths", "nbest_scores"):
+        if name not in out:
+            continue
         nodes.append(onnx.helper.make_node("Identity", [out[name]], [name]))
         source = next(o for o in core.graph.output if o.name == out[name])
         outputs.append(onnx.helper.make_value_info(name, source.type))

@@ -1,15 +1,26 @@
 """int8 ONNX graphs: dynamic quantization and its quality cost, measured at export.
 
-`write_int8` writes `onnx/int8/<name>.onnx` beside the float graphs:
-onnxruntime's `quantize_dynamic` with int8 weights (per-tensor, QInt8) on the
-ops it has integer kernels for (`MatMul`, `LSTM`, `Attention`; Loop
-bodies included), the text graph rebuilt around the int8 id-level graph, and
-`serving_default.onnx` like the float one; `keras-seq serve --onnx
---precision int8` serves that directory. The quality delta of the id-level
-graph is measured on a bounded sample: BLEU (sacrebleu, detokenized) of the
-float and int8 translations of a translator's validation sentences, or the
-perplexity of a language model's validation texts through `step`, and
-recorded in export.json (`"int8"`).
+`write_int8` writes `onnx/int8/<name>.onnx` beside the float graphs
+(`quantize_graph`: onnxruntime's `quantize_dynamic` with int8 weights,
+per-tensor QInt8, on the ops it has integer kernels for, `MatMul`, `LSTM`,
+`Attention`, Loop bodies included: a `MatMul` with constant weights becomes
+`MatMulInteger` after a `DynamicQuantizeLinear` of its input, fused into
+`DynamicQuantizeMatMul` when onnxruntime loads the graph, an `LSTM`
+`DynamicQuantizeLSTM`), the text graph rebuilt around the int8 id-level
+graph, and `serving_default.onnx` like the float one; `keras-seq serve --onnx
+--precision int8` serves that directory.
+
+On `keras_seq.export.onnx_rnn`'s beam search every weight product is
+quantized, the decoder step's inside the search `Loop` included (output
+projection, attention query and score, combination, `LSTM`): measured on the
+default translator, each pays for the per-step quantization of its 5-row
+input (leaving the small attention products float changed nothing
+measurable; benchmarks/RESULTS.md, "int8").
+
+The quality delta of the id-level graph is measured on a bounded sample:
+BLEU (sacrebleu, detokenized) of the float and int8 translations of a
+translator's validation sentences, or the perplexity of a language model's
+validation texts through `step`, and recorded in export.json (`"int8"`).
 
 Example:
 
@@ -33,7 +44,7 @@ from keras_seq.export import onnx_text
 from keras_seq.text import BOS_ID
 from keras_seq.text import EOS_ID
 
-__all__ = ["PRECISIONS", "QUALITY_SENTENCES", "check_quantize", "write_int8"]
+__all__ = ["PRECISIONS", "QUALITY_SENTENCES", "check_quantize", "quantize_graph", "write_int8"]
 
 PRECISIONS = ("int8",)
 QUALITY_SENTENCES = 200  # the most sentences (or texts) the delta is measured on
@@ -50,8 +61,22 @@ def check_quantize(quantize):
     return quantize
 
 
-def _quantize_file(source, target):
+def quantize_graph(source, target):
+    """Writes the float `.onnx` at `source` with int8 weights to `target`.
+
+    onnxruntime's dynamic quantization (weights QInt8 per tensor, activations
+    quantized per call) of the `OP_TYPES` nodes, in Loop bodies too; the
+    keras_seq metadata is kept.
+
+    Example:
+
+    ```python
+    quantize_graph("onnx/translate_ids.onnx", "onnx/int8/translate_ids.onnx")
+    ```
+    """
     quantization = extras.require("onnxruntime.quantization", "onnx", "int8 ONNX export")
+    onnx = extras.require("onnx", "onnx", "int8 ONNX export")
+    float_model = onnx.load(source, load_external_data=False)
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantization
@@ -59,17 +84,32 @@ def _quantize_file(source, target):
         quantization.quantize_dynamic(
             source, target, op_types_to_quantize=OP_TYPES,
             weight_type=quantization.QuantType.QInt8,
+            nodes_to_exclude=_outer_weight_lstms(float_model.graph),
+            extra_options={"EnableSubgraph": True},
         )
     finally:
         root.setLevel(level)
     # quantize_dynamic drops the metadata: keep keras_seq's (signature, the
     # per-request settings' defaults the server and `run_session` feed).
-    onnx = extras.require("onnx", "onnx", "int8 ONNX export")
-    float_model = onnx.load(source, load_external_data=False)
     model = onnx.load(target)
     del model.metadata_props[:]
     model.metadata_props.extend(float_model.metadata_props)
     onnx.save(model, target)
+
+
+def _outer_weight_lstms(graph, depth=0):
+    """The names of the `LSTM` nodes of subgraphs whose weights live in an
+    enclosing graph, which `quantize_dynamic`'s LSTM quantizer cannot read
+    (tf2onnx's graphs; `onnx_rnn` keeps a Loop body's weights in the body)."""
+    own = {i.name for i in graph.initializer}
+    names = []
+    for node in graph.node:
+        if depth and node.op_type == "LSTM" and not {node.input[1], node.input[2]} <= own:
+            names.append(node.name)
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                names.extend(_outer_weight_lstms(sub, depth + 1))
+    return names
 
 
 def _metadata(path):
@@ -101,13 +141,13 @@ def write_int8(fns, directory, data, tokenizers, text_core=None, quality=None):
     os.makedirs(target)
     names = [fns.names.ids, fns.names.state, "step"]
     for name in names:
-        _quantize_file(os.path.join(directory, name + ".onnx"), os.path.join(target, name + ".onnx"))
+        quantize_graph(os.path.join(directory, name + ".onnx"), os.path.join(target, name + ".onnx"))
     default = fns.names.ids
     if text_core is not None:
         default = fns.names.text
         core, aligned = text_core
         quantized_core = os.path.join(target, ".core.onnx")
-        _quantize_file(core, quantized_core)
+        quantize_graph(core, quantized_core)
         onnx_text.write_text_graph(
             quantized_core, os.path.join(target, default + ".onnx"), fns.task, tokenizers,
             dict(_metadata(os.path.join(directory, default + ".onnx")), precision="int8"),

@@ -19,7 +19,8 @@ once it is older than `STALE_UNOWNED_SECONDS`.
 `versions` (keras_seq, Keras, TensorFlow), `signatures` (inputs, outputs,
 description), `state` (the state tensors' names, dtypes and shapes),
 `decoding`, the tokenizers, `onnx` (opset, op counts and `builder` per file:
-`"tf2onnx"`, or `keras_seq.export.onnx_rnn` for the graphs it builds),
+`"tf2onnx"`, or `keras_seq.export.onnx_rnn` for the graphs it builds; a text
+graph's `core_builder`: the builder of the id-level graph inside it),
 `requires` (Python packages whose ops the graph uses, e.g.
 `["tensorflow_text"]` for SentencePiece and WordPiece tokenizers: import them
 before `tf.saved_model.load`) and, with such ops, `unsupported` (what the
@@ -366,18 +367,24 @@ def _write_onnx(fns, functions, data, directory, opset, tokenizers=(), quantize=
     if tokenizers and all(onnx_text.supports(t) for t in tokenizers):
         default = fns.names.text
         core = os.path.join(directory, ids_name + ".onnx")
+        core_builder = data["onnx"][ids_name + ".onnx"]["builder"]
         aligned = fns.unk_replace and onnx_text.supports(tokenizers[-1])
         if aligned:  # the id-level graph plus the alignment <unk> replacement reads
             core = os.path.join(directory, ".aligned.onnx")
-            signature = fns.id_level_signature()
-            fn = tf.function(fns.aligned_level, input_signature=signature)
-            onnx_graphs.convert(fn, signature, core, opset, {"signature": "aligned"})
+            proto = onnx_rnn.build(fns, ids_name, opset, aligned=True)
+            if proto is not None:
+                onnx_graphs.save(proto, core, {"signature": "aligned"})
+            else:
+                core_builder = "tf2onnx"
+                signature = fns.id_level_signature()
+                fn = tf.function(fns.aligned_level, input_signature=signature)
+                onnx_graphs.convert(fn, signature, core, opset, {"signature": "aligned"})
         ops = onnx_text.write_text_graph(
             core, os.path.join(directory, default + ".onnx"), fns.task, tokenizers,
             _onnx_metadata(fns, data, default), unk_replace=aligned, max_tokens=fns.max_input,
         )
         data["onnx"][default + ".onnx"] = {
-            "opset": opset, "ops": ops, "extensions": True,
+            "opset": opset, "ops": ops, "extensions": True, "core_builder": core_builder,
             "refusals": onnx_text.refusal_messages(
                 default, fns.names.text_input, fns.max_input,
                 fns.names.length_note.format(max_length=fns.max_length)),
