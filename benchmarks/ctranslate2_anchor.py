@@ -143,6 +143,7 @@ def convert(model, folder):
     spec.register_target_vocabulary([str(i) for i in range(model.output_vocab_size)])
     spec.validate()
     spec.optimize(quantization=None)
+    os.makedirs(folder, exist_ok=True)
     spec.save(folder)
     return folder, ctranslate2.__version__
 

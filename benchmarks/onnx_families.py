@@ -84,12 +84,17 @@ class _Graphs:
 def _saved_model_graphs(path, names):
     import tensorflow as tf
 
+    from keras_seq.export import decoding_settings
+
     signatures = tf.saved_model.load(path).signatures
+    defaults = decoding_settings(path)  # the settings a request leaves out, as in serving
 
     def wrap(signature):
         function = signatures[signature]
+        inputs = function.structured_input_signature[1]
+        fill = {k: v for k, v in defaults.items() if k in inputs}
         return lambda feeds: {k: v.numpy() for k, v in function(
-            **{k: tf.constant(v) for k, v in feeds.items()}).items()}
+            **{k: tf.constant(v) for k, v in dict(fill, **feeds).items()}).items()}
 
     return _Graphs("saved_model", *(wrap(n) for n in names))
 
@@ -162,10 +167,12 @@ def _translator(run, to, args):
     translator = pipelines.Translator.from_run(run)
     path, export_seconds = _export(translator, run, to)
     pairs = translator.split("test")
-    encoded, _ = translator.prepare([s for s, _ in pairs[: 4 * args.sentences]])
-    kept = [(e, t) for e, (_, t) in zip(encoded, pairs) if e is not None][: args.sentences]
+    count = max(args.sentences, 32)  # batch 32: the first 32 sentences
+    encoded, _ = translator.prepare([s for s, _ in pairs[: 4 * count]])
+    kept = [(e, t) for e, (_, t) in zip(encoded, pairs) if e is not None][:count]
     rows, references = [e for e, _ in kept], [t for _, t in kept]
-    singles = [np.array([r], np.int32) for r in rows]
+    singles = [np.array([r], np.int32) for r in rows[: args.sentences]]
+    references = references[: args.sentences]
     batches = [_pad(rows[i : i + 32]) for i in range(0, len(rows) - 31, 32)]
     backends = _backends(path, to, ("translate_ids", "encode", "step"), args.threads)
     if args.ctranslate2 and type(translator.model).__name__ == "Transformer":
@@ -198,7 +205,7 @@ def _ctranslate2_backends(translator, to, threads):
     """CTranslate2 float32 and int8 translators of the model (ctranslate2_anchor)."""
     import ctranslate2_anchor
 
-    folder = os.path.join(to, "ctranslate2")
+    folder = to.rstrip(os.sep) + "-ctranslate2"
     if not os.path.isdir(folder):
         ctranslate2_anchor.convert(translator.model, folder)
     backends = []
@@ -246,13 +253,13 @@ def _language_model(run, to, args):
     results = []
     # Generation: prompts of `prompt_tokens` test tokens, `generate_length` new tokens.
     width = args.prompt_tokens
-    prompts = [stream[i * width : (i + 1) * width] for i in range(args.sentences)]
+    prompts = [stream[i * width : (i + 1) * width] for i in range(max(args.sentences, 32))]
     settings = {"max_length": np.int32(args.generate_length)}
     calls = {b.name: (lambda x, b=b: b.ids(dict(settings, prompt_ids=x))["ids"])
              for b in backends}
-    singles = [np.array([p], np.int32) for p in prompts]
+    prompt_rows = [np.array([p], np.int32) for p in prompts[: args.sentences]]
     batches = [np.stack(prompts[i : i + 32]) for i in range(0, len(prompts) - 31, 32)]
-    times, outputs, same = _alternate(calls, singles)
+    times, outputs, same = _alternate(calls, prompt_rows)
     generated = np.mean([(o[0] != 0).sum() for o in outputs["saved_model"]])
     results += _rows(family, f"generate {args.generate_length}", 1, times, same, {}, "perplexity")
     if batches:
@@ -283,10 +290,10 @@ def _language_model(run, to, args):
     profile = {}
     if args.profile:
         feeds = [dict(prompt_ids=x, max_length=np.int32(args.generate_length))
-                 for x in [np.array([p], np.int32) for p in prompts]]
+                 for x in prompt_rows]
         profile = _profiles(to, "generate_ids", feeds, args.threads)
     return {"run": run, "family": family, "export": path, "export_seconds": export_seconds,
-            "prompts": len(prompts), "mean_generated_tokens": round(float(generated), 1),
+            "prompts": len(prompt_rows), "mean_generated_tokens": round(float(generated), 1),
             "scored_tokens": scored, "rows": results, "profile": profile,
             "int8_export_json": _int8_info(to)}
 

@@ -177,3 +177,59 @@ def _check_language_model(to, path, tokenizer, builder):
     assert [str(t) for t in out["generated"]] == [t.decode() for t in text["generated"]]
     assert _onnx(to, "generate", "int8", extensions=True,
                  prompts=np.array(PROMPTS, dtype=object))["generated"].shape == (len(PROMPTS),)
+
+
+def test_hoisting_a_loop_invariant_transpose_keeps_the_outputs():
+    """`hoist_loop_transposes` (run on every tf2onnx graph): a Loop whose body
+    transposes a value it passes through unchanged (tf2onnx's captured tied
+    embedding) gives the same outputs with the Transpose moved before the Loop;
+    a Transpose of a value that changes per step stays."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    from keras_seq.export.onnx import hoist_loop_transposes, op_summary
+
+    def value(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    body = helper.make_graph(
+        [helper.make_node("Transpose", ["w_in"], ["w_t"], perm=[1, 0]),
+         helper.make_node("MatMul", ["x_in", "w_t"], ["y"]),
+         helper.make_node("Identity", ["w_in"], ["w_out"]),
+         helper.make_node("Transpose", ["x_in"], ["x_t"], perm=[1, 0]),  # x changes: stays
+         helper.make_node("Transpose", ["x_t"], ["x_tt"], perm=[1, 0]),
+         helper.make_node("Add", ["x_tt", "x_in"], ["x_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         value("w_in", [3, 2]), value("x_in", [1, 2])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         value("w_out", [3, 2]), value("x_out", [1, 2]), value("y", [1, 3])])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["steps", "cond", "w", "x"], ["w_final", "x_final", "ys"],
+                          body=body)],
+        "outer",
+        [helper.make_tensor_value_info("steps", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         value("w", [3, 2]), value("x", [1, 2])],
+        [value("w_final", [3, 2]), value("x_final", [1, 2]), value("ys", [None, 1, 3])])
+    model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"steps": np.array(3, np.int64), "cond": np.array(True),
+             "w": np.arange(6, dtype=np.float32).reshape(3, 2),
+             "x": np.array([[1.0, -2.0]], np.float32)}
+
+    def run(proto):
+        session = onnxruntime.InferenceSession(proto.SerializeToString(),
+                                               providers=["CPUExecutionProvider"])
+        return session.run(None, feeds)
+
+    before = run(model)
+    assert hoist_loop_transposes(model) == 1
+    onnx.checker.check_model(model)
+    body_ops = [n.op_type for n in model.graph.node[1].attribute[0].g.node]
+    assert body_ops.count("Transpose") == 2 and model.graph.node[0].op_type == "Transpose"
+    assert op_summary(model.graph)["Transpose"] == 3
+    for got, expected in zip(run(model), before):
+        np.testing.assert_array_equal(got, expected)
