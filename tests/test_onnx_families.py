@@ -115,7 +115,7 @@ def rnn_lm(tmp_path_factory, lm_tokenizer):
                                   lm_tokenizer, BeamSearch(3))
 
 
-@pytest.mark.slow  # a Transformer export with int8 and its text graphs: ~40 s CPU
+@pytest.mark.slow  # a Transformer export with int8 and its text graphs: ~55 s
 def test_transformer_translator_ids_text_and_int8_in_onnxruntime(transformer):
     source, to, path = transformer
     source_ids = pad(source.encode(SOURCES, add_eos=True))
@@ -148,7 +148,7 @@ def test_transformer_translator_ids_text_and_int8_in_onnxruntime(transformer):
         assert len(out["translations"]) == len(SOURCES)
 
 
-@pytest.mark.slow  # a Transformer export with int8 and its text graphs: ~30 s CPU
+@pytest.mark.slow  # a Transformer export with int8 and its text graphs: ~20 s
 def test_transformer_language_model_ids_text_and_int8_in_onnxruntime(transformer_lm,
                                                                      lm_tokenizer):
     _check_language_model(*transformer_lm, lm_tokenizer, "tf2onnx")
