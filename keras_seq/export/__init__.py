@@ -140,7 +140,9 @@ encoder in `encode.onnx`) become `Loop`s too, not ONNX `LSTM`/`GRU` ops;
 `step` has no loop. The op counts and the builder (`"tf2onnx"` or
 `"keras_seq.export.onnx_rnn"`) of every graph are recorded in export.json
 (`"onnx"`). A tf2onnx optimizer bug that breaks the Transformer's
-head split is worked around during conversion (see `keras_seq.export.onnx`).
+head split is worked around during conversion, and a `Transpose` of a value
+the decoding `Loop` passes through unchanged (a tied embedding) runs once
+before the Loop instead of at every step (see `keras_seq.export.onnx`).
 
 Modules:
 

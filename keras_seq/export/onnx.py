@@ -29,7 +29,8 @@ from keras_seq import extras
 from keras_seq import utils
 
 __all__ = [
-    "DEFAULT_OPSET", "bare_name", "check_opset", "convert", "make_session", "run_session", "save",
+    "DEFAULT_OPSET", "bare_name", "check_opset", "convert", "hoist_loop_transposes",
+    "make_session", "run_session", "save",
 ]
 
 DEFAULT_OPSET = 17
@@ -268,8 +269,83 @@ def convert(fn, input_signature, path, opset, metadata):
         proto, _ = tf2onnx.convert.from_function(
             fn, input_signature=input_signature, opset=opset
         )
+    hoist_loop_transposes(proto)
     onnx.checker.check_model(proto)
     return save(proto, path, metadata)
+
+
+def _rename_inputs(graph, old, new):
+    """Makes every node of `graph` (subgraphs included) read `new` for `old`."""
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+        for subgraph in _subgraphs(node):
+            _rename_inputs(subgraph, old, new)
+
+
+def _subgraphs(node):
+    """The graphs a node's attributes hold (a Loop's body, an If's branches)."""
+    for attribute in node.attribute:
+        if attribute.HasField("g"):
+            yield attribute.g
+        yield from attribute.graphs
+
+
+def hoist_loop_transposes(proto):
+    """Moves the `Transpose`s of loop-invariant `Loop` inputs out of the Loop body.
+
+    tf2onnx passes the tensors a `tf.while_loop` captures (e.g. a tied
+    embedding, the output projection of a language model) into the ONNX
+    `Loop` as loop-carried values, and a `transpose` of one inside the loop
+    body becomes a `Transpose` run at every step: a copy of the whole
+    `[V, d]` table per generated token, most of a language model's generation
+    time in onnxruntime (issue 12, benchmarks/RESULTS.md, "ONNX per model
+    family"). Where the body passes the value through unchanged, the
+    `Transpose` runs once before the Loop and the body reads its result as an
+    outer-scope value (same outputs).
+
+    Returns:
+        The number of `Transpose` nodes moved (`proto` is changed in place).
+    """
+    moved = 0
+
+    def visit(graph):
+        nonlocal moved
+        nodes = []
+        for node in graph.node:
+            for subgraph in _subgraphs(node):
+                visit(subgraph)
+            if node.op_type == "Loop":
+                body = next(a.g for a in node.attribute if a.name == "body")
+                inputs = [value.name for value in body.input]
+                outputs = [value.name for value in body.output]
+                producers = {name: n for n in body.node for name in n.output}
+                for transpose in [n for n in body.node if n.op_type == "Transpose"]:
+                    if transpose.input[0] not in inputs[2:] or transpose.output[0] in outputs:
+                        continue
+                    j = inputs.index(transpose.input[0])  # Loop input j feeds body input j
+                    passed = producers.get(outputs[j - 1])
+                    if not (outputs[j - 1] == inputs[j] or (
+                            passed is not None and passed.op_type == "Identity"
+                            and passed.input[0] == inputs[j])):
+                        continue  # the value changes from step to step
+                    outer = transpose.output[0] + "__hoisted"
+                    hoisted = type(transpose)()
+                    hoisted.CopyFrom(transpose)
+                    hoisted.name = transpose.name + "__hoisted"
+                    hoisted.input[0] = node.input[j]
+                    hoisted.output[0] = outer
+                    nodes.append(hoisted)
+                    body.node.remove(transpose)
+                    _rename_inputs(body, transpose.output[0], outer)
+                    moved += 1
+            nodes.append(node)
+        del graph.node[:]
+        graph.node.extend(nodes)
+
+    visit(proto.graph)
+    return moved
 
 
 def save(proto, path, metadata):
