@@ -194,7 +194,7 @@ def collect(args):
         with open(path, encoding="utf-8") as f:
             entry = json.load(f)
         entries[entry["name"]] = entry
-    write_json(args.out, {"splits": args.splits, "runs": entries})
+    write_json(args.out, {"splits": os.path.relpath(args.splits, ROOT), "runs": entries})
     for name, e in entries.items():
         v = e["valid"]
         print(f"{name:20s} cpu {e['train_cpu_s'] / 60:5.1f} min  wall {e['train_wall_s'] / 60:5.1f} "
