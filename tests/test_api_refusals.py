@@ -218,6 +218,8 @@ def test_translator_parameter_estimate_matches_keras(paths):
 
 @pytest.mark.parametrize("recipe", [
     ks.TranslatorRecipe.transformer(units=32, layers=2, num_heads=2),
+    ks.TranslatorRecipe.transformer(units=32, layers=2, num_heads=2, tokenizer="sentencepiece",
+                                    shared_vocab=True),  # one tied table
     ks.TranslatorRecipe(units=16, embedding_dim=8, cell="gru", attention="luong-general", layers=2),
 ])
 def test_translator_family_parameter_estimates_match_keras(recipe):
@@ -225,11 +227,12 @@ def test_translator_family_parameter_estimates_match_keras(recipe):
 
     from keras_seq.pipelines.translation_training import model_info_for
 
-    info = model_info_for(recipe, 300, 200, recipe.source_max_length)
+    sizes = (300, 300) if recipe.shared_vocab else (300, 200)
+    info = model_info_for(recipe, *sizes, recipe.source_max_length)
     model = ks.models.build_model("translator", info)
     ids = np.array([[5, 6, 3]], "int32")
     model({"source": ids, "target_in": ids})  # builds the weights
-    estimate = recipe.memory_estimate(300, 200)
+    estimate = recipe.memory_estimate(*sizes)
     assert abs(estimate.parameters - model.count_params()) <= 0.15 * model.count_params()
 
 

@@ -362,6 +362,24 @@ def test_loss_is_masked_mean_over_non_pad_tokens():
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
+def test_a_label_smoothed_loss_replaces_the_full_softmax_loss():
+    from keras_seq.pipelines.translation_training import label_smoothed_loss
+
+    model = _small_translator()
+    model.compile("adam", loss=label_smoothed_loss(0.1))
+    target_out = np.array([[8, 7, 6, 5, 3], [9, 4, 3, 0, 0], [10, 12, 11, 3, 0]], "int32")
+    inputs = {"source": SOURCE, "target_in": TARGET_IN}
+    logits = np.asarray(model(inputs), "float64")
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(log_probs, target_out[..., None], -1)[..., 0]
+    smoothed = 0.9 * nll - 0.1 * log_probs.mean(-1)  # (1 - e) NLL + e * uniform cross-entropy
+    expected = smoothed[target_out != 0].mean()
+    loss = model.evaluate(inputs, target_out, batch_size=3, verbose=0)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    history = model.fit(inputs, target_out, batch_size=3, epochs=1, verbose=0)  # trains on it
+    np.testing.assert_allclose(history.history["loss"][0], expected, rtol=1e-5)
+
+
 # -- learning ---------------------------------------------------------------------------
 
 

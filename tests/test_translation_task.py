@@ -132,6 +132,19 @@ def test_sampled_softmax_training_run(tmp_path):
     assert isinstance(outputs[0].text, str)
 
 
+def test_a_label_smoothed_transformer_run(tmp_path):
+    recipe = ks.TranslatorRecipe.transformer(
+        units=8, layers=1, num_heads=2, max_length=10, label_smoothing=0.1,
+    ).with_training(epochs=1, batch_size=32, verbose=0)
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        result = ks.train_translator(recipe, str(tmp_path / "run"), max_pairs=300)
+    config = runs.load_run_config(result["run_dir"])
+    assert config["model"]["type"] == "transformer"
+    assert config["recipe"]["label_smoothing"] == 0.1
+    history = runs.RunDir(result["run_dir"]).training_state()["history"]
+    assert np.isfinite(history[0]["val_loss"])
+
+
 def test_resume_continues_with_the_stored_recipe(tmp_path):
     run = str(tmp_path / "run")
     recipe = _recipe(units=8, embedding_dim=8, max_length=10,

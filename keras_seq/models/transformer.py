@@ -263,22 +263,29 @@ class _TransformerBase(SampledSoftmaxModel, keras.Model):
     # -- training --------------------------------------------------------------
 
     def compile(self, optimizer="adam", loss="auto", metrics=None, **kwargs):
-        """`keras.Model.compile`; the model computes its own loss.
+        """`keras.Model.compile`; the model computes its own loss by default.
 
-        The loss is the token cross-entropy averaged over non-PAD labels: the
-        sampled softmax in training when `sampled_softmax > 0`, the full
-        softmax otherwise and always in `evaluate`. `loss` must be `"auto"` or
-        None. `metrics` (e.g. `keras_seq.models.MaskedTokenAccuracy()`) receive
-        full logits; with `sampled_softmax > 0` they are only updated in
-        `evaluate` (training computes no full logits).
+        With `loss="auto"` (or None) the loss is the token cross-entropy
+        averaged over non-PAD labels: the sampled softmax in training when
+        `sampled_softmax > 0`, the full softmax otherwise and always in
+        `evaluate`. A loss function `loss(labels [B, T], logits [B, T, V])`
+        replaces the full-softmax loss (e.g. a label-smoothed one,
+        `keras_seq.pipelines.translation_training.label_smoothed_loss`); a
+        sampled-softmax training pass keeps its own. `metrics` (e.g.
+        `keras_seq.models.MaskedTokenAccuracy()`) receive full logits; with
+        `sampled_softmax > 0` they are only updated in `evaluate` (training
+        computes no full logits).
         """
-        if loss is not None and not (isinstance(loss, str) and loss == "auto"):
+        if isinstance(loss, str) and loss == "auto":
+            loss = None
+        if loss is not None and not callable(loss):
             raise ValueError(
                 f"{type(self).__name__} computes its own masked loss (PAD=0 "
                 "ignored; sampled softmax when `sampled_softmax > 0`); compile "
-                f"it with loss=None or 'auto', not {loss!r}."
+                f"it with loss=None, 'auto' or a loss function of (labels, logits), "
+                f"not {loss!r}."
             )
-        super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
         # The model is built in __init__, so Keras would create the optimizer's
         # slots inside the first trace of the train step, which makes
         # tf.function trace it twice; creating them now halves that cost.

@@ -426,7 +426,7 @@ def _new_setup(recipe, data, reverse, max_pairs, valid_data=None, test_data=None
     model_info = model_info_for(recipe, source_tokenizer.vocab_size,
                                 target_tokenizer.vocab_size, max_length)
     smoothing = recipe.label_smoothing
-    if model_info["type"] != "rnn" or model_info["config"].get("sampled_softmax"):
+    if model_info["config"].get("sampled_softmax"):
         smoothing = 0.0  # the sampled softmax trains without it
     run_config = {
         "task": "translator",
@@ -631,7 +631,8 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
     # compiled loss then only scores validation (full softmax).
     sampled = int(model_info["config"].get("sampled_softmax", 0) or 0)
     smoothing = float(run_config.get("recipe", {}).get("label_smoothing", 0.0))
-    loss = label_smoothed_loss(smoothing) if model_info["type"] == "rnn" else None
+    # The Transformer computes its own loss unless it is label-smoothed.
+    loss = label_smoothed_loss(smoothing) if model_info["type"] == "rnn" or smoothing else None
     on_bleu = run_config.get("recipe", {}).get("early_stop_on", "loss") == "bleu"
     monitor = TranslationMonitor(
         setup.source_tokenizer, setup.target_tokenizer, setup.splits["valid"],

@@ -34,8 +34,8 @@ Chosen for quality per CPU-minute on corpora of 10k-200k sentence pairs
   the validation loss does not improve, early stopping after 3 evaluations
   without improvement and the best weights kept. An "epoch" is one pass over
   the training pairs or 1,000 batches, whichever is less. The Transformer
-  trains with the full softmax, no label smoothing, learning rate 5e-4 after
-  400 warmup steps.
+  trains with the full softmax, no label smoothing (`label_smoothing` turns
+  it on), learning rate 5e-4 after 400 warmup steps.
 - Decoding: beam search, beam 5, GNMT length penalty 0.6; an `<unk>` in the
   output is replaced by the source word the model attended to most when it
   emitted it (Luong et al., 2015), so names and numbers are copied.
@@ -122,7 +122,7 @@ class TranslatorRecipe(common.Recipe):
         sampled_negatives: the recipe's number of negatives.
         sampled_softmax_min_vocab: smaller target vocabularies train with the
             full softmax unless `sampled_softmax` asks otherwise.
-        label_smoothing: label smoothing of the full-softmax loss (rnn; the
+        label_smoothing: label smoothing of the full-softmax loss (the
             sampled softmax trains without it).
         steps_per_epoch_cap: most batches per "epoch" (validation,
             checkpoints, schedule and early stopping run at least this often).
@@ -222,8 +222,10 @@ class TranslatorRecipe(common.Recipe):
                       train=TrainConfig.from_dict(dict(config["training"])),
                       sampled_softmax=m.get("sampled_softmax") or 0)
         if config["model"]["type"] == "transformer":
+            shared = bool(config.get("tokenizer", {}).get("shared", False))
+            vocab = dict(tokenizer="sentencepiece" if shared else "word", shared_vocab=shared)
             return cls.transformer(units=m["d_model"], layers=m.get("num_layers", 3),
-                                   num_heads=m.get("num_heads", 4), **values)
+                                   num_heads=m.get("num_heads", 4), **vocab, **values)
         rnn = cls()
         return cls.rnn(units=m["units"], embedding_dim=m.get("embedding_dim", rnn.embedding_dim),
                        layers=m.get("num_layers", rnn.layers), cell=m.get("cell", rnn.cell),
@@ -344,7 +346,9 @@ class TranslatorRecipe(common.Recipe):
         classes = sampled + 1 if sampled else vt
         if self.model == "transformer":
             ff = 4 * units
-            params = ((vs + vt) * units + units * vt + vt  # sinusoidal positions: no weights
+            # Sinusoidal positions: no weights. A shared vocabulary: one tied table.
+            tables = vt * units if self.shared_vocab else (vs + vt) * units + units * vt
+            params = (tables + vt
                       + layers * memory.transformer_layer(units, ff)
                       + layers * memory.transformer_layer(units, ff, cross_attention=True))
             per_token = 2 * units + layers * (
