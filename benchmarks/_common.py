@@ -115,3 +115,22 @@ def write_json(path, obj, *, indent=1, ensure_ascii=True, end=""):
         json.dump(obj, f, indent=indent, ensure_ascii=ensure_ascii)
         f.write(end)
     os.replace(tmp, path)
+
+
+def kernel_times(session):
+    """Ends an onnxruntime profiling session and reads its trace (then deletes it).
+
+    Args:
+        session: an `onnxruntime.InferenceSession` opened with
+            `SessionOptions.enable_profiling`.
+
+    Returns:
+        [(op type, node name, milliseconds)], one per kernel run.
+    """
+    trace = session.end_profiling()
+    with open(trace) as f:
+        events = json.load(f)
+    os.remove(trace)
+    suffix = "_kernel_time"
+    return [(e["args"]["op_name"], e["name"][: -len(suffix)], e["dur"] / 1000.0)
+            for e in events if e.get("cat") == "Node" and e["name"].endswith(suffix)]

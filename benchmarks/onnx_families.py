@@ -35,7 +35,8 @@ import os
 import time
 
 # First: environment and sys.path for TensorFlow and keras_seq (see _common).
-from _common import argument_parser, load_average, load_average_line, write_json
+from _common import (argument_parser, kernel_times, load_average, load_average_line,
+                     write_json)
 
 import numpy as np
 
@@ -316,15 +317,10 @@ def _profile(path, feeds, threads, prefix):
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     for feed in feeds:
         run_session(session, feed)
-    trace = session.end_profiling()
-    with open(trace) as f:
-        events = json.load(f)
-    os.remove(trace)
     totals, counts = collections.Counter(), collections.Counter()
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            totals[event["args"]["op_name"]] += event["dur"] / 1000.0
-            counts[event["args"]["op_name"]] += 1
+    for op, _, ms in kernel_times(session):
+        totals[op] += ms
+        counts[op] += 1
     return {op: {"ms_per_call": round(ms / len(feeds), 3),
                  "runs_per_call": round(counts[op] / len(feeds), 1)}
             for op, ms in totals.most_common()}

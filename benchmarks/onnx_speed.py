@@ -39,7 +39,8 @@ import tempfile
 import time
 
 # First: environment and sys.path for TensorFlow and keras_seq (see _common).
-from _common import argument_parser, load_average, load_average_line, write_json
+from _common import (argument_parser, kernel_times, load_average, load_average_line,
+                     write_json)
 
 import numpy as np
 
@@ -146,15 +147,10 @@ def _profile(path, inputs, settings, threads, prefix):
     call = _ort_call(session, settings)
     for x in inputs:
         call(x)
-    trace = session.end_profiling()
-    with open(trace) as f:
-        events = json.load(f)
-    os.remove(trace)
     totals, nodes = collections.Counter(), collections.Counter()
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            totals[event["args"]["op_name"]] += event["dur"] / 1000.0
-            nodes[event["name"][: -len("_kernel_time")]] += event["dur"] / 1000.0
+    for op, node, ms in kernel_times(session):
+        totals[op] += ms
+        nodes[node] += ms
     per_call = {op: round(ms / len(inputs), 3) for op, ms in totals.most_common()}
     return per_call, {n: round(ms / len(inputs), 3) for n, ms in nodes.most_common(10)}
 
