@@ -65,3 +65,39 @@ def test_only_ascii_decimal_names_are_versions(tmp_path):
     (tmp_path / "7").write_text("a file, not a version directory")
     assert writer.versions(str(tmp_path)) == [1, 3, 12]
     assert writer.resolve_version(str(tmp_path), None) == 13
+
+
+def test_onnx_convert_runs_the_optimizers_in_place_and_falls_back_when_one_raises(
+        tmp_path, monkeypatch):
+    """tf2onnx's optimizers run without their per-optimizer graph copies; if one
+    raises, `convert` converts again in tf2onnx's default mode (which skips the
+    failing optimizer) and the graph computes the same."""
+    np = pytest.importorskip("numpy")
+    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tf2onnx")
+    from tf2onnx import optimizer as tf2onnx_optimizer
+
+    from keras_seq.export import onnx as export_onnx
+
+    spec = [tf.TensorSpec([None, 3], tf.float32, name="x")]
+    fn = tf.function(lambda x: {"y": tf.transpose(tf.transpose(x) * 2.0) + 1.0},
+                     input_signature=spec)
+    modes = []
+    original = tf2onnx_optimizer.optimize_graph
+
+    def failing_first(graph, catch_errors=True, optimizers=None):
+        modes.append(catch_errors)
+        if not catch_errors:
+            raise RuntimeError("an optimizer failed")
+        return original(graph, catch_errors, optimizers)
+
+    x = np.arange(6, dtype="float32").reshape(2, 3)
+    for name, patch in (("plain", None), ("fallback", failing_first)):
+        if patch:
+            monkeypatch.setattr(tf2onnx_optimizer, "optimize_graph", patch)
+        path = str(tmp_path / f"{name}.onnx")
+        export_onnx.convert(fn, spec, path, 17, {"doc": name})
+        session = export_onnx.make_session(path, threads=1)
+        np.testing.assert_allclose(export_onnx.run_session(session, {"x": x})["y"], x * 2 + 1)
+    assert modes == [False, True]  # in place first, then tf2onnx's default mode
+    assert "TF2ONNX_CATCH_ERRORS" not in os.environ

@@ -226,6 +226,28 @@ def _safe_reshape_merging():
 
 
 @contextlib.contextmanager
+def _optimizers_in_place():
+    """Runs tf2onnx's graph optimizers on the graph itself, not on a copy.
+
+    By default tf2onnx deep-copies the whole graph before each optimizer (up to
+    a dozen per round, several rounds), so that it can go on with the copy's
+    original when one raises; for a decoding loop that copying is a third of
+    the conversion time. The optimizers and the graph they produce are the
+    same; `convert` converts again in the default mode if one raises.
+    """
+    name = "TF2ONNX_CATCH_ERRORS"
+    before = os.environ.get(name)
+    os.environ[name] = "FALSE"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+@contextlib.contextmanager
 def _quiet_converter():
     """Silences tf2onnx's rewriter log and TF's collection warnings (not actionable)."""
     import tensorflow as tf
@@ -266,9 +288,15 @@ def convert(fn, input_signature, path, opset, metadata):
     onnx = extras.require("onnx", "onnx", "ONNX export")
     tf2onnx = extras.require("tf2onnx", "onnx", "ONNX export")
     with _quiet_converter(), _safe_reshape_merging():
-        proto, _ = tf2onnx.convert.from_function(
-            fn, input_signature=input_signature, opset=opset
-        )
+        try:
+            with _optimizers_in_place():
+                proto, _ = tf2onnx.convert.from_function(
+                    fn, input_signature=input_signature, opset=opset
+                )
+        except Exception:  # an optimizer failed: convert again, skipping the one that fails
+            proto, _ = tf2onnx.convert.from_function(
+                fn, input_signature=input_signature, opset=opset
+            )
     hoist_loop_transposes(proto)
     onnx.checker.check_model(proto)
     return save(proto, path, metadata)
