@@ -15,11 +15,16 @@ split is never read):
                        the first 500 validation pairs.
 
 Settings are named recipe variants (`SETTINGS`): `base` is the default
-`TranslatorRecipe`. TensorFlow's intra-op threads: `--threads`
+`TranslatorRecipe`, `t` the Transformer's; `bf16` trains in mixed bfloat16,
+`xla` with `jit_compile`, `padN` on batches padded to a multiple of N tokens
+(a benchmark option: XLA then compiles a few shapes, not one per length),
+`keras-loop` with Keras's per-step LSTM cell instead of the hoisted input
+projection. TensorFlow's intra-op threads: `--threads`
 (default: TensorFlow's choice, one per core).
 
     nice python benchmarks/demo_recipe.py speed base b128 b256 gru
     nice python benchmarks/demo_recipe.py quality b256 --passes 6 --json /tmp/q-b256.json
+    nice python benchmarks/demo_recipe.py speed t t-bf16 t-xla-pad8 --pairs 2560
 """
 
 import _common  # noqa: F401  (before keras: environment, sys.path)
@@ -74,9 +79,13 @@ SETTINGS = {
     "pad8": ({}, {}, dict(pad_to=8)),
     "xla-pad8": ({}, dict(jit_compile=True), dict(pad_to=8)),
     "bf16-xla-pad8": ({}, dict(mixed_precision=True, jit_compile=True), dict(pad_to=8)),
+    # 8 batches per compiled call (less Python per step in Keras's fit loop).
+    "spe8": ({}, dict(steps_per_execution=8)),
+    "bf16-spe8": ({}, dict(mixed_precision=True, steps_per_execution=8)),
     # The Transformer translator (`TranslatorRecipe.transformer()`).
     "t": (dict(model="transformer"), {}),
     "t-bf16": (dict(model="transformer"), dict(mixed_precision=True)),
+    "t-bf16-spe8": (dict(model="transformer"), dict(mixed_precision=True, steps_per_execution=8)),
     "t-pad8": (dict(model="transformer"), {}, dict(pad_to=8)),
     "t-xla-pad8": (dict(model="transformer"), dict(jit_compile=True), dict(pad_to=8)),
     "t-bf16-xla-pad8": (dict(model="transformer"), dict(mixed_precision=True, jit_compile=True),
@@ -170,7 +179,8 @@ def speed(names, pairs, blocks, threads):
         # As `train_translator`: the Transformer computes its own loss unless smoothed.
         loss = tt.label_smoothed_loss(smoothing) if info["type"] == "rnn" or smoothing else None
         model.compile(optimizer=make_optimizer(recipe.train), loss=loss,
-                      jit_compile=resolve_jit_compile(recipe.train.jit_compile))
+                      jit_compile=resolve_jit_compile(recipe.train.jit_compile),
+                      steps_per_execution=recipe.train.steps_per_execution)
         batch = recipe.train.batch_size
         steps = max(1, pairs // batch)
         data = (pad_to_multiple(train_ds, pad) if pad else train_ds).repeat()
