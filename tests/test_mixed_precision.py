@@ -75,7 +75,8 @@ def test_config_and_flag_refuse_other_values():
 
 @pytest.fixture(scope="module", params=["rnn", "transformer"])
 def bf16_run(request, pairs_file, tmp_path_factory):
-    """A tiny run of the family trained one epoch in mixed precision, then resumed for a second."""
+    """`(run_dir, family)`: a tiny run trained one epoch in mixed precision (the RNN's then
+    resumed for a second)."""
     if not cpu_has_bf16():
         pytest.skip(NO_BF16)
     family = request.param
@@ -84,16 +85,19 @@ def bf16_run(request, pairs_file, tmp_path_factory):
     recipe = recipe.with_training(epochs=1, batch_size=16, verbose=0, mixed_precision="auto")
     run = tmp_path_factory.mktemp(f"bf16-{family}") / "run"
     _quietly(ks.train_translator, recipe, str(run), data=pairs_file)
-    _quietly(ks.train_translator, run_dir=str(run), resume=True, train_overrides={"epochs": 2})
-    return run
+    if family == "rnn":  # resuming is the same code for both families: one is enough here
+        _quietly(ks.train_translator, run_dir=str(run), resume=True, train_overrides={"epochs": 2})
+    return run, family
 
 
 @needs_bf16
 def test_bf16_run_resumes_and_translates_in_float32(bf16_run):
+    bf16_run, family = bf16_run
     config = json.loads((bf16_run / "config.json").read_text())
     assert config["training"]["mixed_precision"] == "auto"
     state = json.loads((bf16_run / "checkpoints" / "state.json").read_text())
-    assert state["epoch"] == 2 and state["precision"] == precision_policy("auto") != "float32"
+    assert state["epoch"] == (2 if family == "rnn" else 1)
+    assert state["precision"] == precision_policy("auto") != "float32"
     assert _float_datasets(bf16_run / "checkpoints" / "best.weights.h5") == {"float32"}
 
     translator = ks.Translator.from_run(str(bf16_run))
@@ -104,6 +108,7 @@ def test_bf16_run_resumes_and_translates_in_float32(bf16_run):
 @needs_bf16
 @pytest.mark.slow  # SavedModel + ONNX export and the parity check: 20-40 s a family
 def test_bf16_run_exports_with_parity(bf16_run, tmp_path):
+    bf16_run, _ = bf16_run
     translator = ks.Translator.from_run(str(bf16_run))
     path, report = translator.export(str(tmp_path / "export"), max_length=8,
                                      parity_sentences=["I am cold.", "Where is the cat?"])
