@@ -15,11 +15,16 @@ split is never read):
                        the first 500 validation pairs.
 
 Settings are named recipe variants (`SETTINGS`): `base` is the default
-`TranslatorRecipe`. TensorFlow's intra-op threads: `--threads`
+`TranslatorRecipe`, `t` the Transformer's; `bf16` trains in mixed bfloat16,
+`xla` with `jit_compile`, `padN` on batches padded to a multiple of N tokens
+(a benchmark option: XLA then compiles a few shapes, not one per length),
+`keras-loop` with Keras's per-step LSTM cell instead of the hoisted input
+projection. TensorFlow's intra-op threads: `--threads`
 (default: TensorFlow's choice, one per core).
 
     nice python benchmarks/demo_recipe.py speed base b128 b256 gru
     nice python benchmarks/demo_recipe.py quality b256 --passes 6 --json /tmp/q-b256.json
+    nice python benchmarks/demo_recipe.py speed t t-bf16 t-xla-pad8 --pairs 2560
 """
 
 import _common  # noqa: F401  (before keras: environment, sys.path)
@@ -64,15 +69,77 @@ SETTINGS = {
     "xla": ({}, dict(jit_compile=True)),
     "xla-b256": ({}, dict(batch_size=256, learning_rate=4e-3, warmup_steps=100,
                           jit_compile=True)),
+    # Precision and XLA (issue 15, item 6): bfloat16 compute with float32
+    # variables (AMX / AVX512-BF16 matmuls in oneDNN); XLA on batches padded
+    # to a multiple of 8 tokens (a handful of shapes, not one per length).
+    "bf16": ({}, dict(mixed_precision=True)),
+    # Keras's LSTM loop (input projection per step), as before this session.
+    "keras-loop": ({}, {}, dict(hoist=False)),
+    "keras-loop-bf16": ({}, dict(mixed_precision=True), dict(hoist=False)),
+    "pad8": ({}, {}, dict(pad_to=8)),
+    "xla-pad8": ({}, dict(jit_compile=True), dict(pad_to=8)),
+    "bf16-xla-pad8": ({}, dict(mixed_precision=True, jit_compile=True), dict(pad_to=8)),
+    # 8 batches per compiled call (less Python per step in Keras's fit loop).
+    "spe8": ({}, dict(steps_per_execution=8)),
+    "bf16-spe8": ({}, dict(mixed_precision=True, steps_per_execution=8)),
+    # The Transformer translator (`TranslatorRecipe.transformer()`).
+    "t": (dict(model="transformer"), {}),
+    "t-bf16": (dict(model="transformer"), dict(mixed_precision=True)),
+    "t-bf16-spe8": (dict(model="transformer"), dict(mixed_precision=True, steps_per_execution=8)),
+    "t-pad8": (dict(model="transformer"), {}, dict(pad_to=8)),
+    "t-xla-pad8": (dict(model="transformer"), dict(jit_compile=True), dict(pad_to=8)),
+    "t-bf16-xla-pad8": (dict(model="transformer"), dict(mixed_precision=True, jit_compile=True),
+                        dict(pad_to=8)),
 }
+
+
+def setting(name):
+    """`(recipe overrides, TrainConfig overrides, benchmark options)` of a setting."""
+    fields, train_fields, *bench = SETTINGS[name]
+    return dict(fields), dict(train_fields), dict(bench[0]) if bench else {}
 
 
 def recipe_for(name, **train):
     from keras_seq.recipes import TranslatorRecipe
 
-    fields, train_fields = SETTINGS[name]
-    recipe = TranslatorRecipe(**fields)
+    fields, train_fields, _ = setting(name)
+    recipe = TranslatorRecipe.for_model(fields.pop("model", "rnn"), **fields)
     return recipe.with_training(**dict(train_fields, **train))
+
+
+def pad_to_multiple(dataset, multiple):
+    """Pads every batch's length (axis 1) up to a multiple of `multiple` with PAD (0)."""
+    import tensorflow as tf
+
+    def pad(x):
+        extra = (-tf.shape(x)[1]) % multiple
+        return tf.pad(x, [[0, 0], [0, extra]])
+
+    padded = dataset.map(lambda f, y: ({k: pad(v) for k, v in f.items()}, pad(y)))
+    for name in ("num_filtered", "num_examples"):  # what `make_pair_dataset` attaches
+        if hasattr(dataset, name):
+            setattr(padded, name, getattr(dataset, name))
+    return padded
+
+
+def set_hoisting(model, hoist):
+    """Sets `hoist_input_projection` on every `keras_seq.layers.LSTM` of the model."""
+    from keras_seq.layers import LSTM
+
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        for inner in (layer, getattr(layer, "forward_layer", None),
+                      getattr(layer, "backward_layer", None)):
+            if isinstance(inner, LSTM):
+                inner.hoist_input_projection = hoist
+
+
+def policy_of(recipe):
+    """The Keras dtype policy `keras_seq.training.train` sets for the recipe."""
+    if not recipe.train.mixed_precision:
+        return "float32"
+    from keras_seq.training.devices import _has_gpu
+
+    return "mixed_float16" if _has_gpu() else "mixed_bfloat16"
 
 
 def set_threads(threads):
@@ -100,39 +167,51 @@ def speed(names, pairs, blocks, threads):
         setup = tt._new_setup(recipe, "bundled:fra-eng", False, DEMO_PAIRS)
         max_length = int(setup.run_config["data"]["max_length"])
         train_ds, _ = tt._datasets(setup, max_length)
+        pad = setting(name)[2].get("pad_to")
         info = setup.run_config["model"]
         keras.utils.set_random_seed(1)
+        policy = policy_of(recipe)
+        keras.mixed_precision.set_global_policy(policy)
         model = build_model("translator", info)
+        set_hoisting(model, setting(name)[2].get("hoist", True))
         sampled = int(info["config"].get("sampled_softmax", 0) or 0)
-        loss = tt.label_smoothed_loss(0.0 if sampled else recipe.label_smoothing)
+        smoothing = 0.0 if sampled else recipe.label_smoothing
+        # As `train_translator`: the Transformer computes its own loss unless smoothed.
+        loss = tt.label_smoothed_loss(smoothing) if info["type"] == "rnn" or smoothing else None
         model.compile(optimizer=make_optimizer(recipe.train), loss=loss,
-                      jit_compile=resolve_jit_compile(recipe.train.jit_compile))
+                      jit_compile=resolve_jit_compile(recipe.train.jit_compile),
+                      steps_per_execution=recipe.train.steps_per_execution)
         batch = recipe.train.batch_size
         steps = max(1, pairs // batch)
-        data = train_ds.repeat()
+        data = (pad_to_multiple(train_ds, pad) if pad else train_ds).repeat()
         cpu = time.process_time()
         model.fit(data, steps_per_epoch=2 * steps, epochs=1, verbose=0)  # warm-up: traces
         warm = round(time.process_time() - cpu, 1)
-        models[name] = dict(model=model, data=data, steps=steps,
+        keras.mixed_precision.set_global_policy("float32")
+        models[name] = dict(model=model, data=data, steps=steps, policy=policy,
                             batches_per_pass=int(train_ds.cardinality()),
                             vocab=[info["config"]["source_vocab_size"],
                                    info["config"]["target_vocab_size"]],
                             sampled=sampled, warmup=warm, cpu=[], wall=[])
     for _ in range(blocks):
         for name, m in models.items():
+            keras.mixed_precision.set_global_policy(m["policy"])
             wall, cpu = time.perf_counter(), time.process_time()
             m["model"].fit(m["data"], steps_per_epoch=m["steps"], epochs=1, verbose=0)
             m["wall"].append((time.perf_counter() - wall) / m["steps"])
             m["cpu"].append((time.process_time() - cpu) / m["steps"])
+            keras.mixed_precision.set_global_policy("float32")
     rows = []
     for name, m in models.items():
         cpu_step = sorted(m["cpu"])[len(m["cpu"]) // 2]
         wall_step = sorted(m["wall"])[len(m["wall"]) // 2]
         row = dict(setting=name, batches_per_pass=m["batches_per_pass"], vocab=m["vocab"],
-                   sampled=m["sampled"], cpu_ms_per_step=round(1000 * cpu_step, 1),
+                   sampled=m["sampled"], warmup_cpu_s=m["warmup"], cpu_ms_per_step=round(1000 * cpu_step, 1),
                    wall_ms_per_step=round(1000 * wall_step, 1),
                    cpu_s_per_pass=round(cpu_step * m["batches_per_pass"], 1),
-                   wall_s_per_pass=round(wall_step * m["batches_per_pass"], 1))
+                   wall_s_per_pass=round(wall_step * m["batches_per_pass"], 1),
+                   cpu_ms_blocks=[round(1000 * x, 1) for x in m["cpu"]],
+                   wall_ms_blocks=[round(1000 * x, 1) for x in m["wall"]])
         rows.append(row)
         print(f"{name:<14} {row['batches_per_pass']:>4} batches/pass  "
               f"{row['cpu_ms_per_step']:>7.1f} CPU ms/step {row['wall_ms_per_step']:>7.1f} wall ms/step"
@@ -149,6 +228,12 @@ def quality(name, passes, run_dir, threads, cosine):
     from keras_seq.pipelines.translation_training import train_translator
 
     set_threads(threads)
+    pad = setting(name)[2].get("pad_to")
+    if pad:  # the training and validation batches padded like `speed`'s
+        from keras_seq.pipelines import translation_training as tt
+
+        datasets = tt._datasets
+        tt._datasets = lambda *a: tuple(pad_to_multiple(d, pad) for d in datasets(*a))
     train = dict(epochs=passes, verbose=2)
     if cosine:
         train.update(lr_schedule="cosine")

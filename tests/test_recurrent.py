@@ -218,6 +218,29 @@ def test_single_step_equals_full_layer(name, ours_cls, keras_cls, kwargs):
         ours.step(x[:, 0], states + states)
 
 
+@pytest.mark.parametrize("go_backwards", [False, True], ids=["forward", "backward"])
+def test_lstm_hoisted_loop_matches_keras_in_training_with_gradients(go_backwards):
+    # Without a GPU our LSTM projects the inputs of all steps before the loop;
+    # outputs, states and gradients must be Keras's own (masked batch, training).
+    assert LSTM.hoist_input_projection
+    x = _inputs(seed=5)
+    mask = _right_padded_mask([6, 4, 2], 6)
+    ours, reference = _pair(
+        LSTM, keras.layers.LSTM, {}, return_sequences=True, return_state=True,
+        go_backwards=go_backwards,
+    )
+    weights = np.random.default_rng(6).normal(size=(3, 6, UNITS)).astype("float32")
+
+    def loss_and_grads(layer):
+        with tf.GradientTape() as tape:
+            y, h, c = layer(x, mask=mask, training=True)
+            loss = tf.reduce_sum(y * weights) + tf.reduce_sum(h * c)
+        return [y, h, c, *tape.gradient(loss, layer.trainable_weights)]
+
+    for a, b in zip(loss_and_grads(ours), loss_and_grads(reference)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
 def test_step_traces_under_xla():
     layer = LSTM(UNITS)
     layer.build((None, None, FEATURES))

@@ -24,6 +24,7 @@ __all__ = [
     "nonnegative_int",
     "positive_float",
     "positive_int",
+    "precision_mode",
     "probability",
     "unit_interval",
     "utf8_argument",
@@ -112,6 +113,14 @@ def dropout_rate(text):
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
     return value
+
+
+def precision_mode(text):
+    """`--mixed-precision` value: "on" (True), "off" (False) or "auto"."""
+    modes = {"on": True, "off": False, "auto": "auto"}
+    if text not in modes:
+        raise argparse.ArgumentTypeError(f"must be on, off or auto, got {text!r}")
+    return modes[text]
 
 
 def bundled_names():

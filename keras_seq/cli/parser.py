@@ -24,6 +24,7 @@ from keras_seq.cli.arguments import nonnegative_float
 from keras_seq.cli.arguments import nonnegative_int
 from keras_seq.cli.arguments import positive_float
 from keras_seq.cli.arguments import positive_int
+from keras_seq.cli.arguments import precision_mode
 from keras_seq.cli.arguments import probability
 from keras_seq.cli.arguments import worker_addresses
 
@@ -208,7 +209,9 @@ def _add_optimization_flags(parser, models, default_model):
 def _add_execution_flags(group):
     """The TrainConfig flags of how training runs (precision, devices, XLA, loss), in `group`."""
     group.add_argument(
-        "--mixed-precision", action="store_true", default=None, help="float16 (GPU) / bfloat16 (CPU) compute"
+        "--mixed-precision", nargs="?", const=True, type=precision_mode, metavar="{on,off,auto}",
+        help="float16 (GPU) / bfloat16 (CPU) compute with float32 weights; bare: on; auto: on "
+        "a GPU or a CPU with AMX / AVX512-BF16 only; checkpoints and exports stay float32",
     )
     group.add_argument(
         "--strategy",

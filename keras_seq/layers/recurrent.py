@@ -22,6 +22,7 @@ the fused cuDNN kernel. What they add:
 import keras
 import tensorflow as tf
 from keras import ops
+from keras.src import backend as keras_backend  # `rnn`: the loop of Keras's RNN layers
 
 __all__ = ["SimpleRNN", "LSTM", "GRU"]
 
@@ -345,6 +346,10 @@ class SimpleRNN(_RecurrentMixin, keras.layers.SimpleRNN):
         )
 
 
+def _gpu_visible():
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 @keras.saving.register_keras_serializable(package="keras_seq")
 class LSTM(_RecurrentMixin, keras.layers.LSTM):
     __doc__ = (
@@ -369,6 +374,48 @@ class LSTM(_RecurrentMixin, keras.layers.LSTM):
     >>> y, h, c = layer(np.zeros((2, 5, 3), "float32"))
 """
     )
+
+    # Without cuDNN (no GPU), `call` computes the input projection `x W + b`
+    # of every step in one matmul before the loop, and the loop body only
+    # `h U`: Keras's cell does both per step (small matmuls, and under a
+    # mixed policy a cast of both kernels per step). Same weights and results.
+    hoist_input_projection = True
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        cell = self.cell
+        if (
+            not self.hoist_input_projection
+            or self.unroll
+            or _gpu_visible()
+            or (training and (cell.dropout or cell.recurrent_dropout))
+        ):
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        # Read once: under a mixed policy each read is a cast to the compute dtype.
+        recurrent_kernel = ops.convert_to_tensor(cell.recurrent_kernel)
+        projected = ops.matmul(ops.cast(sequences, cell.compute_dtype), cell.kernel)
+        if cell.use_bias:
+            projected = projected + cell.bias  # [B, T, 4U]
+
+        def step(z_x, states):
+            h, c = states
+            z = ops.split(z_x + ops.matmul(h, recurrent_kernel), 4, axis=-1)
+            c, o = cell._compute_carry_and_output_fused(z, c)
+            h = o * cell.activation(c)
+            return h, [h, c]
+
+        return keras_backend.rnn(  # the loop Keras's own `RNN.inner_loop` runs
+            step,
+            projected,
+            list(initial_state),
+            go_backwards=self.go_backwards,
+            mask=mask,
+            unroll=False,
+            input_length=sequences.shape[1],
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_all_outputs=self.return_sequences,
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")

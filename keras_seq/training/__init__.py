@@ -91,7 +91,9 @@ from keras_seq.training.config import STRATEGIES
 from keras_seq.training.config import TrainConfig
 from keras_seq.training.config import _is_number
 from keras_seq.training.devices import _has_gpu
+from keras_seq.training.devices import cpu_has_bf16
 from keras_seq.training.devices import get_strategy
+from keras_seq.training.devices import precision_policy
 from keras_seq.training.devices import resolve_jit_compile
 from keras_seq.training.devices import use_logical_cpus
 from keras_seq.training.multi_worker import is_chief
@@ -154,6 +156,7 @@ __all__ = [
     "TrainConfig",
     "TrainingCurves",
     "average_checkpoints",
+    "cpu_has_bf16",
     "epoch_checkpoints",
     "get_strategy",
     "is_chief",
@@ -161,6 +164,7 @@ __all__ = [
     "multi_worker_config",
     "multi_worker_strategy",
     "per_replica_batch_size",
+    "precision_policy",
     "read_checkpoint_state",
     "resolve_jit_compile",
     "train",

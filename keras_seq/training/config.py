@@ -47,10 +47,15 @@ class TrainConfig:
             sum under a distribution strategy); None or 0 disables clipping.
         weight_decay: for "adamw" (and decoupled decay on the others); None
             keeps the Keras default.
-        mixed_precision: compute in float16 on GPU / bfloat16 on CPU with
-            float32 variables (and dynamic loss scaling for float16). Models
-            should keep their logits in float32 (`dtype="float32"` on the last
-            layer); Keras losses compute in float32.
+        mixed_precision: False (float32), True (compute in float16 on GPU /
+            bfloat16 on CPU with float32 variables, and dynamic loss scaling
+            for float16) or "auto" (mixed where the hardware computes it
+            natively: a GPU, or a CPU with AMX-BF16 / AVX512-BF16; float32
+            elsewhere; see `keras_seq.training.devices.precision_policy`).
+            Models should keep their logits in float32 (`dtype="float32"` on
+            the last layer); Keras losses compute in float32. Checkpoints
+            hold float32 variables either way, so a run is decoded and
+            exported in float32.
         strategy: "auto" (mirrored over all GPUs when there are several, else
             default), "default" (one device), "mirrored" (all GPUs, or all
             logical CPU devices when there is no GPU; see `use_logical_cpus`)
@@ -106,7 +111,7 @@ class TrainConfig:
     anneal_to_budget: bool = False
     clipnorm: float = 5.0
     weight_decay: float = None
-    mixed_precision: bool = False
+    mixed_precision: object = False
     strategy: str = "auto"
     jit_compile: object = "auto"
     patience: int = None
@@ -234,6 +239,11 @@ def _check_optimization(c):
 
 def _check_execution(c):
     """Strategy, XLA, stopping, steps per execution and verbosity."""
+    _check(
+        c.mixed_precision in (False, True, "auto") and (
+            isinstance(c.mixed_precision, (bool, str))),
+        f"mixed_precision must be True, False or 'auto', got {c.mixed_precision!r}",
+    )
     _check(c.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {c.strategy!r}")
     _check(
         c.jit_compile in ("auto", True, False),

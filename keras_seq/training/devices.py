@@ -1,4 +1,6 @@
-"""Devices, `tf.distribute` strategies and the XLA switch of a training run."""
+"""Devices, `tf.distribute` strategies, precision and the XLA switch of a training run."""
+
+import os
 
 from keras_seq.errors import KerasSeqError
 from keras_seq.training.config import STRATEGIES
@@ -90,6 +92,66 @@ def _has_gpu():
     import tensorflow as tf
 
     return bool(tf.config.list_logical_devices("GPU"))
+
+
+# /proc/cpuinfo flags of native bfloat16 matmuls (oneDNN uses them in TensorFlow).
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_has_bf16(cpuinfo="/proc/cpuinfo"):
+    """Whether this CPU multiplies bfloat16 natively (AMX-BF16 or AVX512-BF16).
+
+    Reads the flags of Linux's `/proc/cpuinfo` (elsewhere: False). With
+    oneDNN turned off (`TF_ENABLE_ONEDNN_OPTS=0`) TensorFlow's CPU kernels do
+    not use these instructions, so the answer is False too.
+
+    Args:
+        cpuinfo: the file to read (for tests).
+
+    Returns:
+        bool.
+
+    Example:
+
+    >>> cpu_has_bf16()                                     # doctest: +SKIP
+    True
+    """
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip() == "0":
+        return False
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return any(flag in line.split() for flag in BF16_CPU_FLAGS)
+    except OSError:
+        pass
+    return False
+
+
+def precision_policy(mixed_precision):
+    """The Keras dtype policy of `TrainConfig.mixed_precision`.
+
+    Args:
+        mixed_precision: False (float32), True (mixed: float16 on a GPU,
+            with dynamic loss scaling; bfloat16 on a CPU) or "auto" (mixed
+            where the hardware computes it natively: on a GPU, or on a CPU
+            with AMX-BF16 / AVX512-BF16 (`cpu_has_bf16`); else float32).
+
+    Returns:
+        "float32", "mixed_float16" or "mixed_bfloat16".
+
+    Example:
+
+    >>> precision_policy(False)
+    'float32'
+    """
+    if not mixed_precision:
+        return "float32"
+    if _has_gpu():
+        return "mixed_float16"
+    if mixed_precision == "auto" and not cpu_has_bf16():
+        return "float32"
+    return "mixed_bfloat16"
 
 
 def resolve_jit_compile(jit_compile, strategy=None):

@@ -20,7 +20,8 @@ class _RunState(dict):
     Keys: epoch (completed epochs), elapsed_seconds, best (monitored value),
     best_epoch, monitor, wait (epochs since best), lr_scale, plateau_wait,
     stop_reason (None while running; "completed" | "early_stopping" |
-    "time_budget"), history (one dict of logs per epoch), config.
+    "time_budget"), history (one dict of logs per epoch), config, precision
+    (the Keras dtype policy the last session trained in, e.g. "mixed_bfloat16").
     """
 
     @classmethod

@@ -19,7 +19,7 @@ from keras_seq.training.checkpoints import average_checkpoints
 from keras_seq.training.checkpoints import epoch_checkpoints
 from keras_seq.training.checkpoints import read_checkpoint_state
 from keras_seq.training.config import TrainConfig
-from keras_seq.training.devices import _has_gpu
+from keras_seq.training.devices import precision_policy
 from keras_seq.training.devices import get_strategy
 from keras_seq.training.devices import resolve_jit_compile
 from keras_seq.training import multi_worker
@@ -140,8 +140,10 @@ def _train_session(build_model, train_data, val_data, run, config, session_start
     # The policy stays set while the model is built and trained (layers that a
     # model creates lazily in `build` pick it up too), then is restored.
     previous_policy = keras.mixed_precision.global_policy()
+    policy = precision_policy(config.mixed_precision)
     if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16" if _has_gpu() else "mixed_bfloat16")
+        keras.mixed_precision.set_global_policy(policy)
+    state["precision"] = policy
     try:
         return _train(
             build_model, train_data, val_data, run, config, state, monitor, session_start,
