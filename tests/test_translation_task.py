@@ -8,7 +8,6 @@ lines), evaluate, plot, and check every bad-input case of `keras-seq translate`.
 
 import dataclasses
 import io
-import json
 import os
 from contextlib import redirect_stderr, redirect_stdout
 
@@ -104,6 +103,7 @@ def test_recipe_defaults_and_checks():
     assert (rnn.train.lr_schedule, rnn.train.patience, rnn.steps_per_epoch_cap) == ("plateau", 3, 1000)
     assert (transformer.layers, transformer.dropout, transformer.num_heads) == (3, 0.1, 4)
     assert (transformer.train.learning_rate, transformer.train.warmup_steps) == (5e-4, 400)
+    assert (rnn.train.mixed_precision, transformer.train.mixed_precision) == (False, "auto")
     assert transformer.cell is None and transformer.label_smoothing == 0.0
     assert rnn.decode_options() == ks.decoding.DecodeOptions(beam_size=5, length_penalty=0.6)
     assert rnn.decoding_info() == {"beam": 5, "length_penalty": 0.6, "unk_replace": True}
