@@ -135,11 +135,9 @@ def set_hoisting(model, hoist):
 
 def policy_of(recipe):
     """The Keras dtype policy `keras_seq.training.train` sets for the recipe."""
-    if not recipe.train.mixed_precision:
-        return "float32"
-    from keras_seq.training.devices import _has_gpu
+    from keras_seq.training import precision_policy
 
-    return "mixed_float16" if _has_gpu() else "mixed_bfloat16"
+    return precision_policy(recipe.train.mixed_precision)
 
 
 def set_threads(threads):

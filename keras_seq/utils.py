@@ -21,11 +21,19 @@ import numpy as np
 __all__ = [
     "check_ids",
     "check_positive_int",
+    "has_gpu",
     "is_int",
     "is_number",
     "one_line",
     "right_pad",
 ]
+
+
+def has_gpu():
+    """Whether TensorFlow sees a GPU (imports TensorFlow)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
 
 
 def is_int(value):

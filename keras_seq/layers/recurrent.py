@@ -24,6 +24,8 @@ import tensorflow as tf
 from keras import ops
 from keras.src import backend as keras_backend  # `rnn`: the loop of Keras's RNN layers
 
+from keras_seq import utils
+
 __all__ = ["SimpleRNN", "LSTM", "GRU"]
 
 
@@ -346,10 +348,6 @@ class SimpleRNN(_RecurrentMixin, keras.layers.SimpleRNN):
         )
 
 
-def _gpu_visible():
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
 @keras.saving.register_keras_serializable(package="keras_seq")
 class LSTM(_RecurrentMixin, keras.layers.LSTM):
     __doc__ = (
@@ -386,7 +384,7 @@ class LSTM(_RecurrentMixin, keras.layers.LSTM):
         if (
             not self.hoist_input_projection
             or self.unroll
-            or _gpu_visible()
+            or utils.has_gpu()
             or (training and (cell.dropout or cell.recurrent_dropout))
         ):
             return super().inner_loop(sequences, initial_state, mask, training=training)

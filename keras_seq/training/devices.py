@@ -3,6 +3,7 @@
 import os
 
 from keras_seq.errors import KerasSeqError
+from keras_seq.utils import has_gpu as _has_gpu
 from keras_seq.training.config import STRATEGIES
 
 
@@ -88,10 +89,6 @@ def get_strategy(name="auto"):
     return tf.distribute.MirroredStrategy(devices=devices)
 
 
-def _has_gpu():
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
 
 
 # /proc/cpuinfo flags of native bfloat16 matmuls (oneDNN uses them in TensorFlow).
