@@ -87,6 +87,9 @@ SETTINGS = {
     "t-bf16": (dict(model="transformer"), dict(mixed_precision=True)),
     "t-bf16-spe8": (dict(model="transformer"), dict(mixed_precision=True, steps_per_execution=8)),
     "t-pad8": (dict(model="transformer"), {}, dict(pad_to=8)),
+    # The output bias started at the log unigram frequencies of the training targets.
+    "ubias": (dict(unigram_bias=True), {}),
+    "t-bf16-ubias": (dict(model="transformer", unigram_bias=True), dict(mixed_precision=True)),
     "t-xla-pad8": (dict(model="transformer"), dict(jit_compile=True), dict(pad_to=8)),
     "t-bf16-xla-pad8": (dict(model="transformer"), dict(mixed_precision=True, jit_compile=True),
                         dict(pad_to=8)),

@@ -40,6 +40,7 @@ import time
 from keras_seq import errors
 from keras_seq import progress
 from keras_seq import runs
+from keras_seq.pipelines import warm_start as warm_lib
 from keras_seq.pipelines import workers as workers_lib
 from keras_seq.recipes import TranslatorRecipe
 from keras_seq.recipes.common import choose_sampled_softmax
@@ -265,6 +266,20 @@ def encode_pairs(source_tokenizer, target_tokenizer, pairs):
     return [s for s, _ in kept], [t for _, t in kept]
 
 
+def target_counts(setup, vocab_size):
+    """`[vocab_size]` occurrences of each id among the training labels (EOS once a pair)."""
+    import numpy as np
+
+    from keras_seq.text import EOS_ID
+
+    _, targets = encode_pairs(setup.source_tokenizer, setup.target_tokenizer,
+                              setup.splits["train"])
+    counts = np.bincount(np.fromiter((i for t in targets for i in t), dtype="int64"),
+                         minlength=vocab_size)[:vocab_size]
+    counts[EOS_ID] += len(targets)
+    return counts
+
+
 # ----------------------------------------------------------------------------
 # Model and loss
 # ----------------------------------------------------------------------------
@@ -437,7 +452,8 @@ def _new_setup(recipe, data, reverse, max_pairs, valid_data=None, test_data=None
         "training": recipe.train.to_dict(),
         "recipe": {"label_smoothing": float(smoothing),
                    "steps_per_epoch_cap": recipe.steps_per_epoch_cap,
-                   "early_stop_on": recipe.early_stop_on},
+                   "early_stop_on": recipe.early_stop_on,
+                   "unigram_bias": bool(recipe.unigram_bias)},
         "data": dict(
             info, split_seed=recipe.split_seed, val_fraction=val_fraction,
             test_fraction=test_fraction, max_length=max_length,
@@ -522,7 +538,7 @@ def _datasets(setup, max_length):
 def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DATA,
                      valid_data=None, test_data=None, reverse=False, max_pairs=None,
                      resume=False, overwrite=False, train_overrides=None, workers=None,
-                     worker_index=None):
+                     worker_index=None, warm_start=None):
     """Trains a translator into `run_dir`: data, tokenizers, model, training, report.
 
     Prints a validation BLEU (greedy) and a few translations on stdout, and
@@ -562,6 +578,12 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
             strategy is created before anything is read; only the chief
             writes `run_dir` (the others a scratch directory) and prints.
         worker_index: this process's position in `workers`.
+        warm_start: a `.weights.h5` file to start the new run's model from
+            instead of a random initialization (`keras_seq.pipelines.
+            warm_start`): a checkpoint of a run with this recipe and the
+            same vocabularies, or a file written by `warm_start.write_start`
+            (its sidecar's vocabulary fingerprints are checked against this
+            run's tokenizers). Recorded in config.json ("warm_start").
 
     Returns:
         A dict: "run_dir", "stop_reason", "valid_bleu", "valid_chrf",
@@ -591,6 +613,11 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
     from keras_seq.pipelines.translation_monitor import TranslationMonitor
 
     started = time.monotonic()
+    if warm_start is not None:
+        if resume:
+            raise errors.InputError("warm_start starts a new run; resume continues one: "
+                                    "pass one of them")
+        warm_lib.check_start(warm_start)  # before the data is read
     if resume:
         train_overrides = dict(train_overrides or {})
         if workers:
@@ -612,6 +639,9 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
     else:
         setup = _new_setup(recipe, data, reverse, max_pairs, valid_data, test_data)
     run_config = setup.run_config
+    if warm_start is not None:
+        about = warm_lib.check_start(warm_start, setup.source_tokenizer, setup.target_tokenizer)
+        run_config["warm_start"] = dict(about, path=os.path.abspath(warm_start))
     model_info = run_config["model"]
     max_length = int(run_config["data"]["max_length"])
     train_ds, valid_ds = _datasets(setup, max_length)
@@ -639,8 +669,20 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
         bleu_sentences=BLEU_SENTENCES if on_bleu else 0,
         unk_replace=run_config.get("decoding", {}).get("unk_replace", True),
         verbose=setup.config.verbose if role.chief else 0)
+    counts = (target_counts(setup, model_info["config"]["target_vocab_size"])
+              if run_config.get("recipe", {}).get("unigram_bias") and not resume
+              and warm_start is None else None)
+
+    def build():
+        model = build_model("translator", model_info)
+        if counts is not None:
+            model.set_unigram_bias(counts)
+        if warm_start is not None:
+            warm_lib.load_start(model, warm_start)
+        return model
+
     model, history = training.train(
-        lambda: build_model("translator", model_info), train_ds, valid_ds, run, setup.config,
+        build, train_ds, valid_ds, run, setup.config,
         loss=loss, metrics=None if sampled else [MaskedTokenAccuracy()],
         steps_per_epoch=steps_per_epoch, resume=resume, callbacks=[monitor],
         monitor="val_bleu" if on_bleu else None,

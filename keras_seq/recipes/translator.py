@@ -36,6 +36,11 @@ Chosen for quality per CPU-minute on corpora of 10k-200k sentence pairs
   the training pairs or 1,000 batches, whichever is less. The Transformer
   trains with the full softmax, no label smoothing (`label_smoothing` turns
   it on), learning rate 5e-4 after 400 warmup steps.
+- Output bias: a new model's starts at the log unigram frequencies of the
+  training targets (`unigram_bias`), not at zeros: the model then learns
+  word frequency before anything else has to (validation loss 1.60 after 4
+  passes of the demo's data instead of 1.72, the Transformer's 1.94 after 2
+  instead of 2.06; benchmarks/RESULTS.md, "Output bias").
 - Decoding: beam search, beam 5, GNMT length penalty 0.6; an `<unk>` in the
   output is replaced by the source word the model attended to most when it
   emitted it (Luong et al., 2015), so names and numbers are copied.
@@ -127,6 +132,9 @@ class TranslatorRecipe(common.Recipe):
         sampled_negatives: the recipe's number of negatives.
         sampled_softmax_min_vocab: smaller target vocabularies train with the
             full softmax unless `sampled_softmax` asks otherwise.
+        unigram_bias: start the output bias of a new model at the log
+            frequencies of the training targets (as `train-lm` does) instead
+            of zeros: about one pass ahead in the first passes, both families.
         label_smoothing: label smoothing of the full-softmax loss (the
             sampled softmax trains without it).
         steps_per_epoch_cap: most batches per "epoch" (validation,
@@ -178,6 +186,7 @@ class TranslatorRecipe(common.Recipe):
     sampled_softmax: Optional[int] = None
     sampled_negatives: int = 512
     sampled_softmax_min_vocab: int = 2048
+    unigram_bias: bool = True
     label_smoothing: float = 0.1
     # Training.
     steps_per_epoch_cap: int = 1000
@@ -427,6 +436,7 @@ class TranslatorRecipe(common.Recipe):
         common.check_int(_OWNER, "sampled_softmax", self.sampled_softmax, 0, optional=True)
         common.check_int(_OWNER, "sampled_negatives", self.sampled_negatives, 0)
         common.check_int(_OWNER, "sampled_softmax_min_vocab", self.sampled_softmax_min_vocab, 0)
+        common.check_bool(_OWNER, "unigram_bias", self.unigram_bias)
         common.check_rate(_OWNER, "label_smoothing", self.label_smoothing)
         common.check_int(_OWNER, "steps_per_epoch_cap", self.steps_per_epoch_cap)
         common.check_choice(_OWNER, "early_stop_on", self.early_stop_on, EARLY_STOP_ON)
