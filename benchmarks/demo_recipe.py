@@ -25,6 +25,10 @@ projection. TensorFlow's intra-op threads: `--threads`
     nice python benchmarks/demo_recipe.py speed base b128 b256 gru
     nice python benchmarks/demo_recipe.py quality b256 --passes 6 --json /tmp/q-b256.json
     nice python benchmarks/demo_recipe.py speed t t-bf16 t-xla-pad8 --pairs 2560
+    nice python benchmarks/demo_recipe.py quality ft-cos1e3 --passes 3 --warm-start
+
+`base` now has the unigram output bias (the recipe's default since session
+7); `zbias` is the zero bias of before.
 """
 
 import _common  # noqa: F401  (before keras: environment, sys.path)
@@ -89,6 +93,10 @@ SETTINGS = {
     "t-pad8": (dict(model="transformer"), {}, dict(pad_to=8)),
     # The output bias started at the log unigram frequencies of the training targets.
     "ubias": (dict(unigram_bias=True), {}),
+    "zbias": (dict(unigram_bias=False), {}),
+    # Fine-tuning schedules from the demo's bundled start (`quality ... --warm-start`).
+    "ft-cos1e3": ({}, dict(learning_rate=1e-3, lr_schedule="cosine", warmup_steps=100)),
+    "ft-cos2e3": ({}, dict(learning_rate=2e-3, lr_schedule="cosine", warmup_steps=100)),
     "t-bf16-ubias": (dict(model="transformer", unigram_bias=True), dict(mixed_precision=True)),
     "t-xla-pad8": (dict(model="transformer"), dict(jit_compile=True), dict(pad_to=8)),
     "t-bf16-xla-pad8": (dict(model="transformer"), dict(mixed_precision=True, jit_compile=True),
@@ -224,7 +232,7 @@ def speed(names, pairs, blocks, threads):
 # ---------------------------------------------------------------- quality
 
 
-def quality(name, passes, run_dir, threads, cosine):
+def quality(name, passes, run_dir, threads, cosine, warm=False):
     from keras_seq.pipelines import translation_monitor
     from keras_seq.pipelines.translation_training import train_translator
 
@@ -257,9 +265,12 @@ def quality(name, passes, run_dir, threads, cosine):
 
     translation_monitor.TranslationMonitor.on_epoch_end = on_epoch_end
     spent["start"], spent["wall"] = time.process_time(), time.perf_counter()
+    from keras_seq.pipelines import demo
+
     result = train_translator(recipe, run_dir, data="bundled:fra-eng", max_pairs=DEMO_PAIRS,
-                              overwrite=True)
+                              overwrite=True, warm_start=demo.START_FILE if warm else None)
     return dict(setting=name, passes=passes, cosine=cosine, threads=threads, curve=curve,
+                warm_start=warm,
                 stop_reason=result["stop_reason"], valid_bleu_best=result["valid_bleu"],
                 total_cpu_s=round(time.process_time() - spent["start"], 1),
                 total_wall_s=round(time.perf_counter() - spent["wall"], 1))
@@ -274,6 +285,8 @@ def main():
     parser.add_argument("--passes", type=int, default=6, help="passes to train (quality)")
     parser.add_argument("--cosine", action="store_true", help="cosine schedule over the passes")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--warm-start", action="store_true",
+                        help="start from the demo's bundled start weights (quality)")
     parser.add_argument("--run-dir", default="/tmp/demo-recipe/run")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -281,7 +294,8 @@ def main():
     if args.mode == "speed":
         out = dict(rows=speed(args.settings, args.pairs, args.blocks, args.threads))
     else:
-        out = quality(args.settings[0], args.passes, args.run_dir, args.threads, args.cosine)
+        out = quality(args.settings[0], args.passes, args.run_dir, args.threads, args.cosine,
+                      args.warm_start)
     out.update(mode=args.mode, threads=args.threads, load_before=load_before,
                load_after=_common.load_average(), environment=_common.environment(),
                date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))

@@ -356,6 +356,12 @@ def test_train_args_and_target(tmp_path):
     assert (recipe.model, recipe.units, recipe.layers, recipe.train.learning_rate) == (
         "transformer", 64, 3, 5e-4)
     assert recipe.train.seed == recipe.split_seed == 7
+    args, _ = cli.prepare(["train-translator", "--model", "transformer", "--label-smoothing", "0",
+                           "--epochs", "3"])
+    recipe = cli._translator_recipe(args)
+    assert (recipe.label_smoothing, recipe.train.average_last) == (0.0, 3)
+    with pytest.raises(SystemExit):
+        cli.prepare(["train-translator", "--label-smoothing", "1"])
     with pytest.raises(InputError, match="^--cell applies to --model rnn, not to the Transformer$"):
         cli.prepare(["train-translator", "--model", "transformer", "--cell", "gru"])
     with pytest.raises(InputError, match="--embedding-dim must equal --units"):

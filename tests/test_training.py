@@ -432,6 +432,24 @@ def test_anneal_to_budget_decays_the_rate_over_the_time_budget(tmp_path):
         TrainConfig(anneal_to_budget=True, lr_schedule="cosine", max_minutes=1.0)
 
 
+def test_anneal_to_budget_fraction_keeps_the_rate_until_the_last_part_of_the_budget(tmp_path):
+    ds = _data(n=160)  # 10 batches an epoch, 0.15 s each
+    _, annealed = train(
+        _build, ds, ds, tmp_path / "late",
+        _config(epochs=50, optimizer="sgd", learning_rate=0.1, max_minutes=8.0 / 60,
+                anneal_to_budget=0.4),
+        loss="mse", callbacks=[_SlowBatches()],
+    )
+    rates = annealed.history["learning_rate"]
+    assert annealed.stop_reason == "time_budget" and len(rates) >= 3
+    # The first 60% of the budget (4.8 s; an epoch takes 1.5 s) at the peak, then a cosine.
+    assert rates[0] == pytest.approx(0.1)
+    assert all(0.0 <= b <= a for a, b in zip(rates, rates[1:])) and rates[-1] < 0.1
+    for bad in (0.0, 1.5, -0.2):
+        with pytest.raises(ValueError, match="anneal_to_budget"):
+            TrainConfig(anneal_to_budget=bad)
+
+
 def test_gradient_clipping_bounds_the_update(tmp_path):
     optimizer = make_optimizer(TrainConfig(clipnorm=2.0))
     assert optimizer.global_clipnorm == 2.0 and optimizer.clipnorm is None

@@ -101,10 +101,18 @@ def test_recipe_defaults_and_checks():
     assert (rnn.units, rnn.layers, rnn.dropout, rnn.label_smoothing) == (256, 1, 0.3, 0.1)
     assert (rnn.train.epochs, rnn.train.learning_rate, rnn.train.warmup_steps) == (30, 2e-3, 300)
     assert (rnn.train.lr_schedule, rnn.train.patience, rnn.steps_per_epoch_cap) == ("plateau", 3, 1000)
-    assert (transformer.layers, transformer.dropout, transformer.num_heads) == (3, 0.1, 4)
+    assert (transformer.layers, transformer.dropout, transformer.num_heads) == (3, 0.2, 4)
     assert (transformer.train.learning_rate, transformer.train.warmup_steps) == (5e-4, 400)
     assert (rnn.train.mixed_precision, transformer.train.mixed_precision) == (False, "auto")
-    assert transformer.cell is None and transformer.label_smoothing == 0.0
+    assert transformer.cell is None and transformer.label_smoothing == 0.1
+    assert (rnn.unigram_bias, transformer.unigram_bias) == (True, True)
+    # The Transformer averages its last 5 epochs, or all of a shorter run's (none below 2).
+    assert (rnn.train.average_last, transformer.train.average_last) == (None, 5)
+    assert transformer.with_training(epochs=3).train.average_last == 3
+    assert transformer.with_training(epochs=1).train.average_last is None
+    assert transformer.with_training(epochs=3, average_last=2).train.average_last == 2
+    with pytest.raises(ValueError, match=r"average_last \(4\) is larger"):
+        transformer.with_training(epochs=3, average_last=4)
     assert rnn.decode_options() == ks.decoding.DecodeOptions(beam_size=5, length_penalty=0.6)
     assert rnn.decoding_info() == {"beam": 5, "length_penalty": 0.6, "unk_replace": True}
     assert rnn.source_max_length == 50 and ks.TranslatorRecipe(tokenizer="char").source_max_length == 200
@@ -178,7 +186,7 @@ def test_the_commands_drive_the_same_pipeline(tmp_path, monkeypatch):
     assert config["training"]["learning_rate"] == ks.TranslatorRecipe().train.learning_rate
     assert config["decoding"] == ks.TranslatorRecipe().decoding_info()
     assert config["recipe"] == {"label_smoothing": 0.1, "steps_per_epoch_cap": 1000,
-                                "early_stop_on": "loss"}
+                                "early_stop_on": "loss", "unigram_bias": True}
     out = io.StringIO()
     with redirect_stdout(out), redirect_stderr(io.StringIO()):
         assert cli.main(["translate", run, "I am cold.", "", "Go!", "--greedy"]) == 0

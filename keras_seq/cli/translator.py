@@ -98,6 +98,9 @@ def _add_train_translator(subparsers):
         help="feed the attentional vector to the next decoder step (Luong)",
     )
     g.add_argument("--dropout", type=dropout_rate, help="dropout rate in [0, 1)")
+    g.add_argument("--label-smoothing", type=dropout_rate,
+                   help="label smoothing of the full-softmax training loss, in [0, 1) (the "
+                   "sampled softmax trains without it)")
     g.add_argument(
         "--teacher-forcing-ratio", type=unit_interval, help="probability of feeding the gold token, in [0, 1]"
     )
@@ -255,7 +258,8 @@ def _cmd_demo(args):
 # are keras_seq.recipes.common.TRAIN_FIELDS; --seed also seeds the data split).
 _TRANSLATOR_RECIPE_FLAGS = ("tokenizer", "shared_vocab", "max_length", "units", "embedding_dim",
                             "layers", "dropout", "cell", "bidirectional", "attention", "input_feeding",
-                            "teacher_forcing_ratio", "sampled_softmax", "early_stop_on")
+                            "teacher_forcing_ratio", "sampled_softmax", "early_stop_on",
+                            "label_smoothing")
 _RNN_ONLY_FLAGS = ("cell", "attention", "input_feeding", "bidirectional", "teacher_forcing_ratio")
 
 

@@ -206,7 +206,7 @@ def with_overrides(recipe, **values):
     train = {k: v for k, v in given.items() if k in train_names and k not in own}
     fields = {k: v for k, v in given.items() if k in own}
     if train:
-        fields["train"] = dataclasses.replace(fields.get("train", recipe.train), **train)
+        fields["train"] = replace_train(fields.get("train", recipe.train), train)
     return dataclasses.replace(recipe, **fields)
 
 
@@ -236,7 +236,22 @@ class Recipe:
         2
         """
         changes = {k: v for k, v in changes.items() if v is not None}
-        return dataclasses.replace(self, train=dataclasses.replace(self.train, **changes))
+        return dataclasses.replace(self, train=replace_train(self.train, changes))
+
+
+def replace_train(train, changes):
+    """`dataclasses.replace(train, **changes)`, where a recipe's `average_last` follows `epochs`.
+
+    A recipe that averages its last N epochs (the Transformer's) averages the
+    last `epochs` of a shorter run (none below 2) unless `changes` sets
+    `average_last` itself; an explicit value larger than `epochs` is refused
+    by `TrainConfig`.
+    """
+    epochs = changes.get("epochs")
+    if (epochs is not None and "average_last" not in changes and train.average_last
+            and epochs < train.average_last):
+        changes = dict(changes, average_last=epochs if epochs >= 2 else None)
+    return dataclasses.replace(train, **changes)
 
 
 def training_config(stored, **overrides):

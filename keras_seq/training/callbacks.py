@@ -85,8 +85,13 @@ class LearningRateController(keras.callbacks.Callback):
         if multi_worker.is_multi_worker(strategy):  # every worker must set the same rate
             elapsed = multi_worker.mean_over_workers(strategy, elapsed)
         spent = min(1.0, elapsed / (config.max_minutes * 60.0))
+        # Annealed over the last `fraction` of the budget (all of it for True).
+        fraction = 1.0 if config.anneal_to_budget is True else float(config.anneal_to_budget)
+        into = (spent - (1.0 - fraction)) / fraction
+        if into <= 0.0:
+            return 1.0
         floor = config.min_learning_rate / config.peak_learning_rate
-        return max(0.5 * (1.0 + math.cos(math.pi * spent)), floor)
+        return max(0.5 * (1.0 + math.cos(math.pi * into)), floor)
 
     def _update(self):
         self._set(self.config.peak_learning_rate * self._scale * self._warm() * self._budget())

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+from typing import Union
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine", "plateau", "step")
@@ -42,7 +43,9 @@ class TrainConfig:
             a cosine over the time budget, from 1 at the start to 0 when it is
             spent (floored at `min_learning_rate`), on top of `lr_schedule`.
             A run on a fixed budget then ends annealed, whenever that is;
-            without `max_minutes` it does nothing.
+            without `max_minutes` it does nothing. A number f in (0, 1]
+            anneals over the last f of the budget only (the rate is
+            untouched until 1 - f of it is spent); True is 1.
         clipnorm: clip the global norm of the gradient (after the cross-replica
             sum under a distribution strategy); None or 0 disables clipping.
         weight_decay: for "adamw" (and decoupled decay on the others); None
@@ -108,7 +111,7 @@ class TrainConfig:
     plateau_patience: int = 1
     min_learning_rate: float = 0.0
     warmup_steps: int = 0
-    anneal_to_budget: bool = False
+    anneal_to_budget: Union[bool, float] = False
     clipnorm: float = 5.0
     weight_decay: float = None
     mixed_precision: object = False
@@ -219,8 +222,10 @@ def _check_optimization(c):
         f"warmup_steps must be an integer >= 0, got {c.warmup_steps!r}",
     )
     _check(
-        isinstance(c.anneal_to_budget, bool),
-        f"anneal_to_budget must be True or False, got {c.anneal_to_budget!r}",
+        isinstance(c.anneal_to_budget, bool)
+        or (isinstance(c.anneal_to_budget, (int, float)) and 0 < c.anneal_to_budget <= 1),
+        f"anneal_to_budget must be True, False or a fraction in (0, 1], "
+        f"got {c.anneal_to_budget!r}",
     )
     _check(
         not (c.anneal_to_budget and c.lr_schedule == "cosine"),
