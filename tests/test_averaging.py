@@ -54,26 +54,80 @@ def test_average_refuses_bad_input(tmp_path):
         average_checkpoints([tmp_path / "a.weights.h5", tmp_path / "missing.weights.h5"])
 
 
-def test_train_keeps_the_last_n_epochs_and_returns_their_average(tmp_path):
+def _weights_of(path, build=_build):
+    member = build()
+    member.load_weights(str(path))
+    return member.get_weights()
+
+
+def _assert_weights_equal(got, expected):
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_train_without_validation_keeps_the_last_n_epochs_and_returns_their_average(tmp_path):
     run = runs.RunDir(tmp_path / "run")
-    model, history = train(_build, _data(), _data(), run,
+    model, history = train(_build, _data(), None, run,
                            TrainConfig(epochs=4, average_last=2, verbose=0), loss="mse")
     kept = epoch_checkpoints(run.checkpoints_dir)
     assert [p.name for p in kept] == ["epoch-0003.weights.h5", "epoch-0004.weights.h5"]
     assert run.checkpoint() == run.averaged_weights == run.checkpoint("averaged")
-    members = []
-    for path in kept:
-        member = _build()
-        member.load_weights(str(path))
-        members.append(member.get_weights())
-    for got, *parts in zip(model.get_weights(), *members):
-        np.testing.assert_allclose(got, np.mean(parts, axis=0), rtol=1e-5, atol=1e-6)
+    members = [_weights_of(path) for path in kept]
+    _assert_weights_equal(model.get_weights(), [np.mean(parts, axis=0) for parts in zip(*members)])
     # Without averaging the run has no averaged weights: "auto" is "best".
     plain = runs.RunDir(tmp_path / "plain")
     train(_build, _data(), _data(), plain, TrainConfig(epochs=1, verbose=0), loss="mse")
     assert plain.checkpoint() == plain.best_weights
     with pytest.raises(RunDirError, match="no averaged weights"):
         plain.checkpoint("averaged")
+
+
+def _linear():
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+
+
+def _regression(noise):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(256, 4)).astype("float32")
+    y = (x @ np.array([[1.5], [-2.0], [0.5], [3.0]]) + noise * rng.normal(size=(256, 1))).astype("float32")
+    return x, y
+
+
+def _loss_of(weights, x, y):
+    model = _linear()
+    model.set_weights(weights)
+    return float(np.mean((model.predict(x, verbose=0) - y) ** 2))
+
+
+@pytest.mark.parametrize("learning_rate, averaged", [
+    # Small steps: every epoch lowers the loss, so any mean of epochs is
+    # behind the last (best) one and the run keeps its best weights.
+    (0.01, False),
+    # Steps too large for the curvature: the weights jump across the minimum
+    # from epoch to epoch, and the mean of two neighbours is closer to it.
+    (0.9, True),
+])
+def test_averaging_is_kept_only_when_it_lowers_the_validation_loss(tmp_path, learning_rate, averaged):
+    x, y = _regression(noise=0.1)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(256)  # full batch: deterministic steps
+    run = runs.RunDir(tmp_path / "run")
+    config = TrainConfig(epochs=6, average_last=4, optimizer="sgd", learning_rate=learning_rate,
+                         clipnorm=None, verbose=0)
+    model, _ = train(_linear, data, data, run, config, loss="mse")
+    kept = epoch_checkpoints(run.checkpoints_dir)
+    assert len(kept) == 4
+    # The oracle: the validation loss of the best epoch and of the mean of
+    # each window of the last 2..4 epochs, computed here with numpy.
+    members = [_weights_of(path, _linear) for path in kept]
+    candidates = {"best": _weights_of(run.best_weights, _linear)}
+    for k in range(2, 5):
+        candidates[k] = [np.mean(parts, axis=0) for parts in zip(*members[-k:])]
+    losses = {name: _loss_of(w, x, y) for name, w in candidates.items()}
+    winner = min(losses, key=losses.get)
+    assert (winner != "best") == averaged, losses
+    _assert_weights_equal(model.get_weights(), candidates[winner])
+    assert run.averaged_weights.is_file() == averaged
+    assert run.checkpoint() == (run.averaged_weights if averaged else run.best_weights)
 
 
 def test_bad_average_last_is_refused():

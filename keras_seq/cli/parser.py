@@ -199,9 +199,10 @@ def _add_optimization_flags(parser, models, default_model):
     )
     group.add_argument(
         "--average-last", type=at_least_two, metavar="N",
-        help="keep the weights of the last N epochs (N >= 2, at most --epochs) and write their "
-        "mean to checkpoints/averaged.weights.h5 at the end; translate, evaluate and export "
-        "then use the averaged weights",
+        help="keep the weights of the last N epochs (N >= 2, at most --epochs); at the end, "
+        "the mean of the last 2..N of them with the lowest validation loss goes to "
+        "checkpoints/averaged.weights.h5 if it beats the best epoch, and translate, evaluate "
+        "and export then use it",
     )
     return group
 

@@ -10,8 +10,10 @@
   `last.weights.h5` (model + optimizer, the training state in its HDF5
   attributes), `best.weights.h5` (model weights with the lowest validation
   loss) and `state.json` (a readable copy of the state); with
-  `average_last=N`, the weights of the last N epochs and, at the end, their
-  mean `averaged.weights.h5` (`average_checkpoints` averages any checkpoints);
+  `average_last=N`, the weights of the last N epochs and, at the end, the
+  mean of the last 2..N of them that scores best on validation,
+  `averaged.weights.h5`, when it beats the best epoch (`average_checkpoints`
+  averages any checkpoints);
 - early stopping on the validation loss, a wall-clock budget that stops after
   the current batch, TensorBoard logs and a CSV history in `run_dir/logs/`,
   and `run_dir/training-curves.png` redrawn every epoch (with the `plot` extra);

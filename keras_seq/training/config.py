@@ -73,11 +73,15 @@ class TrainConfig:
             validation loss) rather than those of the last epoch.
         average_last: None, or N >= 2 (at most `epochs`): keep the model
             weights of the last N epochs (`checkpoints/epoch-NNNN.weights.h5`,
-            older ones deleted) and, when training ends, write their
-            element-wise mean to `checkpoints/averaged.weights.h5`; the
-            returned model then holds the averaged weights (instead of the
-            best), and decoding, evaluation and export pick them. A run cut
-            short with fewer epochs averages the ones it has (at least 2).
+            older ones deleted). When training ends, the means of the last
+            2, 3, ..., N of them are scored on the validation data and the
+            lowest-loss one is written to `checkpoints/averaged.weights.h5`
+            if its loss is no higher than the best epoch's (the last
+            epoch's without `restore_best`); the returned model then holds
+            it, and decoding, evaluation and export pick it. Otherwise the
+            run keeps its best weights and has no averaged file. Without
+            validation data the mean of all N is kept. A run cut short
+            with fewer epochs averages the ones it has (at least 2).
         steps_per_execution: batches per compiled call (Keras); > 1 cuts the
             per-step Python overhead of small models.
         resume: continue the run in `run_dir` from its `last` checkpoint.
