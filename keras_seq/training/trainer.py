@@ -296,7 +296,7 @@ def _average_last_epochs(model, run, config, fallback, val_data, validation_step
         `checkpoints/averaged.weights.h5`; otherwise that file is absent).
     """
     paths = epoch_checkpoints(run.checkpoints_dir)[-config.average_last:]
-    kept = "best" if fallback is not None else "last"
+    kept = "best" if config.restore_best and run.best_weights.is_file() else "last"
     if len(paths) < 2:
         if verbose:
             _log(f"only {len(paths)} epoch checkpoint: nothing to average (--average-last "
