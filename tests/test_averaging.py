@@ -127,6 +127,7 @@ def test_averaging_is_kept_only_when_it_lowers_the_validation_loss(tmp_path, lea
     assert (winner != "best") == averaged, losses
     _assert_weights_equal(model.get_weights(), candidates[winner])
     assert run.averaged_weights.is_file() == averaged
+    assert not list(run.checkpoints_dir.glob(".tmp-*"))  # the candidates' scratch file is gone
     assert run.checkpoint() == (run.averaged_weights if averaged else run.best_weights)
 
 

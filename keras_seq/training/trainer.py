@@ -12,11 +12,10 @@ from keras_seq.progress import resolve_verbose
 from keras_seq.training.callbacks import TRAINING_CURVES
 from keras_seq.training.callbacks import EpochSummaries
 from keras_seq.training.callbacks import TrainingCurves
+from keras_seq.training.averaging import average_last_epochs
 from keras_seq.training.callbacks import _make_callbacks
 from keras_seq.training.checkpoints import _load_model_weights
 from keras_seq.training.checkpoints import _remove_stale_temporaries
-from keras_seq.training.checkpoints import average_checkpoints
-from keras_seq.training.checkpoints import epoch_checkpoints
 from keras_seq.training.checkpoints import read_checkpoint_state
 from keras_seq.training.config import TrainConfig
 from keras_seq.training.devices import precision_policy
@@ -257,7 +256,13 @@ def _train(
     if fallback is not None:
         _load_model_weights(model, fallback)
     if config.average_last:
-        _average_last_epochs(model, run, config, fallback, val_data, validation_steps, verbose)
+        # Workers may hold different epoch checkpoints (a resumed worker's
+        # scratch is new), so a collective validation pass per window could
+        # hang: multi-worker runs average all N unscored.
+        scored_on = None if multi_worker.is_multi_worker(strategy) else val_data
+        _, message = average_last_epochs(model, run, config, fallback, scored_on, validation_steps)
+        if verbose:
+            _log(message)
     if verbose:
         _log_stop(state, config, monitor)
     return model, _history(state, state.get("stop_reason"), initial_epoch)
@@ -272,74 +277,6 @@ def _fallback_weights(run, config, state):
     if config.restore_best and run.best_weights.is_file() and state.get("best_epoch") != state["epoch"]:
         return run.best_weights
     return None
-
-
-def _average_last_epochs(model, run, config, fallback, val_data, validation_steps, verbose):
-    """Averages the last epoch checkpoints into the model when that helps.
-
-    Without validation data the mean of the last `config.average_last` epoch
-    checkpoints is kept. With it, the means of the last 2, 3, ...,
-    `average_last` epochs are each scored on the validation data and the
-    lowest-loss one is kept only if its loss is no higher than that of the
-    weights the model holds now (the best or last epoch): averaging epochs of
-    a run still far from converged (a short time budget) hurts, and the
-    window that helps most depends on how far training got.
-
-    Args:
-        model: the trained model, holding the weights kept without averaging
-            (those of `fallback`, or the last epoch's when it is None).
-        fallback: the weights file the model holds, or None (the last
-            epoch's, also in the newest epoch checkpoint).
-
-    Returns:
-        Whether the model now holds averaged weights (written to
-        `checkpoints/averaged.weights.h5`; otherwise that file is absent).
-    """
-    paths = epoch_checkpoints(run.checkpoints_dir)[-config.average_last:]
-    kept = "best" if config.restore_best and run.best_weights.is_file() else "last"
-    if len(paths) < 2:
-        if verbose:
-            _log(f"only {len(paths)} epoch checkpoint: nothing to average (--average-last "
-                 f"{config.average_last}); the model keeps the {kept} weights")
-        return False
-    windows = [paths] if val_data is None else [paths[-k:] for k in range(2, len(paths) + 1)]
-    scores = []
-    if val_data is not None:
-        own_loss = _validation_loss(model, val_data, validation_steps)
-    for window in windows:
-        average_checkpoints(window, to=run.averaged_weights)
-        _load_model_weights(model, run.averaged_weights)
-        if val_data is not None:
-            scores.append(_validation_loss(model, val_data, validation_steps))
-    if val_data is not None:
-        best_window = min(range(len(windows)), key=scores.__getitem__)
-        if scores[best_window] > own_loss:
-            run.averaged_weights.unlink()
-            # The last epoch checkpoint holds the weights the model ended with.
-            _load_model_weights(model, fallback if fallback is not None else paths[-1])
-            if verbose:
-                _log(f"averaging the last 2-{len(paths)} epochs did not lower val_loss "
-                     f"({min(scores):.4f} at best, {own_loss:.4f} without): the model keeps "
-                     f"the {kept} weights")
-            return False
-        window = windows[best_window]
-        if window is not windows[-1]:
-            average_checkpoints(window, to=run.averaged_weights)
-            _load_model_weights(model, run.averaged_weights)
-    if verbose:
-        names = ", ".join(p.name[len("epoch-"):-len(".weights.h5")].lstrip("0") for p in window)
-        gain = "" if val_data is None else (
-            f" (val_loss {scores[best_window]:.4f}, {kept} epoch {own_loss:.4f}; "
-            f"the last 2-{len(paths)} epochs tried)")
-        _log(f"averaged the weights of epochs {names} into "
-             f"{runs.CHECKPOINTS_DIR}/{runs.AVERAGED_WEIGHTS}{gain}")
-    return True
-
-
-def _validation_loss(model, val_data, validation_steps):
-    """The model's loss on the validation data (as in `fit`'s val_loss)."""
-    logs = model.evaluate(val_data, steps=validation_steps, verbose=0, return_dict=True)
-    return float(logs["loss"])
 
 
 def _total_steps(config, train_data, steps_per_epoch):
