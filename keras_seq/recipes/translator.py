@@ -39,7 +39,8 @@ Chosen for quality per CPU-minute on corpora of 10k-200k sentence pairs
   ends with the mean of its last 2-5 epochs' weights that scores best on
   validation, when it beats the best epoch (`average_last`): dropout 0.2
   with label smoothing 0.1 was +0.6 BLEU over dropout 0.1 without it at 20
-  minutes, and the average of the last 5 +0.9 over the best epoch (benchmarks/RESULTS.md, "Transformer recipe chosen on validation").
+  minutes, and the average of the last 5 +0.9 over the best epoch
+  (benchmarks/RESULTS.md, "Transformer recipe chosen on validation").
 - Output bias: a new model's starts at the log unigram frequencies of the
   training targets (`unigram_bias`), not at zeros: the model then learns
   word frequency before anything else has to (validation loss 1.60 after 4

@@ -71,6 +71,7 @@ or, equivalently, set on each machine before starting the same command
 Modules: `config` (TrainConfig), `devices` (strategies, XLA), `multi_worker`
 (TF_CONFIG, the multi-worker strategy, chief and scratch dirs), `optimizers`,
 `state` (the state carried across sessions), `checkpoints` (checkpoint files),
+`averaging` (which epochs' mean a run with `average_last` keeps),
 `callbacks` (the callbacks `train` adds), `progress` (the epoch bar and
 whole-run line, `RunProgress`) and `trainer` (`train`). Importing this package
 stays light: `callbacks`, `progress` and `trainer` (which import Keras and
@@ -79,6 +80,7 @@ TensorFlow) load when one of their names is first used.
 
 import importlib
 
+from keras_seq.training.averaging import average_last_epochs
 from keras_seq.training.checkpoints import STATE_ATTR
 from keras_seq.training.checkpoints import _load_model_weights
 from keras_seq.training.checkpoints import _remove_stale_temporaries
@@ -158,6 +160,7 @@ __all__ = [
     "TrainConfig",
     "TrainingCurves",
     "average_checkpoints",
+    "average_last_epochs",
     "cpu_has_bf16",
     "epoch_checkpoints",
     "get_strategy",

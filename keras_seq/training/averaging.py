@@ -16,6 +16,8 @@ import os
 import tempfile
 
 from keras_seq import runs
+from keras_seq.training.checkpoints import EPOCH_PREFIX
+from keras_seq.training.checkpoints import EPOCH_SUFFIX
 from keras_seq.training.checkpoints import _load_model_weights
 from keras_seq.training.checkpoints import average_checkpoints
 from keras_seq.training.checkpoints import epoch_checkpoints
@@ -60,7 +62,7 @@ def average_last_epochs(model, run, config, fallback, val_data, validation_steps
                   f"the last 2-{len(paths)} epochs tried)")
     average_checkpoints(window, to=run.averaged_weights)
     _load_model_weights(model, run.averaged_weights)
-    names = ", ".join(p.name[len("epoch-"):-len(".weights.h5")].lstrip("0") for p in window)
+    names = ", ".join(str(int(p.name[len(EPOCH_PREFIX):-len(EPOCH_SUFFIX)])) for p in window)
     return True, (f"averaged the weights of epochs {names} into "
                   f"{runs.CHECKPOINTS_DIR}/{runs.AVERAGED_WEIGHTS}{scores}")
 

@@ -81,8 +81,8 @@ class TrainConfig:
             it, and decoding, evaluation and export pick it. Otherwise the
             run keeps its best weights and has no averaged file. Without
             validation data (or with the "multi-worker" strategy) the mean
-            of all N is kept. A run cut short
-            with fewer epochs averages the ones it has (at least 2).
+            of all N is kept. A run cut short with fewer epochs averages the
+            ones it has (at least 2).
         steps_per_execution: batches per compiled call (Keras); > 1 cuts the
             per-step Python overhead of small models.
         resume: continue the run in `run_dir` from its `last` checkpoint.

@@ -9,10 +9,10 @@ import tensorflow as tf
 from keras_seq import runs
 from keras_seq.errors import RunDirError
 from keras_seq.progress import resolve_verbose
+from keras_seq.training.averaging import average_last_epochs
 from keras_seq.training.callbacks import TRAINING_CURVES
 from keras_seq.training.callbacks import EpochSummaries
 from keras_seq.training.callbacks import TrainingCurves
-from keras_seq.training.averaging import average_last_epochs
 from keras_seq.training.callbacks import _make_callbacks
 from keras_seq.training.checkpoints import _load_model_weights
 from keras_seq.training.checkpoints import _remove_stale_temporaries
