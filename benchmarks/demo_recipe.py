@@ -89,6 +89,12 @@ SETTINGS = {
     # The Transformer translator (`TranslatorRecipe.transformer()`).
     "t": (dict(model="transformer"), {}),
     "t-bf16": (dict(model="transformer"), dict(mixed_precision=True)),
+    # Transformer shapes (issue 15, session 9): the target embedding tied to the
+    # output projection; a feed-forward of 2 x width instead of 4 x.
+    "t-bf16-tied": (dict(model="transformer", tie_embeddings=True), dict(mixed_precision=True)),
+    "t-bf16-ff512": (dict(model="transformer", ff_dim=512), dict(mixed_precision=True)),
+    "t-bf16-tied-ff512": (dict(model="transformer", tie_embeddings=True, ff_dim=512),
+                          dict(mixed_precision=True)),
     "t-bf16-spe8": (dict(model="transformer"), dict(mixed_precision=True, steps_per_execution=8)),
     "t-pad8": (dict(model="transformer"), {}, dict(pad_to=8)),
     # The output bias started at the log unigram frequencies of the training targets.

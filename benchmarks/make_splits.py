@@ -14,6 +14,13 @@ every translation of its sources. The files are `source<TAB>target`, what
     keras-seq train-translator --data runs/splits/train.tsv --valid-data runs/splits/valid.tsv
 
 Recipes are chosen on `valid.tsv`; `test.tsv` is for a final score only.
+
+Multi30k's sentences are about twice as long as the bundled pairs' (12-13
+words against 6); `--min-source-words 8` on the whole Tatoeba file gives
+pairs of 9-10 words a side, closer to it (session 9):
+
+    python benchmarks/make_splits.py --data ../shared/data/anki-fra-eng/fra.txt \
+        --min-source-words 8 --out runs/splits-long
 """
 
 import os
@@ -61,11 +68,14 @@ def main(argv=None):
     parser.add_argument("--valid", type=int, default=1014)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--min-source-words", type=int, default=0,
+                        help="keep only pairs whose source has at least this many words")
     args = parser.parse_args(argv)
 
     from keras_seq import data
 
-    pairs = data.load_pairs(args.data)
+    pairs = [(s, t) for s, t in data.load_pairs(args.data)
+             if len(s.split()) >= args.min_source_words]
     splits = draw_splits(pairs, {"train": args.train, "valid": args.valid, "test": args.test},
                          args.seed)
     os.makedirs(args.out, exist_ok=True)

@@ -220,6 +220,8 @@ def test_translator_parameter_estimate_matches_keras(paths):
     ks.TranslatorRecipe.transformer(units=32, layers=2, num_heads=2),
     ks.TranslatorRecipe.transformer(units=32, layers=2, num_heads=2, tokenizer="sentencepiece",
                                     shared_vocab=True),  # one tied table
+    ks.TranslatorRecipe.transformer(units=32, layers=2, num_heads=2, tie_embeddings=True,
+                                    ff_dim=48),
     ks.TranslatorRecipe(units=16, embedding_dim=8, cell="gru", attention="luong-general", layers=2),
 ])
 def test_translator_family_parameter_estimates_match_keras(recipe):

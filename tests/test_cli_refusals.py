@@ -160,6 +160,8 @@ REFUSED = [
     (["generate", "{lm}", "happy", "--beam", "2", "--top-p", "0.5"], "--top-p only apply to random sampling; drop --beam"),
     (["generate", "{lm}", "happy", "--seed", "x"], "argument --seed: expected an integer, got 'x'"),
     (["train-translator", "--model", "transformer", "--cell", "gru"], "--cell applies to --model rnn"),
+    (["train-translator", "--ff-dim", "512"], "--ff-dim applies to --model transformer"),
+    (["train-translator", "--tie-embeddings"], "--tie-embeddings applies to --model transformer"),
     (["train-translator", "--model", "transformer", "--units", "30"], "--units (30) must be a multiple of the 4"),
     (["train-translator", "--model", "transformer", "--embedding-dim", "128"], "--embedding-dim must equal --units"),
     (["train-translator", "--vocab-size", "4"], "--vocab-size must be > 4 (the reserved tokens), got 4"),

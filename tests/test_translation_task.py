@@ -96,6 +96,14 @@ def test_recipe_picks_the_sampled_softmax_for_large_vocabularies():
         model_info_for(ks.TranslatorRecipe(sampled_softmax=900), 900, 800, 50)
     transformer = model_info_for(ks.TranslatorRecipe.transformer(), 9000, 8000, 50)
     assert transformer["type"] == "transformer" and transformer["config"]["sampled_softmax"] == 0
+    assert transformer["config"]["ff_dim"] == 4 * 256
+    shaped = model_info_for(ks.TranslatorRecipe.transformer(ff_dim=512, tie_embeddings=True),
+                            9000, 8000, 50)
+    assert shaped["config"]["ff_dim"] == 512 and shaped["config"]["tie_embeddings"]
+    assert not shaped["config"].get("share_embeddings")
+    for field in (dict(ff_dim=512), dict(tie_embeddings=True)):
+        with pytest.raises(InputError, match="applies to the Transformer, not to the rnn"):
+            ks.TranslatorRecipe(**field)
 
 
 def test_recipe_defaults_and_checks():

@@ -82,6 +82,11 @@ def _add_train_translator(subparsers):
     g.add_argument("--units", type=positive_int, help="hidden units")
     g.add_argument("--embedding-dim", type=positive_int, help="embedding size")
     g.add_argument("--layers", type=positive_int, help="number of layers")
+    g.add_argument("--ff-dim", type=positive_int,
+                   help="feed-forward width (transformer model)")
+    g.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=None,
+                   help="one table for the target embedding and the output projection "
+                        "(transformer model; always on with --shared-vocab)")
     g.add_argument("--cell", choices=("lstm", "gru"), help="recurrent cell (rnn model)")
     g.add_argument(
         "--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="bidirectional encoder"
@@ -259,8 +264,9 @@ def _cmd_demo(args):
 _TRANSLATOR_RECIPE_FLAGS = ("tokenizer", "shared_vocab", "max_length", "units", "embedding_dim",
                             "layers", "dropout", "cell", "bidirectional", "attention", "input_feeding",
                             "teacher_forcing_ratio", "sampled_softmax", "early_stop_on",
-                            "label_smoothing")
+                            "label_smoothing", "ff_dim", "tie_embeddings")
 _RNN_ONLY_FLAGS = ("cell", "attention", "input_feeding", "bidirectional", "teacher_forcing_ratio")
+_TRANSFORMER_ONLY_FLAGS = ("ff_dim", "tie_embeddings")
 
 
 def _translator_recipe(args):
@@ -270,11 +276,13 @@ def _translator_recipe(args):
 
     recipe = TranslatorRecipe.for_model(args.model)
     flags = {name: getattr(args, name) for name in _TRANSLATOR_RECIPE_FLAGS}
+    model_only, applies = ((_RNN_ONLY_FLAGS, "--model rnn, not to the Transformer")
+                           if args.model == "transformer"
+                           else (_TRANSFORMER_ONLY_FLAGS, "--model transformer, not to the rnn"))
+    for name in model_only:
+        if flags[name] is not None:
+            raise errors.InputError(f"--{name.replace('_', '-')} applies to {applies}")
     if args.model == "transformer":
-        for name in _RNN_ONLY_FLAGS:
-            if flags[name] is not None:
-                flag = "--" + name.replace("_", "-")
-                raise errors.InputError(f"{flag} applies to --model rnn, not to the Transformer")
         units = recipe.units if args.units is None else args.units
         common.transformer_width(units, recipe.num_heads, flags.pop("embedding_dim"))
     tokenizer = args.tokenizer or recipe.tokenizer

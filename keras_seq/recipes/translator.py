@@ -24,7 +24,10 @@ Chosen for quality per CPU-minute on corpora of 10k-200k sentence pairs
   direction, a 1-layer LSTM decoder of 256 units initialised from the bridged
   encoder states, Bahdanau (additive) attention, no input feeding, dropout
   0.3, full teacher forcing. `TranslatorRecipe.transformer()`: 3 layers,
-  width 256, 4 heads, feed-forward 4 x width, dropout 0.2.
+  width 256, 4 heads, feed-forward 4 x width (`ff_dim`), dropout 0.2, the
+  target embedding and the output projection separate (`tie_embeddings`
+  ties them: behind at every pass measured, benchmarks/RESULTS.md); 3 layers
+  were level with 2 at 20 minutes on pairs of 6 words, ahead on pairs of 10.
 - Training: a sampled softmax over 512 negatives (log-uniform candidates; the
   target ids are sorted by frequency) when the target vocabulary has at least
   2,048 words, the full softmax with label smoothing 0.1 below that;
@@ -126,6 +129,10 @@ class TranslatorRecipe(common.Recipe):
         layers: encoder and decoder layers.
         dropout: dropout rate in [0, 1).
         num_heads: attention heads (transformer).
+        ff_dim: feed-forward width (transformer only; None: 4 x `units`).
+        tie_embeddings: one table for the target embedding and the output
+            projection (transformer only; always on with `shared_vocab`,
+            where the source embedding is that table too).
         cell: "lstm" or "gru" (rnn only).
         bidirectional: bidirectional encoder (rnn only).
         attention: "bahdanau", "luong-dot", "luong-general" or "luong-concat"
@@ -182,6 +189,9 @@ class TranslatorRecipe(common.Recipe):
     layers: int = 1
     dropout: float = 0.3
     num_heads: int = 4
+    # Model (transformer only).
+    ff_dim: Optional[int] = None
+    tie_embeddings: bool = False
     # Model (rnn only).
     cell: Optional[str] = "lstm"
     bidirectional: Optional[bool] = True
@@ -245,7 +255,9 @@ class TranslatorRecipe(common.Recipe):
             shared = bool(config.get("tokenizer", {}).get("shared", False))
             vocab = dict(tokenizer="sentencepiece" if shared else "word", shared_vocab=shared)
             return cls.transformer(units=m["d_model"], layers=m.get("num_layers", 3),
-                                   num_heads=m.get("num_heads", 4), **vocab, **values)
+                                   num_heads=m.get("num_heads", 4), ff_dim=m.get("ff_dim"),
+                                   tie_embeddings=bool(m.get("tie_embeddings", False)),
+                                   **vocab, **values)
         rnn = cls()
         return cls.rnn(units=m["units"], embedding_dim=m.get("embedding_dim", rnn.embedding_dim),
                        layers=m.get("num_layers", rnn.layers), cell=m.get("cell", rnn.cell),
@@ -285,6 +297,7 @@ class TranslatorRecipe(common.Recipe):
             "vocab_size": f"{rnn.source_vocab_size} source, {rnn.target_vocab_size} target",
             "max_length": f"{rnn.source_max_length} tokens, char: {CHAR_MAX_LENGTH}",
             "embedding_dim": f"{rnn.embedding_dim}; transformer: = --units",
+            "ff_dim": "transformer: 4 x --units",
             "sampled_softmax": (f"{rnn.sampled_negatives} for target vocabularies of "
                                 f"{rnn.sampled_softmax_min_vocab}+ tokens, else 0; transformer: 0"),
             "seed": f"{rnn.train.seed}; data split: {rnn.split_seed}",
@@ -365,9 +378,13 @@ class TranslatorRecipe(common.Recipe):
                 pass  # refused later, with its own message
         classes = sampled + 1 if sampled else vt
         if self.model == "transformer":
-            ff = 4 * units
-            # Sinusoidal positions: no weights. A shared vocabulary: one tied table.
-            tables = vt * units if self.shared_vocab else (vs + vt) * units + units * vt
+            ff = self.ff_dim or 4 * units
+            # Sinusoidal positions: no weights. A shared vocabulary: one tied table; tied
+            # embeddings: the target table is the output kernel.
+            if self.shared_vocab:
+                tables = vt * units
+            else:
+                tables = (vs + vt) * units + (0 if self.tie_embeddings else units * vt)
             params = (tables + vt
                       + layers * memory.transformer_layer(units, ff)
                       + layers * memory.transformer_layer(units, ff, cross_attention=True))
@@ -430,7 +447,12 @@ class TranslatorRecipe(common.Recipe):
                 common.check(getattr(self, name) is None, _OWNER,
                              f"{name} applies to the rnn model, not to the Transformer")
             common.transformer_width(self.units, self.num_heads)
+            common.check_int(_OWNER, "ff_dim", self.ff_dim, optional=True)
+            common.check_bool(_OWNER, "tie_embeddings", self.tie_embeddings)
             return
+        for name, unset in (("ff_dim", None), ("tie_embeddings", False)):
+            common.check(getattr(self, name) == unset, _OWNER,
+                         f"{name} applies to the Transformer, not to the rnn model")
         common.check_choice(_OWNER, "cell", self.cell, CELLS)
         common.check_bool(_OWNER, "bidirectional", self.bidirectional)
         common.check_choice(_OWNER, "attention", self.attention, ATTENTIONS)
