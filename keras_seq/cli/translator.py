@@ -265,20 +265,20 @@ _TRANSLATOR_RECIPE_FLAGS = ("tokenizer", "shared_vocab", "max_length", "units", 
                             "layers", "dropout", "cell", "bidirectional", "attention", "input_feeding",
                             "teacher_forcing_ratio", "sampled_softmax", "early_stop_on",
                             "label_smoothing", "ff_dim", "tie_embeddings")
-_RNN_ONLY_FLAGS = ("cell", "attention", "input_feeding", "bidirectional", "teacher_forcing_ratio")
-_TRANSFORMER_ONLY_FLAGS = ("ff_dim", "tie_embeddings")
 
 
 def _translator_recipe(args):
     """The `TranslatorRecipe` of the train-translator flags (unset flags: the recipe's)."""
     from keras_seq.recipes import common
+    from keras_seq.recipes.translator import RNN_ONLY
+    from keras_seq.recipes.translator import TRANSFORMER_ONLY
     from keras_seq.recipes.translator import TranslatorRecipe
 
     recipe = TranslatorRecipe.for_model(args.model)
     flags = {name: getattr(args, name) for name in _TRANSLATOR_RECIPE_FLAGS}
-    model_only, applies = ((_RNN_ONLY_FLAGS, "--model rnn, not to the Transformer")
+    model_only, applies = ((RNN_ONLY, "--model rnn, not to the Transformer")
                            if args.model == "transformer"
-                           else (_TRANSFORMER_ONLY_FLAGS, "--model transformer, not to the rnn"))
+                           else (TRANSFORMER_ONLY, "--model transformer, not to the rnn"))
     for name in model_only:
         if flags[name] is not None:
             raise errors.InputError(f"--{name.replace('_', '-')} applies to {applies}")

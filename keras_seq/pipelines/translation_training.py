@@ -307,7 +307,7 @@ def model_info_for(recipe, source_vocab, target_vocab, max_length):
     if r.model == "transformer":
         config = dict(
             source_vocab_size=source_vocab, target_vocab_size=target_vocab, d_model=r.units,
-            num_heads=r.num_heads, ff_dim=r.ff_dim or 4 * r.units, num_layers=r.layers,
+            num_heads=r.num_heads, ff_dim=r.feed_forward_dim, num_layers=r.layers,
             dropout=r.dropout, max_length=max_length + 1, sampled_softmax=sampled,
         )
         if r.tie_embeddings:  # one table: target embedding and output kernel

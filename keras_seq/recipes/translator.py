@@ -77,6 +77,8 @@ EARLY_STOP_ON = ("loss", "bleu")
 ATTENTIONS = ("bahdanau", "luong-dot", "luong-general", "luong-concat")
 # The fields of the recurrent model only; None in a Transformer recipe.
 RNN_ONLY = ("cell", "bidirectional", "attention", "input_feeding", "teacher_forcing_ratio")
+# The fields of the Transformer only, with their value in a recurrent recipe.
+TRANSFORMER_ONLY = {"ff_dim": None, "tie_embeddings": False}
 # Character-level sentences are longer.
 CHAR_MAX_LENGTH = 200
 
@@ -320,6 +322,11 @@ class TranslatorRecipe(common.Recipe):
             return self.max_length
         return CHAR_MAX_LENGTH if self.tokenizer == "char" else 50
 
+    @property
+    def feed_forward_dim(self):
+        """The Transformer's feed-forward width: `ff_dim`, or 4 x `units` when it is None."""
+        return self.ff_dim or 4 * self.units
+
     def held_out_fractions(self, num_pairs):
         """Validation and test fractions for `num_pairs` pairs (capped at `max_held_out`)."""
         if num_pairs <= 0:
@@ -378,7 +385,7 @@ class TranslatorRecipe(common.Recipe):
                 pass  # refused later, with its own message
         classes = sampled + 1 if sampled else vt
         if self.model == "transformer":
-            ff = self.ff_dim or 4 * units
+            ff = self.feed_forward_dim
             # Sinusoidal positions: no weights. A shared vocabulary: one tied table; tied
             # embeddings: the target table is the output kernel.
             if self.shared_vocab:
@@ -450,7 +457,7 @@ class TranslatorRecipe(common.Recipe):
             common.check_int(_OWNER, "ff_dim", self.ff_dim, optional=True)
             common.check_bool(_OWNER, "tie_embeddings", self.tie_embeddings)
             return
-        for name, unset in (("ff_dim", None), ("tie_embeddings", False)):
+        for name, unset in TRANSFORMER_ONLY.items():
             common.check(getattr(self, name) == unset, _OWNER,
                          f"{name} applies to the Transformer, not to the rnn model")
         common.check_choice(_OWNER, "cell", self.cell, CELLS)
