@@ -95,6 +95,7 @@ SETTINGS = {
     "t-bf16-ff512": (dict(model="transformer", ff_dim=512), dict(mixed_precision=True)),
     "t-bf16-tied-ff512": (dict(model="transformer", tie_embeddings=True, ff_dim=512),
                           dict(mixed_precision=True)),
+    "t-bf16-w384": (dict(model="transformer", units=384, num_heads=6), dict(mixed_precision=True)),
     "t-bf16-spe8": (dict(model="transformer"), dict(mixed_precision=True, steps_per_execution=8)),
     "t-pad8": (dict(model="transformer"), {}, dict(pad_to=8)),
     # The output bias started at the log unigram frequencies of the training targets.

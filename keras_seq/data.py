@@ -472,9 +472,9 @@ def _trim_padding(features, target_out):
     return features, target_out[:, :t]
 
 
-def make_pair_dataset(source_ids, target_ids, batch_size, *, max_source_length=None,
-                      max_target_length=None, shuffle=True, seed=0, bucket=True,
-                      drop_remainder=False, bucket_window=64):
+def make_pair_dataset(source_ids, target_ids, batch_size=None, *, batch_tokens=None,
+                      max_source_length=None, max_target_length=None, shuffle=True, seed=0,
+                      bucket=True, drop_remainder=False, bucket_window=64):
     """Builds the translation `tf.data.Dataset` from encoded pairs.
 
     Each element is `({"source": int32 [B, S], "target_in": int32 [B, T]},
@@ -495,6 +495,14 @@ def make_pair_dataset(source_ids, target_ids, batch_size, *, max_source_length=N
     batches are shuffled. With `bucket=False` batches are plain shuffled
     padded batches (to measure what bucketing saves).
 
+    With `batch_tokens` instead of `batch_size`, batches hold a number of
+    tokens rather than of pairs: the pairs are grouped by length L (the
+    longer side, EOS/BOS included) and a batch of length L holds
+    `max(1, batch_tokens // L)` pairs, so short pairs come in larger batches
+    and `rows * L <= batch_tokens` (padding included) for every pair that
+    fits the budget at all. The batches of one epoch come out in shuffled
+    order; there are `sum over L of ceil(pairs of length L / rows(L))`.
+
     The order is a function of `seed` only (and differs from one epoch to the
     next); `shuffle=False` keeps the input order (sorted within windows when
     bucketing).
@@ -502,7 +510,10 @@ def make_pair_dataset(source_ids, target_ids, batch_size, *, max_source_length=N
     Args:
         source_ids: list of source id lists (no EOS; ids >= 1).
         target_ids: list of target id lists (no BOS/EOS; ids >= 1).
-        batch_size: int >= 1.
+        batch_size: int >= 1, pairs per batch (or give `batch_tokens`).
+        batch_tokens: int >= 1, tokens per batch of the longer side, padding
+            included (instead of `batch_size`; not with `bucket=False` or
+            `drop_remainder`).
         max_source_length: int or None. Max width of `source` (EOS included).
         max_target_length: int or None. Max width of `target_in`/`target_out`.
         shuffle: bool.
@@ -529,8 +540,15 @@ def make_pair_dataset(source_ids, target_ids, batch_size, *, max_source_length=N
     >>> target_out.numpy().tolist()
     [[8, 3, 0], [9, 10, 3]]
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if (batch_size is None) == (batch_tokens is None):
+        raise ValueError("give batch_size or batch_tokens (one of them)")
+    for name, value in (("batch_size", batch_size), ("batch_tokens", batch_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if batch_tokens is not None and (drop_remainder or not bucket):
+        raise ValueError("batch_tokens groups pairs by length: it takes neither "
+                         "drop_remainder nor bucket=False")
     if isinstance(bucket_window, bool) or not isinstance(bucket_window, int) or bucket_window < 1:
         raise ValueError(f"bucket_window must be an int >= 1, got {bucket_window!r}")
     total = len(source_ids)
@@ -550,7 +568,7 @@ def make_pair_dataset(source_ids, target_ids, batch_size, *, max_source_length=N
             f"by max_source_length={max_source_length} / "
             f"max_target_length={max_target_length}"
         )
-    if drop_remainder and n < batch_size:
+    if drop_remainder and n < batch_size:  # (batch_size is set: see above)
         raise DataError(
             f"only {n} pairs for batch_size={batch_size} with drop_remainder=True"
         )
@@ -558,13 +576,20 @@ def make_pair_dataset(source_ids, target_ids, batch_size, *, max_source_length=N
     tgt_flat, tgt_len = _as_id_lists(target_ids, "target_ids")
     sources = tf.RaggedTensor.from_row_lengths(src_flat, src_len)
     targets = tf.RaggedTensor.from_row_lengths(tgt_flat, tgt_len)
-    num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    if batch_tokens is not None:
+        num_batches = None
+    elif drop_remainder:
+        num_batches = n // batch_size
+    else:
+        num_batches = -(-n // batch_size)
 
     ds = tf.data.Dataset.from_tensor_slices((sources, targets))
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(_add_special)
-    if bucket:
+    if batch_tokens is not None:
+        ds, num_batches = _batch_by_tokens(ds, np.maximum(src_len, tgt_len) + 1, batch_tokens)
+    elif bucket:
         window = batch_size * bucket_window
         ds = ds.padded_batch(window, padding_values=PAD_ID)
         ds = ds.map(_sort_window)
@@ -574,6 +599,7 @@ def make_pair_dataset(source_ids, target_ids, batch_size, *, max_source_length=N
             )
         )
         ds = ds.map(_trim_padding)
+    if bucket:  # by windows or by tokens: the batches come out grouped, shuffle them
         if shuffle:
             batch_seed = None if seed is None else seed + 1
             ds = ds.shuffle(
@@ -588,6 +614,29 @@ def make_pair_dataset(source_ids, target_ids, batch_size, *, max_source_length=N
     ds.num_filtered = dropped
     ds.num_examples = n
     return ds
+
+
+def _batch_by_tokens(ds, lengths, batch_tokens):
+    """Batches `(features, target_out)` pairs by length; returns `(dataset, num_batches)`.
+
+    `lengths` [n]: each pair's longer side, EOS/BOS included. One bucket per
+    length L, `max(1, batch_tokens // L)` pairs a batch; a bucket's last
+    batch may be smaller (each bucket's count is fixed, so the number of
+    batches is too).
+    """
+    longest = int(lengths.max())
+    lengths_of_buckets = np.arange(1, longest + 1)  # bucket i holds length i + 1
+    rows = np.maximum(1, batch_tokens // lengths_of_buckets)
+    counts = np.bincount(lengths - 1, minlength=longest)
+    num_batches = int(np.sum(-(-counts // rows)))
+
+    def length(features, target_out):
+        return tf.maximum(tf.shape(features["source"])[0], tf.shape(target_out)[0])
+
+    ds = ds.bucket_by_sequence_length(
+        length, bucket_boundaries=list(range(2, longest + 1)),
+        bucket_batch_sizes=[int(r) for r in rows], padding_values=PAD_ID)
+    return ds, num_batches
 
 
 def padding_fraction(dataset, max_batches=None):

@@ -10,7 +10,8 @@ commands write, for both tasks:
     training    a `keras_seq.training.TrainConfig` as `to_dict` writes it
     data        lm: {"seq_len": int, ...}; translator: {"max_length": int, ...}
     decoding    (optional) {"beam": int, "length_penalty": float, "unk_replace": bool}
-    recipe      (optional) {"label_smoothing": float, "steps_per_epoch_cap": int}
+    recipe      (optional) {"label_smoothing": float, "steps_per_epoch_cap": int,
+                            "batch_tokens": int or null}
     generation  (optional) {"max_length": int}
 
 Only the fields the code reads are checked (their type and range); unknown
@@ -199,6 +200,7 @@ def _check_optional(c, config):
     if recipe is not None:
         c.field(recipe, "recipe", "label_smoothing", "rate")
         c.field(recipe, "recipe", "steps_per_epoch_cap", "positive")
+        c.field(recipe, "recipe", "batch_tokens", "positive", nullable=True)
     generation = c.section(config, "generation", required=False)
     if generation is not None:
         c.field(generation, "generation", "max_length", "positive")

@@ -266,6 +266,52 @@ def test_length_filtering_and_drop_remainder(encoded_pairs):
         data.make_pair_dataset(src, tgt, 16, max_source_length=2, max_target_length=2)
 
 
+def test_token_batches_hold_every_pair_once_within_the_token_budget(encoded_pairs):
+    src, tgt = encoded_pairs
+    budget = 96
+    ds = data.make_pair_dataset(src, tgt, batch_tokens=budget, seed=7)
+    batches = _epoch(ds)
+    # The count of batches is known before the epoch: per length L, ceil(pairs / (budget // L)).
+    lengths = collections.Counter(max(len(s), len(t)) + 1 for s, t in zip(src, tgt))
+    expected = sum(-(-n // max(1, budget // L)) for L, n in lengths.items())
+    assert len(batches) == ds.cardinality().numpy() == expected
+    seen = collections.Counter()
+    rows_by_width = collections.defaultdict(set)
+    for source, target_in, target_out in batches:
+        width = max(source.shape[1], target_out.shape[1])
+        assert source.shape[0] * width <= budget  # padding included
+        rows_by_width[width].add(source.shape[0])
+        for s, to in zip(_rows(source), _rows(target_out)):
+            seen[(tuple(s[:-1]), tuple(to[:-1]))] += 1
+    assert seen == collections.Counter(zip(map(tuple, src), map(tuple, tgt)))
+    # Short pairs come in larger batches than long ones.
+    largest = max(rows_by_width, key=lambda w: max(rows_by_width[w]))
+    assert largest < max(rows_by_width)
+    assert max(rows_by_width[largest]) > max(rows_by_width[max(rows_by_width)])
+    # Each length's batches are full but its last.
+    for width, rows in rows_by_width.items():
+        assert max(rows) == min(lengths[width], budget // width)
+    # Shuffled: the widths do not come in order, and another epoch comes in another order.
+    order = [max(b[0].shape[1], b[2].shape[1]) for b in batches]
+    assert order != sorted(order) and order != sorted(order, reverse=True)
+    assert order != [max(b[0].shape[1], b[2].shape[1]) for b in _epoch(ds)]
+
+
+def test_token_batches_refuse_conflicting_settings(encoded_pairs):
+    src, tgt = encoded_pairs
+    with pytest.raises(ValueError, match="batch_size or batch_tokens"):
+        data.make_pair_dataset(src, tgt, 32, batch_tokens=100)
+    with pytest.raises(ValueError, match="batch_size or batch_tokens"):
+        data.make_pair_dataset(src, tgt)
+    with pytest.raises(ValueError, match="batch_tokens must be an int >= 1"):
+        data.make_pair_dataset(src, tgt, batch_tokens=0)
+    with pytest.raises(ValueError, match="neither drop_remainder nor bucket=False"):
+        data.make_pair_dataset(src, tgt, batch_tokens=100, drop_remainder=True)
+    # A pair longer than the budget makes a batch alone.
+    ds = data.make_pair_dataset([[4] * 9, [5]], [[6], [7]], batch_tokens=4, shuffle=False)
+    assert sorted(b[0].shape[0] for b in _epoch(ds)) == [1, 1]
+
+
 def test_pair_dataset_rejects_bad_ids():
     with pytest.raises(ValueError, match="differ in length"):
         data.make_pair_dataset([[4]], [[5], [6]], 2)

@@ -150,6 +150,28 @@ def test_sampled_softmax_training_run(tmp_path):
     assert isinstance(outputs[0].text, str)
 
 
+def test_a_run_batched_by_tokens(tmp_path):
+    recipe = _recipe(units=8, embedding_dim=8, max_length=10, batch_tokens=96,
+                     train=dict(epochs=1, verbose=1))
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        result = ks.train_translator(recipe, str(tmp_path / "run"), max_pairs=300)
+    assert "batches of up to 96 tokens per pass" in err.getvalue()
+    config = runs.load_run_config(result["run_dir"])
+    assert config["recipe"]["batch_tokens"] == 96
+    assert ks.TranslatorRecipe.from_run_config(config).batch_tokens == 96
+    history = runs.RunDir(result["run_dir"]).training_state()["history"]
+    assert np.isfinite(history[0]["val_loss"])
+    # Memory: a batch of 96 tokens instead of 64 pairs of up to 11.
+    by_pairs = dataclasses.replace(recipe, batch_tokens=None)
+    assert recipe.tokens_per_batch == 96 and by_pairs.tokens_per_batch == 64 * 11
+    assert (recipe.memory_estimate(100, 100).activation_bytes
+            < by_pairs.memory_estimate(100, 100).activation_bytes)
+    with pytest.raises(InputError, match=r"batch_tokens must hold the longest pair \(max_length "
+                                         r"\+ 1 = 11 tokens\), got 10"):
+        dataclasses.replace(recipe, batch_tokens=10)
+
+
 def test_a_label_smoothed_transformer_run(tmp_path):
     recipe = ks.TranslatorRecipe.transformer(
         units=8, layers=1, num_heads=2, max_length=10, label_smoothing=0.1,
@@ -196,7 +218,8 @@ def test_the_commands_drive_the_same_pipeline(tmp_path, monkeypatch):
     assert config["training"]["learning_rate"] == ks.TranslatorRecipe().train.learning_rate
     assert config["decoding"] == ks.TranslatorRecipe().decoding_info()
     assert config["recipe"] == {"label_smoothing": 0.1, "steps_per_epoch_cap": 1000,
-                                "early_stop_on": "loss", "unigram_bias": True}
+                                "early_stop_on": "loss", "unigram_bias": True,
+                                "batch_tokens": None}
     out = io.StringIO()
     with redirect_stdout(out), redirect_stderr(io.StringIO()):
         assert cli.main(["translate", run, "I am cold.", "", "Go!", "--greedy"]) == 0

@@ -114,6 +114,9 @@ def _add_train_translator(subparsers):
         help="what picks the best checkpoint and early-stops: the validation loss, or the "
         "greedy validation BLEU of up to 200 validation sentences computed every epoch",
     )
+    g.add_argument("--batch-tokens", type=positive_int,
+                   help="train on batches of up to N tokens (the longer side, padding "
+                        "included) instead of --batch-size pairs")
     g.add_argument("--max-pairs", type=positive_int, help="use at most this many pairs")
     g.add_argument("--reverse", action="store_true", help="swap the columns (translate target -> source)")
     show_defaults(p, _translator_help_defaults())
@@ -264,7 +267,7 @@ def _cmd_demo(args):
 _TRANSLATOR_RECIPE_FLAGS = ("tokenizer", "shared_vocab", "max_length", "units", "embedding_dim",
                             "layers", "dropout", "cell", "bidirectional", "attention", "input_feeding",
                             "teacher_forcing_ratio", "sampled_softmax", "early_stop_on",
-                            "label_smoothing", "ff_dim", "tie_embeddings")
+                            "label_smoothing", "ff_dim", "tie_embeddings", "batch_tokens")
 
 
 def _translator_recipe(args):
@@ -285,6 +288,8 @@ def _translator_recipe(args):
     if args.model == "transformer":
         units = recipe.units if args.units is None else args.units
         common.transformer_width(units, recipe.num_heads, flags.pop("embedding_dim"))
+    if args.batch_tokens is not None and args.batch_size is not None:
+        raise errors.InputError("give --batch-size (pairs) or --batch-tokens (tokens), not both")
     tokenizer = args.tokenizer or recipe.tokenizer
     if args.vocab_size is not None and tokenizer != "wordpiece" and args.vocab_size <= 4:
         raise errors.InputError(f"--vocab-size must be > 4 (the reserved tokens), got {args.vocab_size}")

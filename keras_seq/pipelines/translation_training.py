@@ -14,7 +14,7 @@ Run directory (`keras_seq.runs`):
                                  "target": {...}, "shared": bool},
                    "training": TrainConfig.to_dict(),
                    "recipe": {"label_smoothing", "steps_per_epoch_cap",
-                              "early_stop_on"},
+                              "early_stop_on", "unigram_bias", "batch_tokens"},
                    (the sampled softmax is model.config.sampled_softmax)
                    "data": {"spec", "reverse", "max_pairs",
                             ("valid_spec", "test_spec": separate files,
@@ -454,6 +454,7 @@ def _new_setup(recipe, data, reverse, max_pairs, valid_data=None, test_data=None
         "training": recipe.train.to_dict(),
         "recipe": {"label_smoothing": float(smoothing),
                    "steps_per_epoch_cap": recipe.steps_per_epoch_cap,
+                   "batch_tokens": recipe.batch_tokens,
                    "early_stop_on": recipe.early_stop_on,
                    "unigram_bias": bool(recipe.unigram_bias)},
         "data": dict(
@@ -527,8 +528,11 @@ def _datasets(setup, max_length):
     train_src, train_tgt = encode_pairs(s.source_tokenizer, s.target_tokenizer, s.splits["train"])
     valid_src, valid_tgt = encode_pairs(s.source_tokenizer, s.target_tokenizer, s.splits["valid"])
     limits = dict(max_source_length=max_length + 1, max_target_length=max_length + 1)
-    train_ds = data_lib.make_pair_dataset(train_src, train_tgt, s.config.batch_size,
-                                          seed=s.config.seed, **limits)
+    batch_tokens = s.run_config.get("recipe", {}).get("batch_tokens")
+    batching = (dict(batch_tokens=batch_tokens) if batch_tokens
+                else dict(batch_size=s.config.batch_size))
+    train_ds = data_lib.make_pair_dataset(train_src, train_tgt, seed=s.config.seed, **batching,
+                                          **limits)
     try:
         valid_ds = data_lib.make_pair_dataset(valid_src, valid_tgt, s.config.batch_size,
                                               shuffle=False, **limits)
@@ -710,11 +714,17 @@ def _report_data(setup, train_ds, model_info, run, max_length):
         f"tokens), {len(splits['valid'])} validation, {len(splits['test'])} "
         f"test (held out); vocabularies {s.source_tokenizer.vocab_size} source / "
         f"{s.target_tokenizer.vocab_size} target ({s.source_tokenizer.type_name}); "
-        f"{num_batches} batches of {s.config.batch_size} per pass"
+        f"{num_batches} batches of {_batch_text(s)} per pass"
         + (f", epochs of {cap} batches" if steps_per_epoch else ""), s.config.verbose)
     progress.echo(f"model: {model_info['type']} {_describe_model(model_info)}; "
                   f"run directory {run.path}", s.config.verbose)
     return steps_per_epoch
+
+
+def _batch_text(setup):
+    """What a training batch holds: "64" (pairs) or "up to 700 tokens"."""
+    batch_tokens = setup.run_config.get("recipe", {}).get("batch_tokens")
+    return f"up to {batch_tokens} tokens" if batch_tokens else str(setup.config.batch_size)
 
 
 def _report_validation(model, setup, run, history, minutes, chief=True):
