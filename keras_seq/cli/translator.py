@@ -114,7 +114,7 @@ def _add_train_translator(subparsers):
         help="what picks the best checkpoint and early-stops: the validation loss, or the "
         "greedy validation BLEU of up to 200 validation sentences computed every epoch",
     )
-    g.add_argument("--batch-tokens", type=positive_int,
+    g.add_argument("--batch-tokens", type=positive_int, metavar="N",
                    help="train on batches of up to N tokens (the longer side, padding "
                         "included) instead of --batch-size pairs")
     g.add_argument("--max-pairs", type=positive_int, help="use at most this many pairs")

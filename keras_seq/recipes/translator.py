@@ -312,7 +312,7 @@ class TranslatorRecipe(common.Recipe):
             "sampled_softmax": (f"{rnn.sampled_negatives} for target vocabularies of "
                                 f"{rnn.sampled_softmax_min_vocab}+ tokens, else 0; transformer: 0"),
             "seed": f"{rnn.train.seed}; data split: {rnn.split_seed}",
-            "batch_tokens": "none (batches of --batch-size pairs)",
+            "batch_tokens": "none, batches of --batch-size pairs",
         }
         texts.update({name: text for name, text in special.items()
                       if name in names or name in train_names})
