@@ -576,12 +576,8 @@ def make_pair_dataset(source_ids, target_ids, batch_size=None, *, batch_tokens=N
     tgt_flat, tgt_len = _as_id_lists(target_ids, "target_ids")
     sources = tf.RaggedTensor.from_row_lengths(src_flat, src_len)
     targets = tf.RaggedTensor.from_row_lengths(tgt_flat, tgt_len)
-    if batch_tokens is not None:
-        num_batches = None
-    elif drop_remainder:
-        num_batches = n // batch_size
-    else:
-        num_batches = -(-n // batch_size)
+    if batch_tokens is None:
+        num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
 
     ds = tf.data.Dataset.from_tensor_slices((sources, targets))
     if shuffle:

@@ -528,7 +528,7 @@ def _datasets(setup, max_length):
     train_src, train_tgt = encode_pairs(s.source_tokenizer, s.target_tokenizer, s.splits["train"])
     valid_src, valid_tgt = encode_pairs(s.source_tokenizer, s.target_tokenizer, s.splits["valid"])
     limits = dict(max_source_length=max_length + 1, max_target_length=max_length + 1)
-    batch_tokens = s.run_config.get("recipe", {}).get("batch_tokens")
+    batch_tokens = _recipe_entry(s.run_config, "batch_tokens")
     batching = (dict(batch_tokens=batch_tokens) if batch_tokens
                 else dict(batch_size=s.config.batch_size))
     train_ds = data_lib.make_pair_dataset(train_src, train_tgt, seed=s.config.seed, **batching,
@@ -666,17 +666,17 @@ def train_translator(recipe=None, run_dir="runs/translator", *, data=DEFAULT_DAT
     # fails on metrics that were never updated, so none are compiled; the
     # compiled loss then only scores validation (full softmax).
     sampled = int(model_info["config"].get("sampled_softmax", 0) or 0)
-    smoothing = float(run_config.get("recipe", {}).get("label_smoothing", 0.0))
+    smoothing = float(_recipe_entry(run_config, "label_smoothing", 0.0))
     # The Transformer computes its own loss unless it is label-smoothed.
     loss = label_smoothed_loss(smoothing) if model_info["type"] == "rnn" or smoothing else None
-    on_bleu = run_config.get("recipe", {}).get("early_stop_on", "loss") == "bleu"
+    on_bleu = _recipe_entry(run_config, "early_stop_on", "loss") == "bleu"
     monitor = TranslationMonitor(
         setup.source_tokenizer, setup.target_tokenizer, setup.splits["valid"],
         bleu_sentences=BLEU_SENTENCES if on_bleu else 0,
         unk_replace=run_config.get("decoding", {}).get("unk_replace", True),
         verbose=setup.config.verbose if role.chief else 0)
     counts = (target_counts(setup, model_info["config"]["target_vocab_size"])
-              if run_config.get("recipe", {}).get("unigram_bias") and not resume
+              if _recipe_entry(run_config, "unigram_bias") and not resume
               and warm_start is None else None)
 
     def build():
@@ -706,8 +706,8 @@ def _report_data(setup, train_ds, model_info, run, max_length):
     """Says what is trained on; returns the steps per epoch (None: full passes)."""
     splits, s = setup.splits, setup
     num_batches = int(train_ds.cardinality())
-    cap = int(s.run_config.get("recipe", {}).get("steps_per_epoch_cap",
-                                                  TranslatorRecipe.steps_per_epoch_cap))
+    cap = int(_recipe_entry(s.run_config, "steps_per_epoch_cap",
+                            TranslatorRecipe.steps_per_epoch_cap))
     steps_per_epoch = cap if num_batches > cap else None
     progress.echo(
         f"{len(splits['train'])} training pairs ({train_ds.num_examples} within {max_length} "
@@ -723,8 +723,13 @@ def _report_data(setup, train_ds, model_info, run, max_length):
 
 def _batch_text(setup):
     """What a training batch holds: "64" (pairs) or "up to 700 tokens"."""
-    batch_tokens = setup.run_config.get("recipe", {}).get("batch_tokens")
+    batch_tokens = _recipe_entry(setup.run_config, "batch_tokens")
     return f"up to {batch_tokens} tokens" if batch_tokens else str(setup.config.batch_size)
+
+
+def _recipe_entry(run_config, name, default=None):
+    """A value of the run's config.json "recipe" entry (older runs may lack it, or the name)."""
+    return run_config.get("recipe", {}).get(name, default)
 
 
 def _report_validation(model, setup, run, history, minutes, chief=True):
