@@ -25,6 +25,8 @@ projection. TensorFlow's intra-op threads: `--threads`
     nice python benchmarks/demo_recipe.py speed base b128 b256 gru
     nice python benchmarks/demo_recipe.py quality b256 --passes 6 --json /tmp/q-b256.json
     nice python benchmarks/demo_recipe.py speed t t-bf16 t-xla-pad8 --pairs 2560
+    python benchmarks/demo_recipe.py speed t-bf16 t-bf16-keras-adam --data runs/splits-long/train.tsv \
+        --valid-data runs/splits-long/valid.tsv
     nice python benchmarks/demo_recipe.py quality ft-cos1e3 --passes 3 --warm-start
 
 `base` now has the unigram output bias (the recipe's default since session
@@ -97,6 +99,9 @@ SETTINGS = {
                           dict(mixed_precision=True)),
     "t-bf16-w384": (dict(model="transformer", units=384, num_heads=6), dict(mixed_precision=True)),
     "t-bf16-spe8": (dict(model="transformer"), dict(mixed_precision=True, steps_per_execution=8)),
+    # Keras's own Adam step (a dozen elementwise ops a weight) instead of the fused kernel.
+    "t-bf16-keras-adam": (dict(model="transformer"), dict(mixed_precision=True), dict(keras_adam=True)),
+    "keras-adam": ({}, {}, dict(keras_adam=True)),
     "t-pad8": (dict(model="transformer"), {}, dict(pad_to=8)),
     # The output bias started at the log unigram frequencies of the training targets.
     "ubias": (dict(unigram_bias=True), {}),
@@ -169,7 +174,7 @@ def set_threads(threads):
 # ---------------------------------------------------------------- speed
 
 
-def speed(names, pairs, blocks, threads):
+def speed(names, pairs, blocks, threads, data_file=None, valid_file=None):
     import keras
     from keras_seq.models import build_model
     from keras_seq.pipelines import translation_training as tt
@@ -180,7 +185,10 @@ def speed(names, pairs, blocks, threads):
     models = {}
     for name in names:
         recipe = recipe_for(name, verbose=0)
-        setup = tt._new_setup(recipe, "bundled:fra-eng", False, DEMO_PAIRS)
+        if data_file:  # a training file (and its validation file) instead of the demo's pairs
+            setup = tt._new_setup(recipe, data_file, False, None, valid_data=valid_file)
+        else:
+            setup = tt._new_setup(recipe, "bundled:fra-eng", False, DEMO_PAIRS)
         max_length = int(setup.run_config["data"]["max_length"])
         train_ds, _ = tt._datasets(setup, max_length)
         pad = setting(name)[2].get("pad_to")
@@ -194,7 +202,10 @@ def speed(names, pairs, blocks, threads):
         smoothing = 0.0 if sampled else recipe.label_smoothing
         # As `train_translator`: the Transformer computes its own loss unless smoothed.
         loss = tt.label_smoothed_loss(smoothing) if info["type"] == "rnn" or smoothing else None
-        model.compile(optimizer=make_optimizer(recipe.train), loss=loss,
+        optimizer = make_optimizer(recipe.train)
+        if setting(name)[2].get("keras_adam"):
+            optimizer = keras.optimizers.Adam.from_config(optimizer.get_config())
+        model.compile(optimizer=optimizer, loss=loss,
                       jit_compile=resolve_jit_compile(recipe.train.jit_compile),
                       steps_per_execution=recipe.train.steps_per_execution)
         batch = recipe.train.batch_size
@@ -294,12 +305,16 @@ def main():
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--warm-start", action="store_true",
                         help="start from the demo's bundled start weights (quality)")
+    parser.add_argument("--data", default=None,
+                        help="speed: a TSV training file instead of the demo's pairs")
+    parser.add_argument("--valid-data", default=None, help="speed: its validation file")
     parser.add_argument("--run-dir", default="/tmp/demo-recipe/run")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     load_before = _common.load_average()
     if args.mode == "speed":
-        out = dict(rows=speed(args.settings, args.pairs, args.blocks, args.threads))
+        out = dict(rows=speed(args.settings, args.pairs, args.blocks, args.threads,
+                              args.data, args.valid_data), data=args.data or "demo")
     else:
         out = quality(args.settings[0], args.passes, args.run_dir, args.threads, args.cosine,
                       args.warm_start)
