@@ -46,7 +46,7 @@ def test_resolve_bundled_and_errors(tmp_path):
         path = data.resolve_data(f"bundled:{name}")
         assert os.path.isfile(path) and os.path.basename(path) == filename
         assert os.path.dirname(path) == os.path.join(
-            os.path.dirname(data.__file__), "datasets"
+            os.path.dirname(os.path.dirname(data.__file__)), "datasets"
         )
     with pytest.raises(DataError) as e:
         data.resolve_data("bundled:fra-deu")
