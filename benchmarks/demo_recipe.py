@@ -99,6 +99,7 @@ SETTINGS = {
                           dict(mixed_precision=True)),
     "t-bf16-w384": (dict(model="transformer", units=384, num_heads=6), dict(mixed_precision=True)),
     "t-bf16-spe8": (dict(model="transformer"), dict(mixed_precision=True, steps_per_execution=8)),
+    "t-bf16-b32": (dict(model="transformer"), dict(mixed_precision=True, batch_size=32)),
     # Keras's own Adam step (a dozen elementwise ops a weight) instead of the fused kernel.
     "t-bf16-keras-adam": (dict(model="transformer"), dict(mixed_precision=True), dict(keras_adam=True)),
     "keras-adam": ({}, {}, dict(keras_adam=True)),

@@ -111,7 +111,7 @@ def test_recipe_defaults_and_checks():
     assert (rnn.units, rnn.layers, rnn.dropout, rnn.label_smoothing) == (256, 1, 0.3, 0.1)
     assert (rnn.train.epochs, rnn.train.learning_rate, rnn.train.warmup_steps) == (30, 2e-3, 300)
     assert (rnn.train.lr_schedule, rnn.train.patience, rnn.steps_per_epoch_cap) == ("plateau", 3, 1000)
-    assert (transformer.layers, transformer.dropout, transformer.num_heads) == (3, 0.2, 4)
+    assert (transformer.layers, transformer.dropout, transformer.num_heads) == (3, 0.1, 4)
     assert (transformer.train.learning_rate, transformer.train.warmup_steps) == (5e-4, 400)
     assert (rnn.train.mixed_precision, transformer.train.mixed_precision) == (False, "auto")
     assert transformer.cell is None and transformer.label_smoothing == 0.1
