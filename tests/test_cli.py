@@ -188,6 +188,7 @@ BAD_ARGUMENTS = [
     (["serve", "{tmp}", "--max-body-bytes", "0"], "argument --max-body-bytes: must be an integer in 1.."),
     (["serve", "{tmp}", "--max-versions", "0"], "argument --max-versions: must be an integer in 1.."),
     (["serve", "{tmp}", "--host", " "], "argument --host: must be a host name or IP address"),
+    (["train-translator", "--anneal-to-budget", "1.5"], "argument --anneal-to-budget: must be in (0, 1]"),
     (["train-lm", "-q", "-v"], "argument -v/--verbose: not allowed with argument -q/--quiet"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]
@@ -360,6 +361,12 @@ def test_train_args_and_target(tmp_path):
                            "--epochs", "3"])
     recipe = cli._translator_recipe(args)
     assert (recipe.label_smoothing, recipe.train.average_last) == (0.0, 3)
+    # --anneal-to-budget alone anneals over the whole budget, with a fraction over its
+    # last part; --no-anneal-to-budget turns a recipe's annealing off.
+    for flags, expected in ([], False), (["--anneal-to-budget"], True), (
+            ["--anneal-to-budget", "0.3"], 0.3), (["--no-anneal-to-budget"], False):
+        args, _ = cli.prepare(["train-translator", "--max-minutes", "5", *flags])
+        assert cli._translator_recipe(args).train.anneal_to_budget == expected, flags
     with pytest.raises(SystemExit):
         cli.prepare(["train-translator", "--label-smoothing", "1"])
     with pytest.raises(InputError, match="^--cell applies to --model rnn, not to the Transformer$"):

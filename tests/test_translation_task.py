@@ -113,6 +113,7 @@ def test_recipe_defaults_and_checks():
     assert (rnn.train.lr_schedule, rnn.train.patience, rnn.steps_per_epoch_cap) == ("plateau", 3, 1000)
     assert (transformer.layers, transformer.dropout, transformer.num_heads) == (3, 0.1, 4)
     assert (transformer.train.learning_rate, transformer.train.warmup_steps) == (5e-4, 400)
+    assert (rnn.train.batch_size, transformer.train.batch_size) == (64, 32)
     assert (rnn.train.mixed_precision, transformer.train.mixed_precision) == (False, "auto")
     assert transformer.cell is None and transformer.label_smoothing == 0.1
     assert (rnn.unigram_bias, transformer.unigram_bias) == (True, True)

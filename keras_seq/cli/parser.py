@@ -185,11 +185,14 @@ def _add_optimization_flags(parser, models, default_model):
     )
     group.add_argument("--warmup-steps", type=nonnegative_int, help="linear learning-rate warmup steps")
     group.add_argument(
-        "--anneal-to-budget",
-        action=argparse.BooleanOptionalAction,
-        default=None,
+        "--anneal-to-budget", nargs="?", const=True, type=probability, metavar="FRACTION",
         help="with --max-minutes, decay the learning rate on a cosine over the time budget "
-        "(on top of --lr-schedule), so the run ends annealed (default: the task's recipe)",
+        "(on top of --lr-schedule), so the run ends annealed; with FRACTION in (0, 1], over "
+        "the last FRACTION of the budget only",
+    )
+    group.add_argument(
+        "--no-anneal-to-budget", dest="anneal_to_budget", action="store_const", const=False,
+        help="do not anneal to the time budget",
     )
     group.add_argument(
         "--clipnorm", type=nonnegative_float, help="clip the gradient's global norm (0 = off; default 5)"
