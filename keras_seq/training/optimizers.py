@@ -56,9 +56,9 @@ class _FusedAdamStep:
     elementwise ops per weight, each reading and writing the whole weight or
     a moment. On a 2-core CPU that memory traffic was about a sixth of a
     Transformer translator's training step (the embedding and output tables
-    are most of its weights; benchmarks/RESULTS.md, "fused Adam step"). `tf.raw_ops.ResourceApplyAdam` computes the
-    same update (Kingma & Ba with "epsilon hat", as Keras's Adam) in one
-    pass. AdamW's decoupled weight decay is applied by Keras before this
+    are most of its weights; benchmarks/RESULTS.md, "fused Adam step").
+    `tf.raw_ops.ResourceApplyAdam` computes the same update (Kingma & Ba with
+    "epsilon hat", as Keras's Adam) in one pass. AdamW's decoupled weight decay is applied by Keras before this
     step, unchanged. AMSGrad, and updates under a tf.distribute strategy
     (whose variables are not plain resources), keep Keras's own step.
     """
