@@ -18,9 +18,9 @@ Steps, all through the public API (`import keras_seq as ks`):
    `--max-minutes`.
 2. `ks.Translator.from_run(run_dir).evaluate()`: BLEU and chrF (sacrebleu) of
    greedy decoding and beam search on the held-out test split.
-3. `translator.translate(...)`: translates the given sentences with beam
-   search (5, length penalty 0.6), prints the n-best list of the first one and
-   saves its attention map as a PNG (`--plot`).
+3. `translator.translate(...)`: translates the given sentences with the
+   run's beam search (5, length penalty 1.2), prints the n-best list of the
+   first one and saves its attention map as a PNG (`--plot`).
 4. `translator.export(...)`: SavedModel (TF Serving layout) and ONNX in
    `--export-dir`, checked against the Keras model.
 
@@ -88,8 +88,7 @@ def main(argv=None):
     print(ks.pipelines.format_scores(scores, "test split"))
 
     # 3. Translate, n-best, attention map.
-    options = ks.decoding.DecodeOptions(beam_size=5, length_penalty=0.6, num_return=3)
-    results = translator.translate(args.sentences, options, return_attention=True)
+    results = translator.translate(args.sentences, n_best=3, return_attention=True)
     for sentence, result in zip(args.sentences, results):
         print(f"{sentence}\n  -> {result.text}")
         for warning in result.warnings:

@@ -92,6 +92,8 @@ SETTINGS = {
     # size, 32 pairs since session 12 (figures in RESULTS.md before it are batches of 64).
     "t": (dict(model="transformer"), {}),
     "t-bf16": (dict(model="transformer"), dict(mixed_precision=True)),
+    # float32 (the recipe's "auto" picks bfloat16 on a CPU with AMX or AVX512-BF16).
+    "t-fp32": (dict(model="transformer"), dict(mixed_precision=False)),
     # Transformer shapes (issue 15, session 9): the target embedding tied to the
     # output projection; a feed-forward of 2 x width instead of 4 x.
     "t-bf16-tied": (dict(model="transformer", tie_embeddings=True), dict(mixed_precision=True)),

@@ -125,8 +125,8 @@ def test_translator_help_shows_the_recipe_defaults(capsys, monkeypatch):
     assert f"(recipe default: {rnn.train.learning_rate}; transformer: {transformer.train.learning_rate})" in tr
     assert f"(recipe default: {rnn.attention})" in tr
     _, translate, _ = _run_main(capsys, ["translate", "--help"])
-    assert f"beam size (default {rnn.beam_size})" in translate
-    assert f"(default: {rnn.length_penalty})" in translate
+    assert f"beam size (default: the run's; {rnn.beam_size} for runs of today's recipe)" in translate
+    assert f"(default: the run's; {rnn.length_penalty:g} for runs of today's recipe)" in translate
 
 
 def test_training_flags_in_help(capsys, monkeypatch):
@@ -389,11 +389,12 @@ def test_generate_and_translate_resolution(lm_run, translator_run, tmp_path, mon
 
     args, target = cli.prepare(["translate", translator_run, "I am cold.", "Hello"])
     assert target == ("keras_seq.cli", "_run_translate")
-    assert (cli._translate_beam(args), args.length_penalty, args.n_best) == (5, 0.6, 1)
-    assert args.beam is None and not hasattr(args, "sentences")  # nothing written back
+    # beam and length penalty: None, the run's own (config.json "decoding")
+    assert (args.beam, args.length_penalty, args.greedy, args.n_best) == (None, None, False, 1)
+    assert not hasattr(args, "sentences")  # nothing written back
     assert cli._read_sentences(args) == ["I am cold.", "Hello"]
     args, _ = cli.prepare(["translate", translator_run, "x", "--greedy"])
-    assert cli._translate_beam(args) is None
+    assert args.greedy and args.beam is None
 
     source = tmp_path / "in.txt"
     source.write_text("first\n\nthird\n", encoding="utf-8")

@@ -124,8 +124,8 @@ def test_recipe_defaults_and_checks():
     assert transformer.with_training(epochs=3, average_last=2).train.average_last == 2
     with pytest.raises(ValueError, match=r"average_last \(4\) is larger"):
         transformer.with_training(epochs=3, average_last=4)
-    assert rnn.decode_options() == ks.decoding.DecodeOptions(beam_size=5, length_penalty=0.6)
-    assert rnn.decoding_info() == {"beam": 5, "length_penalty": 0.6, "unk_replace": True}
+    assert rnn.decode_options() == ks.decoding.DecodeOptions(beam_size=5, length_penalty=1.2)
+    assert rnn.decoding_info() == {"beam": 5, "length_penalty": 1.2, "unk_replace": True}
     assert rnn.source_max_length == 50 and ks.TranslatorRecipe(tokenizer="char").source_max_length == 200
     with pytest.raises(InputError, match="^TranslatorRecipe: dropout must be in"):
         ks.TranslatorRecipe(dropout=1.0)
@@ -286,7 +286,7 @@ def test_the_pipeline_from_the_public_api_only(run_dir):
         assert 0.0 <= scores[name]["bleu"] <= 100.0 and 0.0 <= scores[name]["chrf"] <= 100.0
         assert len(scores["outputs"][name]) == scores["sentences"]
     table = ks.pipelines.format_scores(scores, "test split")
-    assert table.startswith("test split: ") and "beam 5, length penalty 0.6" in table
+    assert table.startswith("test split: ") and "beam 5, length penalty 1.2" in table
 
 
 def test_apps_use_the_public_api_only():

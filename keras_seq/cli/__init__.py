@@ -74,7 +74,7 @@ from keras_seq.cli.runner import import_tensorflow_quietly as _import_tensorflow
 from keras_seq.cli.serve import _run_serve  # noqa: E402,F401
 from keras_seq.cli.translator import (  # noqa: E402,F401
     _read_sentences, _run_demo, _run_evaluate_translator, _run_export_translator,
-    _run_train_translator, _run_translate, _translate_beam, _translator_recipe,
+    _run_train_translator, _run_translate, _translator_recipe,
 )
 
 __all__ = ["PROG", "build_parser", "main", "prepare"]

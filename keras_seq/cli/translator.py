@@ -12,9 +12,10 @@ Flags map onto the library; no Namespace leaves this module:
                with --resume, `train_translator(None, --run-dir, resume=True,
                train_overrides={given training flags})` (the run's own recipe).
     translate  `translation_commands.translate_lines([RUN, *--ensemble], sentences, beam=,
-               length_penalty=, n_best=, max_length=, plot=)`: sentences from
-               TEXT, --input FILE or stdin (blank lines kept so outputs align),
-               beam None with --greedy; --plot checks the plot extra first.
+               length_penalty=, greedy=, n_best=, max_length=, plot=)`: sentences from
+               TEXT, --input FILE or stdin (blank lines kept so outputs align);
+               --beam and --length-penalty default to the run's (None);
+               --plot checks the plot extra first.
     evaluate   `translation_commands.evaluate_run([RUN, *--ensemble], data=, split=, beam=)`:
                `Translator.from_run(RUN).evaluate(...)`, printed by `format_scores`.
     export     `translation_commands.export_run(RUN, --to, version=, onnx=)`:
@@ -145,10 +146,12 @@ def _add_translate(subparsers):
     p.trailing_positionals = "text"  # `translate RUN --greedy "text"` too
     p.add_argument("--input", metavar="FILE", help="read sentences from FILE, one a line (- for stdin)")
     p.add_argument("--beam", type=positive_int,
-                   help=f"beam size (default {_translator_defaults().beam_size})")
+                   help=f"beam size (default: the run's; {_translator_defaults().beam_size} "
+                        "for runs of today's recipe)")
     p.add_argument(
-        "--length-penalty", type=nonnegative_float, default=_translator_defaults().length_penalty,
-        help="GNMT length penalty alpha (0 = none)"
+        "--length-penalty", type=nonnegative_float,
+        help=f"GNMT length penalty alpha, 0 = none (default: the run's; "
+             f"{_translator_defaults().length_penalty:g} for runs of today's recipe)"
     )
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of beam search")
     p.add_argument("--n-best", type=positive_int, default=1, help="translations per sentence (<= beam size)")
@@ -232,19 +235,21 @@ def _cmd_translate(args):
         raise errors.InputError("give sentences as TEXT arguments or with --input, not both")
     for number, text in enumerate(args.text, start=1):
         utf8_argument(f"TEXT argument {number}", text)
-    beam = _translate_beam(args)
-    if args.n_best > (beam or 1):
-        raise errors.InputError(
-            f"--n-best ({args.n_best}) cannot exceed the beam size ({beam or 1}"
-            f"{' with --greedy' if args.greedy else ''})"
-        )
     if args.input not in (None, "-") and not Path(args.input).is_file():
         raise errors.InputError(f"--input file {args.input} does not exist")
     if args.plot:
         from keras_seq import extras
 
         extras.check("plot", "--plot")
-    checks.run_config(args.run, task="translator", use="generate")
+    config = checks.run_config(args.run, task="translator", use="generate")
+    # Without --beam, the run's own beam size (config.json "decoding").
+    beam = 1 if args.greedy else args.beam or int(
+        config.get("decoding", {}).get("beam", _translator_defaults().beam_size))
+    if args.n_best > beam:
+        raise errors.InputError(
+            f"--n-best ({args.n_best}) cannot exceed the beam size ({beam}"
+            f"{' with --greedy' if args.greedy else ''})"
+        )
     ensemble_runs(args, "translator")
     return PACKAGE, "_run_translate"
 
@@ -315,15 +320,6 @@ def _translator_defaults():
     return TranslatorRecipe()
 
 
-def _translate_beam(args):
-    """The beam size of the translate flags, None for --greedy."""
-    if args.greedy:
-        return None
-    from keras_seq.recipes.translator import TranslatorRecipe
-
-    return args.beam or TranslatorRecipe.beam_size
-
-
 def _run_train_translator(args):
     """Trains a translator (or resumes one): `keras_seq.pipelines.train_translator`."""
     from keras_seq.pipelines import train_translator
@@ -343,8 +339,8 @@ def _run_translate(args):
     """Translates the sentences: `translation_commands.translate_lines`; returns its status."""
     from keras_seq.pipelines.translation_commands import translate_lines
 
-    return translate_lines(ensemble_runs(args, "translator"), _read_sentences(args), beam=_translate_beam(args),
-                           length_penalty=args.length_penalty, n_best=args.n_best,
+    return translate_lines(ensemble_runs(args, "translator"), _read_sentences(args), beam=args.beam,
+                           length_penalty=args.length_penalty, greedy=args.greedy, n_best=args.n_best,
                            max_length=args.max_length, plot=args.plot,
                            # a bar for lines read from a file or stdin, not for TEXT arguments
                            verbose=0 if args.text else verbosity(args))

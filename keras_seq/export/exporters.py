@@ -157,7 +157,7 @@ def export_translator(
     *,
     version=None,
     beam_size=5,
-    length_penalty=0.6,
+    length_penalty=1.2,  # TranslatorRecipe's
     max_length=None,
     max_beam_size=None,
     unk_replace=True,

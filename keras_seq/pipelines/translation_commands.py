@@ -19,7 +19,7 @@ from keras_seq.recipes.common import say
 __all__ = ["check_plot_path", "evaluate_run", "export_run", "export_steps", "print_parity", "translate_lines"]
 
 
-def translate_lines(run, sentences, *, beam=None, length_penalty=None, n_best=1,
+def translate_lines(run, sentences, *, beam=None, length_penalty=None, greedy=False, n_best=1,
                     max_length=None, plot=None, verbose=0):
     """`keras-seq translate`: one output line per input line.
 
@@ -27,8 +27,9 @@ def translate_lines(run, sentences, *, beam=None, length_penalty=None, n_best=1,
         run: a translator run directory, or a list of them (an ensemble,
             see `Translator.from_run`).
         sentences: list of str (a line may be bytes when it is not valid UTF-8).
-        beam: beam size, or None for greedy decoding.
+        beam: beam size (None: the run's).
         length_penalty: GNMT alpha >= 0 (None: the run's).
+        greedy: greedy decoding instead of beam search.
         n_best: translations per line (<= beam).
         max_length: most output tokens (None: 1.5 x the source + 10).
         plot: a PNG path for the attention map of the first translated line.
@@ -52,7 +53,7 @@ def translate_lines(run, sentences, *, beam=None, length_penalty=None, n_best=1,
         check_plot_path(plot)
     translator = Translator.from_run(run)
     results = translator.translate(
-        sentences, greedy=beam is None, beam=beam, length_penalty=length_penalty,
+        sentences, greedy=greedy, beam=beam, length_penalty=length_penalty,
         n_best=n_best, max_length=max_length, return_attention=bool(plot), verbose=verbose,
     )
     failed = 0
@@ -139,8 +140,8 @@ def export_run(run, to, *, version=None, onnx=True, verbose=0, quantize=None):
 
     Writes `to/<version>/` (TF Serving layout: `translate` on strings,
     `translate_ids`, `encode`, `step`) with the run's decoding settings (beam
-    5, length penalty 0.6) fixed in the graph and, with `onnx`, the id-level
-    graphs in `to/onnx/*.onnx` (the string signature too); then
+    5, length penalty 1.2 for new runs) fixed in the graph and, with `onnx`,
+    the id-level graphs in `to/onnx/*.onnx` (the string signature too); then
     checks that the Keras model, the reloaded SavedModel and onnxruntime agree
     on a few validation sentences. With `verbose`, the steps are named as they
     start (`keras_seq.progress.Steps`).

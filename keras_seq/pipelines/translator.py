@@ -1,7 +1,7 @@
 """`Translator`: a trained translator, text in and text out.
 
     translator = Translator.from_run("runs/translator")
-    translator.translate(["I am cold."])             # beam 5, length penalty 0.6
+    translator.translate(["I am cold."])             # beam 5, length penalty 1.2
     translator.evaluate()                            # BLEU/chrF on the test split
     translator.export("exported/fra-eng")            # SavedModel + ONNX, parity-checked
 
@@ -91,7 +91,7 @@ class Translator:
         model: an `AttentionSeq2Seq` or `Transformer` (with weights).
         source_tokenizer, target_tokenizer: fitted `keras_seq.text` tokenizers.
         options: the default `keras_seq.decoding.DecodeOptions` of `translate`
-            (None: the recipe's, beam 5 with length penalty 0.6).
+            (None: the recipe's, beam 5 with length penalty 1.2).
         unk_replace: replace `<unk>` in outputs by source words (word-level
             target tokenizers only).
         jit_compile: XLA-compile the decoding loop (slower to start; see
