@@ -68,6 +68,7 @@ def paths(tmp_path_factory):
         "tr_bad_epochs": (tr, _set("training", "epochs", value=0)),
         "tr_no_source_tok": (tr, lambda c: c["tokenizer"].pop("source")),
         "tr_beam_zero": (tr, _set("decoding", "beam", value=0)),
+        "tr_beam_two": (tr, _set("decoding", "beam", value=2)),  # valid: a run decoding with beam 2
         "tr_units_str": (tr, _set("model", "config", "units", value="8")),
         "tr_max_length_null": (tr, _set("data", "max_length", value=None)),
         "lm_model_str": (lm, _set("model", value="lstm")),
@@ -151,6 +152,10 @@ REFUSED = [
     (["translate", "{tr}", "I am cold.", "--plot", "{tmp}/none/a.png"], "directory {tmp}/none does not exist"),
     # -- other inputs ------------------------------------------------------------------
     (["translate", "{tr}", "--greedy", "--n-best", "2"], "--n-best (2) cannot exceed the beam size (1 with --greedy)"),
+    # Without --beam, the run's own beam size bounds --n-best.
+    (["translate", "{tr_beam_two}", "hi", "--n-best", "3"], "--n-best (3) cannot exceed the beam size (2)"),
+    (["translate", "{tr_beam_two}", "hi", "--beam", "3", "--n-best", "4"],
+     "--n-best (4) cannot exceed the beam size (3)"),
     (["translate", "{tr}", "   "], "no text to translate"),
     (["translate", "{tr}", "--input", "{tmp}/empty.txt"], "no text to translate: give TEXT, --input FILE"),
     (["translate", "{tr}", "--input", "{tmp}/plots"], "--input file {tmp}/plots does not exist"),

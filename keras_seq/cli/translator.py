@@ -40,6 +40,7 @@ from keras_seq.cli.parser import (
     PACKAGE, PROG, add_training_flags, show_defaults, subparser, training_values, verbosity,
     worker_values,
 )
+from keras_seq.utils import is_int
 
 
 def add_parsers(subparsers):
@@ -242,16 +243,22 @@ def _cmd_translate(args):
 
         extras.check("plot", "--plot")
     config = checks.run_config(args.run, task="translator", use="generate")
-    # Without --beam, the run's own beam size (config.json "decoding").
-    beam = 1 if args.greedy else args.beam or int(
-        config.get("decoding", {}).get("beam", _translator_defaults().beam_size))
-    if args.n_best > beam:
+    beam = 1 if args.greedy else args.beam or _run_beam(config)
+    if beam is not None and args.n_best > beam:
         raise errors.InputError(
             f"--n-best ({args.n_best}) cannot exceed the beam size ({beam}"
             f"{' with --greedy' if args.greedy else ''})"
         )
     ensemble_runs(args, "translator")
     return PACKAGE, "_run_translate"
+
+
+def _run_beam(config):
+    """The beam size a run decodes with (config.json "decoding"), or None when that
+    entry is damaged: the run's loader then names the problem."""
+    decoding = config.get("decoding", {})
+    beam = decoding.get("beam", _translator_defaults().beam_size) if isinstance(decoding, dict) else None
+    return beam if is_int(beam) and beam >= 1 else None
 
 
 def _cmd_demo(args):
