@@ -53,6 +53,37 @@ def _onnx_text(path, sentences, output="translations"):
     return [str(t) for t in out[output]], out
 
 
+def test_text_graph_splits_elisions_as_the_tokenizer_does(tmp_path):
+    # The generation graph over a stand-in core that echoes the prompt.
+    import onnx
+    from onnx import helper
+
+    sentences = ["L'homme qu'il voit, c'est-à-dire l'école jusqu'à aujourd'hui.",
+                 "Don't say I'm Tom's d'Artagnan."]
+    tokenizer = WordTokenizer(lowercase=False, split_elisions=True).fit(sentences)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["prompt_ids"], ["ids"]),
+         helper.make_node("ReduceSum", ["one"], ["lengths"], keepdims=0),
+         helper.make_node("Cast", ["prompt_ids"], ["scores"], to=1)],
+        "echo", [helper.make_tensor_value_info("prompt_ids", onnx.TensorProto.INT32, [None, None])],
+        [helper.make_tensor_value_info("ids", onnx.TensorProto.INT32, [None, None]),
+         helper.make_tensor_value_info("lengths", onnx.TensorProto.INT32, [None]),
+         helper.make_tensor_value_info("scores", onnx.TensorProto.FLOAT, [None, None])],
+        initializer=[onnx.numpy_helper.from_array(np.ones([1], np.int32), "one")],
+    )
+    core = str(tmp_path / "core.onnx")
+    onnx.save(helper.make_model(graph, ir_version=8,
+                                opset_imports=[helper.make_opsetid("", 17)]), core)
+    onnx_text.write_text_graph(core, str(tmp_path / "g.onnx"), "language_model",
+                               [tokenizer], {"doc": ""})
+    session = make_session(str(tmp_path / "g.onnx"), extensions=True)
+    out = run_session(session, {"prompts": np.array(sentences, dtype=object)})
+    expected = tokenizer.encode(sentences)
+    assert [[i for i in row if i] for row in out["ids"].tolist()] == expected
+    generated = [t.decode() if isinstance(t, bytes) else str(t) for t in out["generated"]]
+    assert generated == sentences == tokenizer.decode(expected)
+
+
 @pytest.mark.slow
 def test_translator_text_is_one_text_in_every_runtime(trained):
     translator, to, path, sentences = trained

@@ -96,6 +96,34 @@ def test_word_split_rules():
     assert cased.tokenize(["Ça ALORS"]) == [["Ça", "ALORS"]]
 
 
+def test_word_split_elisions():
+    tok = text.WordTokenizer(lowercase=False, split_elisions=True).fit(["x"])
+    sentences = [
+        "L'homme qu'il voit, c'est-à-dire l'école, jusqu'à aujourd'hui.",
+        "Don't say I'm Tom's d'Artagnan; s'il te plaît, j'ai dit: l'eau.",
+        "L’été d'un homme -- lorsqu'on l'a vu.",
+    ]
+    got = tok.tokenize(sentences)
+    assert got[0] == ["L'", "homme", "qu'", "il", "voit", ",", "c'", "est-à-dire", "l'",
+                      "école", ",", "jusqu'", "à", "aujourd'hui", "."]
+    # English contractions, "aujourd'hui" and possessives stay whole.
+    assert got[1] == ["Don't", "say", "I'm", "Tom's", "d'", "Artagnan", ";", "s'", "il",
+                      "te", "plaît", ",", "j'", "ai", "dit", ":", "l'", "eau", "."]
+    assert got[2][:4] == ["L'", "été", "d'", "un"] and "lorsqu'" in got[2]
+    # Joining re-attaches them: the text comes back as written (the typographic
+    # apostrophe as the straight one).
+    joined = text.join_words(tf.ragged.constant(got)).numpy()
+    assert [s.decode() for s in joined] == [
+        *sentences[:2], "L'été d'un homme--lorsqu'on l'a vu.",
+    ]
+    # Off by default, and the in-graph module splits as the tokenizer does.
+    assert text.WordTokenizer(lowercase=False).fit(["x"]).tokenize(["l'homme"]) == [["l'homme"]]
+    tok = text.WordTokenizer(lowercase=False, split_elisions=True).fit(sentences)
+    assert tok.decode(tok.encode(sentences[:1])) == sentences[:1]
+    module = tok.as_module()
+    assert module.encode(tf.constant(sentences)).to_list() == tok.encode(sentences)
+
+
 def test_word_detokenize_reattaches_punctuation():
     tok = text.WordTokenizer(keep_newlines=True).fit(["x"])
     cases = {
@@ -237,6 +265,22 @@ def test_save_load_round_trip(tmp_path, word_tok, char_tok, wordpiece_tok):
         assert loaded.get_config() == tok.get_config()
         assert loaded.encode(sample) == tok.encode(sample)
         assert loaded.decode(tok.encode(sample)) == tok.decode(tok.encode(sample))
+
+
+def test_word_tokenizer_saved_before_split_elisions_loads_without_it(tmp_path):
+    elided = text.WordTokenizer(lowercase=False, split_elisions=True).fit(["l'homme est là"])
+    elided.save(str(tmp_path / "new"))
+    assert text.load_tokenizer(str(tmp_path / "new")).tokenize(["l'eau"]) == [["l'", "eau"]]
+    # A tokenizer.json written before the option existed has no such key.
+    old = text.WordTokenizer(lowercase=False).fit(["l'homme est là"])
+    old.save(str(tmp_path / "old"))
+    meta_path = tmp_path / "old" / "tokenizer.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["split_elisions"]
+    meta_path.write_text(json.dumps(meta))
+    loaded = text.load_tokenizer(str(tmp_path / "old"))
+    assert loaded.split_elisions is False
+    assert loaded.tokenize(["l'homme est là"]) == [["l'homme", "est", "là"]]
 
 
 def test_load_tokenizer_errors(tmp_path, word_tok):

@@ -186,6 +186,26 @@ def test_a_label_smoothed_transformer_run(tmp_path):
     assert np.isfinite(history[0]["val_loss"])
 
 
+def test_a_run_that_splits_elisions(tmp_path):
+    recipe = ks.TranslatorRecipe.transformer(
+        units=8, layers=1, num_heads=2, max_length=12, split_elisions=True,
+    ).with_training(epochs=1, batch_size=32, verbose=0)
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        result = ks.train_translator(recipe, str(tmp_path / "run"), max_pairs=300)
+    config = runs.load_run_config(result["run_dir"])
+    for side in ("source", "target"):
+        assert config["tokenizer"][side]["config"]["split_elisions"] is True
+    assert ks.TranslatorRecipe.from_run_config(config).split_elisions is True
+    translator = ks.Translator.from_run(result["run_dir"])
+    target = translator.target_tokenizer
+    assert {"J'", "ai"} <= set(target.vocabulary) and "J'ai" not in target.vocabulary
+    assert target.tokenize(["J'ai froid."]) == [["J'", "ai", "froid", "."]]
+    assert target.decode(target.encode(["J'ai."])) == ["J'ai."]
+    # An unknown source word is copied as written, elision split like the encoder's tokens.
+    assert translator._surface_words(["l'Himalaya"]) == [["l'", "Himalaya"]]
+    assert translator.translate(["I'm cold."], greedy=True)[0].error is None
+
+
 def test_resume_continues_with_the_stored_recipe(tmp_path):
     run = str(tmp_path / "run")
     recipe = _recipe(units=8, embedding_dim=8, max_length=10,

@@ -79,6 +79,9 @@ def _add_train_translator(subparsers):
     g.add_argument("--shared-vocab", action=argparse.BooleanOptionalAction, default=None,
                    help="one vocabulary (of --vocab-size tokens) for both languages "
                         "(sentencepiece, bpe); the Transformer then ties its embeddings")
+    g.add_argument("--split-elisions", action=argparse.BooleanOptionalAction, default=None,
+                   help="word tokenizer: an elided word is a token of its own "
+                        "(\"l'homme\" -> \"l'\", \"homme\")")
     g.add_argument("--vocab-size", type=positive_int, help="vocabulary size per language")
     g.add_argument("--max-length", type=positive_int, help="drop pairs with a side longer than this (tokens)")
     g.add_argument("--units", type=positive_int, help="hidden units")
@@ -276,7 +279,7 @@ def _cmd_demo(args):
 
 # train-translator flags that are TranslatorRecipe fields (the TrainConfig ones
 # are keras_seq.recipes.common.TRAIN_FIELDS; --seed also seeds the data split).
-_TRANSLATOR_RECIPE_FLAGS = ("tokenizer", "shared_vocab", "max_length", "units", "embedding_dim",
+_TRANSLATOR_RECIPE_FLAGS = ("tokenizer", "shared_vocab", "split_elisions", "max_length", "units", "embedding_dim",
                             "layers", "dropout", "cell", "bidirectional", "attention", "input_feeding",
                             "teacher_forcing_ratio", "sampled_softmax", "early_stop_on",
                             "label_smoothing", "ff_dim", "tie_embeddings", "batch_tokens")

@@ -37,6 +37,7 @@ import json
 import numpy as np
 
 from keras_seq import extras
+from keras_seq.text.splitting import _ELISION_SPLIT
 from keras_seq.text.splitting import _JOINERS
 from keras_seq.text.splitting import _NEWLINE_MARK
 from keras_seq.text.splitting import _PLACEHOLDERS
@@ -106,14 +107,16 @@ class _Graph:
         return self.op("Cast", [x], to=to)
 
 
-def _split_words(g, strings, keep_newlines):
-    """`split_words(strings, lowercase=False, keep_newlines)` as sparse tokens:
-    `(indices int64 [K, 2], tokens string [K], shape int64 [2])`."""
+def _split_words(g, strings, keep_newlines, split_elisions):
+    """`split_words(strings, lowercase=False, keep_newlines, split_elisions)` as
+    sparse tokens: `(indices int64 [K, 2], tokens string [K], shape int64 [2])`."""
     s = g.replace(strings, _PLACEHOLDERS, "")
     s = g.replace(s, "\u2019", "'")
     s = g.replace(s, r"\r\n?", "\n")
     s = g.replace(s, r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]", " ")
     s = g.replace(s, r"\p{Cf}", "")
+    if split_elisions:
+        s = g.replace(s, *_ELISION_SPLIT)
     for _, mark, pattern in _JOINERS:
         for _ in range(2):
             s = g.replace(s, pattern, "\\1" + mark + "\\2")
@@ -225,7 +228,8 @@ def _vocab_tokens(g, ids, vocabulary):
 def _tokenize(g, strings, tokenizer):
     """Sparse tokens of `strings`: `(rows, cols, surface, lowered, ids, n, width)`."""
     config = tokenizer.get_config()
-    indices, surface, shape = _split_words(g, strings, config.get("keep_newlines", False))
+    indices, surface, shape = _split_words(g, strings, config.get("keep_newlines", False),
+                                           config.get("split_elisions", False))
     lowered = _lowercase(g, surface) if config.get("lowercase", True) else surface
     ids = _lookup(g, lowered, tokenizer.vocabulary)
     rows = g.op("Squeeze", [g.op("Slice", [indices, g.const([0]), g.const([1]), g.const([1])]),

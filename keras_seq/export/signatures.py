@@ -60,7 +60,6 @@ from keras_seq.utils import check_positive_int
 from keras_seq.text import UNK_ID
 from keras_seq.text.modules import _WordModule
 from keras_seq.text.splitting import join_words
-from keras_seq.text.splitting import split_words
 
 __all__ = ["TASKS", "Endpoint", "ServingFunctions", "check_model", "flatten_state"]
 
@@ -236,7 +235,7 @@ def _source_words(sentences, ragged, source_tokenizer):
     if not isinstance(source_tokenizer, _WordModule):
         return tokens
     ids = ragged.to_tensor(0)
-    surface = split_words(sentences, lowercase=False)
+    surface = source_tokenizer.split_surface(sentences)
     same = tf.equal(surface.row_lengths(), ragged.row_lengths())[:, None]  # [N, 1]
     surface = surface.to_tensor("", shape=tf.shape(ids, out_type=tf.int64))
     return tf.where(tf.equal(ids, UNK_ID) & same, surface, tokens)

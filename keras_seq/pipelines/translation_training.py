@@ -218,7 +218,8 @@ def load_split(run_config, split):
     return load_splits(info, only=split)[split]
 
 
-def make_tokenizer(tokenizer_type, vocab_size, min_frequency, *, lowercase):
+def make_tokenizer(tokenizer_type, vocab_size, min_frequency, *, lowercase,
+                   split_elisions=False):
     """A fresh (unfitted) tokenizer of one side (or both) of the translator.
 
     Args:
@@ -227,12 +228,14 @@ def make_tokenizer(tokenizer_type, vocab_size, min_frequency, *, lowercase):
         min_frequency: rarer tokens are `<unk>` (word and char).
         lowercase: lower-case the text (word, wordpiece, char; SentencePiece
             vocabularies are cased).
+        split_elisions: an elided word ("l'", "qu'") is a token of its own
+            (word only).
     """
     from keras_seq import text as text_lib
 
     if tokenizer_type == "word":
         return text_lib.WordTokenizer(lowercase=lowercase, max_tokens=vocab_size,
-                                      min_frequency=min_frequency)
+                                      min_frequency=min_frequency, split_elisions=split_elisions)
     if tokenizer_type == "wordpiece":
         return text_lib.WordPieceTokenizer(vocab_size=vocab_size or 8000, lowercase=lowercase)
     if tokenizer_type == "char":
@@ -480,10 +483,12 @@ def _fit_tokenizers(recipe, train_pairs):
         shared = make_tokenizer(kind, recipe.target_vocab_size, recipe.min_frequency,
                                 lowercase=False).fit(sources + targets, verbose=verbose)
         return shared, shared
+    elisions = recipe.split_elisions
     source = make_tokenizer(kind, recipe.source_vocab_size, recipe.min_frequency,
-                            lowercase=kind != "char").fit(sources, verbose=verbose)
+                            lowercase=kind != "char",
+                            split_elisions=elisions).fit(sources, verbose=verbose)
     target = make_tokenizer(kind, recipe.target_vocab_size, recipe.min_frequency,
-                            lowercase=False).fit(targets, verbose=verbose)
+                            lowercase=False, split_elisions=elisions).fit(targets, verbose=verbose)
     return source, target
 
 

@@ -290,10 +290,8 @@ class Translator:
             return None
         import tensorflow as tf
 
-        from keras_seq import text as text_lib
-
         return [[w.decode("utf-8") for w in row]
-                for row in text_lib.split_words(tf.constant(texts), lowercase=False).to_list()]
+                for row in self.source_tokenizer.split_surface(tf.constant(texts)).to_list()]
 
     def _encode_line(self, row, surface, result):
         from keras_seq import text as text_lib

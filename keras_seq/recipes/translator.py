@@ -131,6 +131,10 @@ class TranslatorRecipe(common.Recipe):
             Transformer then ties its source embedding, target embedding
             and output projection (one table).
         min_frequency: tokens seen fewer times in training are `<unk>`.
+        split_elisions: an elided word is a token of its own on both sides
+            ("l'homme" -> "l'", "homme"; French, Italian, Catalan), so one
+            entry "homme" serves "l'homme", "d'homme"...; outputs are joined
+            back ("l'homme"). The word tokenizer's; the others ignore it.
         max_length: pairs with a side longer than this (tokens) are dropped
             from training; None: 50, or 200 for the char tokenizer.
         val_fraction, test_fraction: held-out shares of the pairs...
@@ -194,6 +198,7 @@ class TranslatorRecipe(common.Recipe):
     target_vocab_size: Optional[int] = 8000
     min_frequency: int = 2
     shared_vocab: bool = False
+    split_elisions: bool = False
     max_length: Optional[int] = None
     # Data split.
     val_fraction: float = 0.05
@@ -266,7 +271,9 @@ class TranslatorRecipe(common.Recipe):
             A `TranslatorRecipe`.
         """
         m = config["model"]["config"]
+        source = config.get("tokenizer", {}).get("source", {})
         values = dict(max_length=config["data"]["max_length"],
+                      split_elisions=bool(source.get("config", {}).get("split_elisions", False)),
                       train=TrainConfig.from_dict(dict(config["training"])),
                       batch_tokens=config.get("recipe", {}).get("batch_tokens"),
                       sampled_softmax=m.get("sampled_softmax") or 0)
@@ -465,6 +472,7 @@ class TranslatorRecipe(common.Recipe):
             common.check_int(_OWNER, name, getattr(self, name), smallest, optional=True)
         common.check_int(_OWNER, "min_frequency", self.min_frequency)
         common.check_bool(_OWNER, "shared_vocab", self.shared_vocab)
+        common.check_bool(_OWNER, "split_elisions", self.split_elisions)
         common.check(not self.shared_vocab or self.tokenizer in SUBWORD_TOKENIZERS, _OWNER,
                       f"shared_vocab needs a SentencePiece tokenizer (sentencepiece or bpe), "
                       f"not {self.tokenizer!r}: word-level vocabularies are per language "

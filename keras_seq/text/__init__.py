@@ -59,6 +59,10 @@ Word splitting rules (`WordTokenizer` and the pre-split of `WordPieceTokenizer`)
    "9/11" are single tokens), "," and ":" between two digits ("12,000",
    "10:30"), and an apostrophe after a final "s" (possessive plural:
    "boys'"). Any other apostrophe ("'hello'") is a token of its own.
+   With `split_elisions=True`, an elided word at the start of a word
+   ("c' d' j' l' m' n' s' t' qu' jusqu' lorsqu' puisqu'", either case) is a
+   token of its own: "l'homme" -> "l'", "homme"; "qu'il" -> "qu'", "il"
+   ("aujourd'hui", "don't" and "Tom's" stay whole).
 4. Words are separated by whitespace. With `keep_newlines=True` every "\\n"
    is a token of its own ("\\r\\n" and "\\r" count as "\\n"), so generated
    text keeps its paragraphs; otherwise newlines are ordinary spaces.
@@ -67,7 +71,8 @@ Word-level decoding joins tokens with spaces and then re-attaches punctuation:
 no space before `. , ; : ! ? % ) ] } » ” … ‽`, none after `( [ { « “ ¿ ¡ $`,
 paired straight quotes (double or single) and `_` hug their content
 (`" yes "` -> `"yes"`), a run of hyphens hugs its neighbours
-("a - - b" -> "a--b") and newlines take no spaces. So
+("a - - b" -> "a--b"), an elided word hugs the next ("l' homme" ->
+"l'homme") and newlines take no spaces. So
 `"hello , world ."` decodes to `"hello, world."`. Spacing the original had
 around punctuation (French "Salut !") and stand-alone apostrophes are not
 restored; `tokenize(decode(encode(t)))` equals

@@ -98,13 +98,18 @@ class TokenizerModule(tf.Module):
 
 
 class _WordModule(TokenizerModule):
-    def __init__(self, vocabulary, lowercase, keep_newlines, name=None):
+    def __init__(self, vocabulary, lowercase, keep_newlines, split_elisions=False, name=None):
         super().__init__(vocabulary, name=name)
         self._lowercase = lowercase
         self._keep_newlines = keep_newlines
+        self._split_elisions = split_elisions
 
     def _split(self, strings):
-        return split_words(strings, self._lowercase, self._keep_newlines)
+        return self.split_surface(strings, self._lowercase)
+
+    def split_surface(self, strings, lowercase=False):
+        """The words of `strings` as `_split` cuts them, cased as written by default."""
+        return split_words(strings, lowercase, self._keep_newlines, self._split_elisions)
 
     def _join(self, tokens):
         return join_words(tokens)

@@ -22,7 +22,17 @@ _JOINERS = [
     (":", "\ue004", r"(\pN):(\pN)"),
     ("/", "\ue005", r"([\pL\pN])/([\pL\pN])"),
 ]
+# A French (or Italian, Catalan) elided article, pronoun or conjunction at the
+# start of a word: "l'", "d'", "qu'", "jusqu'"... With `split_elisions` it
+# becomes a token of its own ("l'homme" -> "l'", "homme"); joining re-attaches
+# it. Not preceded by a letter, so "aujourd'hui" and "Tom's" stay whole.
+_ELISION = r"(^|[^\pL\pN\pM])([cdjlmnstCDJLMNST]|[Qq]u|[Jj]usqu|[Ll]orsqu|[Pp]uisqu)'"
+# (pattern, rewrite) of the split: the apostrophe as its joiner's placeholder,
+# so that it stays on the elided word when punctuation is split off.
+_ELISION_SPLIT = (_ELISION + r"(\pL)", "\\1\\2" + _JOINERS[0][1] + " \\3")
 _WORD_DETOKENIZE_RULES = [
+    # A split elision hugs the word after it ("l' homme" -> "l'homme").
+    (_ELISION + " ", "\\1\\2'"),
     # Newlines take no spaces around them.
     (r" ?\n ?", "\n"),
     # Paired straight quotes and underscores (italics) hug their content.
@@ -39,7 +49,7 @@ _WORD_DETOKENIZE_RULES = [
 ]
 
 
-def split_words(strings, lowercase=True, keep_newlines=False):
+def split_words(strings, lowercase=True, keep_newlines=False, split_elisions=False):
     """Splits strings into word and punctuation tokens with core TF ops.
 
     The rules are those of the `keras_seq.text` docstring. Runs eagerly or inside a
@@ -49,6 +59,8 @@ def split_words(strings, lowercase=True, keep_newlines=False):
         strings: tf.string tensor of shape [N].
         lowercase: bool. Lower-case with Unicode rules first.
         keep_newlines: bool. Keep each "\\n" as a token.
+        split_elisions: bool. Split an elided word ("l'", "d'", "qu'"...)
+            from the word it is attached to ("l'homme" -> "l'", "homme").
 
     Returns:
         A tf.string `tf.RaggedTensor` of shape [N, None].
@@ -57,6 +69,9 @@ def split_words(strings, lowercase=True, keep_newlines=False):
 
     >>> split_words(tf.constant(["Don't stop, L'homme!"])).to_list()
     [[b"don't", b'stop', b',', b"l'homme", b'!']]
+    >>> split_words(tf.constant(["L'homme qu'il voit"]), lowercase=False,
+    ...             split_elisions=True).to_list()
+    [[b"L'", b'homme', b"qu'", b'il', b'voit']]
     """
     s = tf.strings.regex_replace(strings, _PLACEHOLDERS, "")
     if lowercase:
@@ -67,6 +82,8 @@ def split_words(strings, lowercase=True, keep_newlines=False):
     # characters (zero-width space, soft hyphen, BOM) vanish.
     s = tf.strings.regex_replace(s, r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]", " ")
     s = tf.strings.regex_replace(s, r"\p{Cf}", "")
+    if split_elisions:
+        s = tf.strings.regex_replace(s, *_ELISION_SPLIT)
     # Protect joiners inside words; two passes cover chains of one-letter
     # parts ("c'est-à-dire"), because matches of one pass cannot overlap.
     for _, mark, pattern in _JOINERS:

@@ -355,6 +355,10 @@ class WordTokenizer(Tokenizer):
         min_frequency: int. Tokens seen fewer times are left out (-> UNK).
         keep_newlines: bool. Keep "\\n" as a token (for language models
             whose output should keep paragraphs). Default False.
+        split_elisions: bool. An elided word is a token of its own
+            ("l'homme" -> "l'", "homme"; French, Italian, Catalan): one
+            entry "homme" instead of "homme", "l'homme", "d'homme"...
+            Default False.
 
     Example:
 
@@ -369,13 +373,14 @@ class WordTokenizer(Tokenizer):
     type_name = "word"
 
     def __init__(self, lowercase=True, max_tokens=None, min_frequency=1,
-                 keep_newlines=False):
+                 keep_newlines=False, split_elisions=False):
         super().__init__()
         _check_cap(max_tokens, min_frequency)
         self.lowercase = bool(lowercase)
         self.max_tokens = max_tokens
         self.min_frequency = min_frequency
         self.keep_newlines = bool(keep_newlines)
+        self.split_elisions = bool(split_elisions)
 
     def get_config(self):
         return {
@@ -383,10 +388,24 @@ class WordTokenizer(Tokenizer):
             "max_tokens": self.max_tokens,
             "min_frequency": self.min_frequency,
             "keep_newlines": self.keep_newlines,
+            "split_elisions": self.split_elisions,
         }
 
     def _split_eager(self, strings):
-        return split_words(strings, self.lowercase, self.keep_newlines)
+        return self.split_surface(strings, self.lowercase)
+
+    def split_surface(self, strings, lowercase=False):
+        """The words of `strings` as this tokenizer splits them (eager).
+
+        Args:
+            strings: tf.string [N].
+            lowercase: bool. Lower-case first (False: the words as written,
+                what a translator copies for an unknown word).
+
+        Returns:
+            tf.string `tf.RaggedTensor` [N, None].
+        """
+        return split_words(strings, lowercase, self.keep_newlines, self.split_elisions)
 
     def _fit_vocabulary(self, texts, bar=None):
         counts = self._count_tokens(texts, bar)
@@ -395,7 +414,8 @@ class WordTokenizer(Tokenizer):
         )
 
     def _make_module(self):
-        return _WordModule(self._vocabulary, self.lowercase, self.keep_newlines)
+        return _WordModule(self._vocabulary, self.lowercase, self.keep_newlines,
+                           self.split_elisions)
 
 
 class CharTokenizer(Tokenizer):
