@@ -53,14 +53,12 @@ def _onnx_text(path, sentences, output="translations"):
     return [str(t) for t in out[output]], out
 
 
-def test_text_graph_splits_elisions_as_the_tokenizer_does(tmp_path):
-    # The generation graph over a stand-in core that echoes the prompt.
+def _echo_text_graph(tmp_path, tokenizer, prompts):
+    """The outputs of the generation text graph of `tokenizer` over a stand-in
+    core that echoes the prompt ids as the generated ids."""
     import onnx
     from onnx import helper
 
-    sentences = ["L'homme qu'il voit, c'est-à-dire l'école jusqu'à aujourd'hui.",
-                 "Don't say I'm Tom's d'Artagnan."]
-    tokenizer = WordTokenizer(lowercase=False, split_elisions=True).fit(sentences)
     graph = helper.make_graph(
         [helper.make_node("Identity", ["prompt_ids"], ["ids"]),
          helper.make_node("ReduceSum", ["one"], ["lengths"], keepdims=0),
@@ -77,7 +75,14 @@ def test_text_graph_splits_elisions_as_the_tokenizer_does(tmp_path):
     onnx_text.write_text_graph(core, str(tmp_path / "g.onnx"), "language_model",
                                [tokenizer], {"doc": ""})
     session = make_session(str(tmp_path / "g.onnx"), extensions=True)
-    out = run_session(session, {"prompts": np.array(sentences, dtype=object)})
+    return run_session(session, {"prompts": np.array(prompts, dtype=object)})
+
+
+def test_text_graph_splits_elisions_as_the_tokenizer_does(tmp_path):
+    sentences = ["L'homme qu'il voit, c'est-à-dire l'école jusqu'à aujourd'hui.",
+                 "Don't say I'm Tom's d'Artagnan."]
+    tokenizer = WordTokenizer(lowercase=False, split_elisions=True).fit(sentences)
+    out = _echo_text_graph(tmp_path, tokenizer, sentences)
     expected = tokenizer.encode(sentences)
     assert [[i for i in row if i] for row in out["ids"].tolist()] == expected
     generated = [t.decode() if isinstance(t, bytes) else str(t) for t in out["generated"]]
@@ -165,34 +170,11 @@ def test_serve_onnx_answers_the_readme_request(trained):
         assert [response.json()["predictions"][0]["translations"]] == int8
 
 
-def test_lowercasing_follows_tensorflow():
+def test_lowercasing_follows_tensorflow(tmp_path):
     words = ["Ça", "ÉTÉ", "İstanbul", "ΣΑΣ", "ΟΔΟΣ.", "ǅemal", "ÀÉÎÕÜ", "Straße", "ǈ", "ＡＢＣ"]
     lowered = [w.decode() for w in tf.strings.lower(words, encoding="utf-8").numpy()]
     tokenizer = WordTokenizer().fit(lowered)
-    # The generation graph over a stand-in core that echoes the prompt.
-    import onnx
-    from onnx import helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["prompt_ids"], ["ids"]),
-         helper.make_node("ReduceSum", ["one"], ["lengths"], keepdims=0),
-         helper.make_node("Cast", ["prompt_ids"], ["scores"], to=1)],
-        "echo", [helper.make_tensor_value_info("prompt_ids", onnx.TensorProto.INT32, [None, None])],
-        [helper.make_tensor_value_info("ids", onnx.TensorProto.INT32, [None, None]),
-         helper.make_tensor_value_info("lengths", onnx.TensorProto.INT32, [None]),
-         helper.make_tensor_value_info("scores", onnx.TensorProto.FLOAT, [None, None])],
-        initializer=[onnx.numpy_helper.from_array(np.ones([1], np.int32), "one")],
-    )
-    import tempfile, os
-
-    with tempfile.TemporaryDirectory() as tmp:
-        core = os.path.join(tmp, "core.onnx")
-        onnx.save(helper.make_model(graph, ir_version=8,
-                                    opset_imports=[helper.make_opsetid("", 17)]), core)
-        onnx_text.write_text_graph(core, os.path.join(tmp, "g.onnx"), "language_model",
-                                   [tokenizer], {"doc": ""})
-        session = make_session(os.path.join(tmp, "g.onnx"), extensions=True)
-        out = run_session(session, {"prompts": np.array([" ".join(words)], dtype=object)})
+    out = _echo_text_graph(tmp_path, tokenizer, [" ".join(words)])
     expected = tokenizer.encode([" ".join(words)])[0]
     assert out["ids"][0].tolist() == expected
     assert UNK_ID not in expected
