@@ -173,9 +173,10 @@ def test_a_run_batched_by_tokens(tmp_path):
         dataclasses.replace(recipe, batch_tokens=10)
 
 
-def test_a_label_smoothed_transformer_run(tmp_path):
+def test_a_label_smoothed_transformer_run_that_splits_elisions(tmp_path):
+    # One tiny run for both options (each training run costs the suite seconds).
     recipe = ks.TranslatorRecipe.transformer(
-        units=8, layers=1, num_heads=2, max_length=10, label_smoothing=0.1,
+        units=8, layers=1, num_heads=2, max_length=12, label_smoothing=0.1, split_elisions=True,
     ).with_training(epochs=1, batch_size=32, verbose=0)
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
         result = ks.train_translator(recipe, str(tmp_path / "run"), max_pairs=300)
@@ -184,15 +185,6 @@ def test_a_label_smoothed_transformer_run(tmp_path):
     assert config["recipe"]["label_smoothing"] == 0.1
     history = runs.RunDir(result["run_dir"]).training_state()["history"]
     assert np.isfinite(history[0]["val_loss"])
-
-
-def test_a_run_that_splits_elisions(tmp_path):
-    recipe = ks.TranslatorRecipe.transformer(
-        units=8, layers=1, num_heads=2, max_length=12, split_elisions=True,
-    ).with_training(epochs=1, batch_size=32, verbose=0)
-    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-        result = ks.train_translator(recipe, str(tmp_path / "run"), max_pairs=300)
-    config = runs.load_run_config(result["run_dir"])
     for side in ("source", "target"):
         assert config["tokenizer"][side]["config"]["split_elisions"] is True
     assert ks.TranslatorRecipe.from_run_config(config).split_elisions is True
